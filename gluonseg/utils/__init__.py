@@ -1,0 +1,1 @@
+"""Utilities: downloads, metrics, visualization."""

@@ -1,0 +1,58 @@
+"""gluonseg: semantic and instance segmentation model zoo for Apache MXNet Gluon."""
+import os
+import re
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read_version():
+    with open(os.path.join(HERE, 'gluonseg', '__init__.py')) as f:
+        return re.search(r"^__version__ = '([^']+)'", f.read(), re.M).group(1)
+
+
+# libmxnet.so of mxnet-cu112 links against these CUDA 11 runtimes; gluonseg preloads them
+# from the nvidia-*-cu11 wheels (gluonseg/_cuda.py), so no system CUDA toolkit is needed.
+CUDA11_WHEELS = [
+    'nvidia-cuda-runtime-cu11',
+    'nvidia-cublas-cu11',
+    'nvidia-cudnn-cu11>=8.9,<9',
+    'nvidia-cufft-cu11',
+    'nvidia-curand-cu11',
+    'nvidia-cusolver-cu11',
+    'nvidia-nccl-cu11',
+    'nvidia-cuda-nvrtc-cu11',
+    'nvidia-nvtx-cu11',
+]
+
+setup(
+    name='gluonseg',
+    version=read_version(),
+    description='Semantic and instance segmentation model zoo for Apache MXNet Gluon '
+                '(FCN, PSPNet, DeepLabV3, Mask R-CNN) compatible with GluonCV weights',
+    long_description=open(os.path.join(HERE, 'README.md')).read(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['gluonseg', 'gluonseg.*']),
+    python_requires='>=3.8,<3.12',
+    # MXNet 1.9.1 uses np.bool, removed in numpy 1.24.
+    install_requires=[
+        'numpy>=1.17,<1.24',
+        'Pillow',
+        'tqdm',
+        'requests',
+        'scipy',
+    ],
+    extras_require={
+        'cpu': ['mxnet==1.9.1'],
+        'cu112': ['mxnet-cu112==1.9.1'] + CUDA11_WHEELS,
+        'coco': ['pycocotools>=2.0.6'],
+        'test': ['pytest>=7', 'pycocotools>=2.0.6'],
+    },
+    entry_points={'console_scripts': ['gluonseg=gluonseg.cli:main']},
+    classifiers=[
+        'Programming Language :: Python :: 3',
+        'License :: OSI Approved :: Apache Software License',
+        'Topic :: Scientific/Engineering :: Image Recognition',
+    ],
+)
