@@ -1,0 +1,320 @@
+"""Pretrained weight store, compatible with the files GluonCV publishes.
+
+A weight file is ``{name}-{sha1[:8]}.params``, published zipped at
+``{repo}gluon/models/{name}-{sha1[:8]}.zip``. Files are cached in
+:func:`gluonseg.utils.paths.models_dir` (``$GLUONSEG_HOME/models``) or an explicit
+``root``, and a verified copy already in GluonCV's cache (``$MXNET_HOME/models``,
+default ``~/.mxnet/models``) is reused instead of downloading it again.
+"""
+import glob
+import logging
+import os
+import shutil
+import tempfile
+import zipfile
+from urllib.parse import urlsplit
+
+from ..utils.download import (DownloadError, download, extract_archive, normalize_sha1,
+                              sha1_file)
+from ..utils.filelock import FileLock
+from ..utils.paths import models_dir
+
+__all__ = ['DEFAULT_REPO_URL', 'ModelStoreError', 'repo_url', 'model_file_name',
+           'model_url', 'gluoncv_models_dir', 'get_model_file', 'purge']
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REPO_URL = 'https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/'
+# First one set wins.
+REPO_ENV_VARS = ('GLUONSEG_REPO_URL', 'MXNET_GLUON_REPO')
+
+
+class ModelStoreError(DownloadError):
+    """Weights could not be obtained; the message says where to place the file by hand.
+
+    Attributes
+    ----------
+    url, path, status
+        As for :class:`~gluonseg.utils.download.DownloadError` (``path`` is the cache file).
+    sha1 : str or None
+        The expected SHA-1.
+    """
+
+    def __init__(self, message, url=None, path=None, status=None, sha1=None):
+        super().__init__(message, url=url, path=path, status=status)
+        self.sha1 = sha1
+
+
+def repo_url():
+    """Base URL of the weight repository, ending with ``/``.
+
+    ``$GLUONSEG_REPO_URL``, else ``$MXNET_GLUON_REPO``, else :data:`DEFAULT_REPO_URL`.
+
+    Returns
+    -------
+    str
+    """
+    for var in REPO_ENV_VARS:
+        value = os.environ.get(var, '').strip()
+        if value:
+            return value if value.endswith('/') else value + '/'
+    return DEFAULT_REPO_URL
+
+
+def model_file_name(name, sha1):
+    """File name of a weight file: ``{name}-{sha1[:8]}.params`` (``{name}.params`` without sha1).
+
+    Parameters
+    ----------
+    name : str
+    sha1 : str or None
+
+    Returns
+    -------
+    str
+    """
+    return '%s-%s.params' % (name, sha1[:8]) if sha1 else '%s.params' % name
+
+
+def model_url(name, sha1, repo=None):
+    """Published URL of a weight file: ``{repo}gluon/models/{name}-{sha1[:8]}.zip``.
+
+    Parameters
+    ----------
+    name : str
+    sha1 : str
+    repo : str or None
+        Repository base URL; :func:`repo_url` when None.
+
+    Returns
+    -------
+    str
+    """
+    repo = repo_url() if repo is None else (repo if repo.endswith('/') else repo + '/')
+    return '%sgluon/models/%s-%s.zip' % (repo, name, sha1[:8])
+
+
+def gluoncv_models_dir():
+    """GluonCV's weight cache: ``$MXNET_HOME/models``, default ``~/.mxnet/models``.
+
+    Returns
+    -------
+    str
+    """
+    mxnet_home = os.environ.get('MXNET_HOME') or os.path.join('~', '.mxnet')
+    return os.path.join(os.path.expanduser(mxnet_home), 'models')
+
+
+def _matches(path, sha1):
+    return os.path.isfile(path) and (sha1 is None or sha1_file(path) == sha1)
+
+
+def get_model_file(name, sha1, root=None, url=None, progress=True):
+    """Path of the verified weight file ``{name}-{sha1[:8]}.params``, downloading it if needed.
+
+    Looks, in order, for
+
+    a. the file in the cache (``root``) with the full SHA-1 ``sha1``; a cached file with
+       another SHA-1 is deleted;
+    b. the same file name in GluonCV's cache (:func:`gluoncv_models_dir`) with the full
+       SHA-1 ``sha1``, copied (atomically) into the cache;
+    c. a download from ``url``, or else from :func:`model_url` (a zip holding the
+       ``.params``), extracted safely, verified and moved into the cache atomically; the
+       zip is deleted. When the SHA-1 does not match, it is downloaded once more.
+
+    Concurrent calls for the same file (threads or processes) download it once.
+
+    Parameters
+    ----------
+    name : str
+        Model name, e.g. ``'fcn_resnet101_voc'``.
+    sha1 : str or None
+        Full SHA-1 (40 hex digits) of the ``.params`` file. ``None`` is only for weights a
+        user registered without a hash: then **nothing is verified** (any cached
+        ``{name}.params`` is trusted, GluonCV's cache is not searched) and ``url`` is
+        required unless the file is already cached.
+    root : str or None
+        Cache folder; :func:`gluonseg.utils.paths.models_dir` when None. An explicit root
+        is always used as given (environment variables do not override it).
+    url : str or None
+        Where to download from instead of the repository: a ``.zip`` holding the
+        ``.params`` file, or the ``.params`` file itself.
+    progress : bool
+        Show a download progress bar.
+
+    Returns
+    -------
+    str
+        Absolute path of the weight file in the cache.
+
+    Raises
+    ------
+    ModelStoreError
+        Cannot download (offline, unreachable host, 404, ...) or the downloaded weights
+        have the wrong SHA-1. The message names the URL, the file name, the SHA-1 and the
+        cache folder where the file can be placed by hand.
+    ValueError
+        ``sha1`` is not a full SHA-1, or is None without ``url`` and no cached file.
+    """
+    if sha1 is not None:
+        sha1 = normalize_sha1(sha1)
+    root = os.path.abspath(os.path.expanduser(root)) if root else os.path.abspath(models_dir())
+    os.makedirs(root, exist_ok=True)
+    file_name = model_file_name(name, sha1)
+    path = os.path.join(root, file_name)
+    if sha1 is not None and _matches(path, sha1):  # fast path, no lock needed
+        return path
+
+    # One lock for the whole lookup (distinct from download()'s '<file>.lock').
+    with FileLock(os.path.join(root, file_name[:-len('.params')] + '.lock')):
+        if _matches(path, sha1):
+            return path
+        if os.path.exists(path):
+            log.warning('Deleting %s: its SHA-1 is %s, expected %s', path,
+                        sha1_file(path), sha1)
+            os.remove(path)
+
+        if sha1 is not None:
+            gluoncv_path = os.path.join(gluoncv_models_dir(), file_name)
+            if (os.path.abspath(gluoncv_path) != path and _matches(gluoncv_path, sha1)):
+                log.info('Reusing %s from the GluonCV cache', gluoncv_path)
+                _atomic_copy(gluoncv_path, path)
+                return path
+
+        if url is None:
+            if sha1 is None:
+                raise ValueError('No SHA-1 and no URL for model %r, and %s does not exist'
+                                 % (name, path))
+            url = model_url(name, sha1)
+        _download_into_cache(name, sha1, url, path, progress)
+    return path
+
+
+def _atomic_copy(src, dst):
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(dst) + '.', suffix='.tmp',
+                               dir=os.path.dirname(dst))
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def _is_zip_url(url):
+    return urlsplit(url).path.lower().endswith('.zip')
+
+
+def _download_into_cache(name, sha1, url, path, progress):
+    """Download (and unzip) ``url``, verify it and move it to ``path``; retry once on a bad hash."""
+    root = os.path.dirname(path)
+    file_name = os.path.basename(path)
+    actual = None
+    for attempt in (1, 2):
+        try:
+            if _is_zip_url(url):
+                actual = _fetch_zipped(url, path, sha1, progress)
+            else:
+                actual = _fetch_plain(url, path, sha1, progress)
+        except DownloadError as err:
+            raise ModelStoreError(_unavailable_message(name, sha1, url, path, err),
+                                  url=url, path=path, status=err.status, sha1=sha1) from err
+        if actual is None:
+            return
+        if attempt == 1:
+            log.warning('Weights of %r from %s have SHA-1 %s, expected %s; downloading '
+                        'again', name, url, actual, sha1)
+    raise ModelStoreError(
+        'SHA-1 mismatch for %s downloaded from %s: expected %s, got %s (downloaded twice; '
+        'nothing was cached). If you have the right file, place it by hand:\n'
+        '    cp <file> %s' % (file_name, url, sha1, actual, os.path.join(root, file_name)),
+        url=url, path=path, sha1=sha1)
+
+
+def _fetch_plain(url, path, sha1, progress):
+    """Download a bare ``.params``; returns None when verified (download() re-tries once)."""
+    tmp = path + '.download'
+    try:
+        download(url, tmp, sha1=None, progress=progress)
+        actual = sha1_file(tmp) if sha1 is not None else sha1
+        if actual != sha1:
+            return actual
+        os.replace(tmp, path)
+        return None
+    finally:
+        _remove_quietly(tmp)
+
+
+def _fetch_zipped(url, path, sha1, progress):
+    """Download a zip holding the ``.params``; returns None when verified, else its SHA-1."""
+    root = os.path.dirname(path)
+    file_name = os.path.basename(path)
+    zip_path = os.path.join(root, file_name[:-len('.params')] + '.zip')
+    workdir = tempfile.mkdtemp(prefix=file_name + '.', suffix='.unzip', dir=root)
+    try:
+        download(url, zip_path, sha1=None, progress=progress)
+        try:
+            extracted = extract_archive(zip_path, workdir)
+        except zipfile.BadZipFile:
+            return 'not-a-zip-file'
+        params = [p for p in extracted if p.endswith('.params') and os.path.isfile(p)]
+        # Prefer the published member name; a user's zip may hold one differently named file.
+        chosen = [p for p in params if os.path.basename(p) == file_name] or params
+        if len(chosen) != 1:
+            raise DownloadError('%s holds %s, expected %s'
+                                % (url, [os.path.relpath(p, workdir) for p in params] or
+                                   'no .params file', file_name), url=url, path=path)
+        actual = sha1_file(chosen[0]) if sha1 is not None else sha1
+        if actual != sha1:
+            return actual
+        os.replace(chosen[0], path)
+        return None
+    finally:
+        _remove_quietly(zip_path)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _unavailable_message(name, sha1, url, path, err):
+    file_name = os.path.basename(path)
+    lines = ['Cannot get the weights of model %r: %s' % (name, err),
+             '    URL: %s' % url,
+             '    expected file: %s (SHA-1 %s)' % (file_name, sha1 or 'not given'),
+             'If this machine is offline or the host is unreachable, fetch the file '
+             'elsewhere (unzip it if it is a .zip) and place it by hand:',
+             '    cp <file> %s' % path]
+    if not url.startswith(repo_url()):
+        return '\n'.join(lines)
+    lines.append('or set GLUONSEG_REPO_URL to a mirror holding gluon/models/%s'
+                 % os.path.basename(urlsplit(url).path))
+    return '\n'.join(lines)
+
+
+def purge(root=None):
+    """Delete the cached weight files (``*.params``) and leftover partial downloads.
+
+    Parameters
+    ----------
+    root : str or None
+        Cache folder; :func:`gluonseg.utils.paths.models_dir` when None.
+
+    Returns
+    -------
+    list of str
+        The deleted files.
+    """
+    root = os.path.abspath(os.path.expanduser(root)) if root else os.path.abspath(models_dir())
+    removed = []
+    for pattern in ('*.params', '*.params.part', '*.params.download', '*.zip.part'):
+        for path in sorted(glob.glob(os.path.join(root, pattern))):
+            if os.path.isfile(path):
+                os.remove(path)
+                removed.append(path)
+    return removed
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass

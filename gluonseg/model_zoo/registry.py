@@ -1,0 +1,261 @@
+"""The model registry: one name -> (builder, metadata, published weights).
+
+Model files register their names with :func:`register_model`; :func:`get_model`,
+:func:`list_models`, the README's model table and ``docs/model_zoo.md`` all read the same
+records, so the documentation cannot drift from the code.
+"""
+import difflib
+import fnmatch
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+
+import mxnet as mx
+
+__all__ = ['Weights', 'ModelEntry', 'register_model', 'register_weights', 'get_model',
+           'list_models', 'model_info', 'load_weights', 'UnknownModelError',
+           'IMAGENET_MEAN', 'IMAGENET_STD']
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Weights:
+    """One weight file for a registered model.
+
+    ``sha1`` is the full SHA-1 of the ``.params`` file (None: not verified). With neither
+    ``url`` nor ``path`` the file comes from the published store
+    (``{repo}gluon/models/{name}-{sha1[:8]}.zip``).
+    """
+    sha1: Optional[str]
+    url: Optional[str] = None
+    path: Optional[str] = None
+    metrics: Dict[str, float] = field(default_factory=dict)
+    protocol: str = ''
+    source: str = ''
+
+    @property
+    def tag(self):
+        return self.sha1[:8] if self.sha1 else 'local'
+
+
+@dataclass
+class ModelEntry:
+    """Everything known about a registered model name."""
+    name: str
+    builder: Callable
+    task: str
+    dataset: str
+    num_classes: int
+    classes: Tuple[str, ...] = ()
+    architecture: str = ''
+    mean: Tuple[float, ...] = IMAGENET_MEAN
+    std: Tuple[float, ...] = IMAGENET_STD
+    weights: List[Weights] = field(default_factory=list)
+
+    @property
+    def pretrained(self):
+        return bool(self.weights)
+
+    def select_weights(self, pretrained=True):
+        """The weight record for ``pretrained`` (True: the default, the first registered; a
+        string: the record whose SHA-1 starts with it)."""
+        if not self.weights:
+            raise ValueError(
+                'No pretrained weights are published for %r. Build it with pretrained=False '
+                'and train it, or register a file with gluonseg.model_zoo.register_weights(%r, '
+                'sha1=..., path=... or url=...). Models with weights: %s'
+                % (self.name, self.name, ', '.join(list_models(pretrained=True)[:8]) + ', ...'))
+        if pretrained is True:
+            return self.weights[0]
+        prefix = str(pretrained).lower()
+        matches = [w for w in self.weights if w.sha1 and w.sha1.startswith(prefix)]
+        if len(matches) != 1:
+            raise ValueError('pretrained=%r matches %d of the weight files of %r (SHA-1s: %s)'
+                             % (pretrained, len(matches), self.name,
+                                ', '.join(w.sha1 or 'unverified' for w in self.weights)))
+        return matches[0]
+
+
+_REGISTRY: Dict[str, ModelEntry] = {}
+
+
+class UnknownModelError(KeyError):
+    """Raised by :func:`get_model` for a name that is not registered."""
+
+    def __str__(self):
+        return self.args[0]
+
+
+def register_model(name=None, *, task, dataset, classes, architecture='', weights=(),
+                   mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """Register a builder under ``name`` (default: the function's name).
+
+    The builder is called as ``builder(pretrained_base=..., root=..., **kwargs)`` and returns
+    an uninitialized network. ``classes`` is the list of class names, or their number when
+    the names are not shipped (ImageNet). Usable as a decorator or called directly with a builder::
+
+        @register_model(task='semantic', dataset='shapes', classes=('bg', 'disc'))
+        def fcn_tiny_shapes(**kwargs):
+            ...
+    """
+    def decorator(builder):
+        key = name or builder.__name__
+        if key in _REGISTRY:
+            raise ValueError('Model name %r is already registered' % key)
+        names = () if isinstance(classes, int) else tuple(classes)
+        _REGISTRY[key] = ModelEntry(key, builder, task, dataset, len(names) or classes, names,
+                                    architecture, tuple(mean), tuple(std), list(weights))
+        return builder
+    return decorator
+
+
+def register_weights(name, sha1=None, url=None, path=None, metrics=None, protocol='',
+                     source='user', default=True):
+    """Add a weight file for a registered model (a local ``path`` or a ``url``; a ``sha1``
+    makes gluonseg verify it). With ``default`` it becomes what ``pretrained=True`` loads."""
+    if url is None and path is None and sha1 is None:
+        raise ValueError('register_weights(%r) needs a sha1 (published store), a url or a path'
+                         % name)
+    if path is not None and not os.path.isfile(path):
+        raise FileNotFoundError('Weight file for %r not found: %s' % (name, path))
+    record = Weights(sha1=sha1.lower() if sha1 else None, url=url, path=path,
+                     metrics=dict(metrics or {}), protocol=protocol, source=source)
+    entry = model_info(name)
+    if default:
+        entry.weights.insert(0, record)
+    else:
+        entry.weights.append(record)
+    return record
+
+
+def model_info(name):
+    """The :class:`ModelEntry` of ``name``; an unknown name suggests the closest ones."""
+    _ensure_models_imported()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _REGISTRY, n=5, cutoff=0.5)
+        hint = ('Did you mean: %s?' % ', '.join(close)) if close else \
+            'See gluonseg.list_models().'
+        raise UnknownModelError('Unknown model %r. %s' % (name, hint)) from None
+
+
+def list_models(pattern='*', pretrained=None, task=None, dataset=None):
+    """Registered names matching a shell wildcard ``pattern`` (e.g. ``'deeplab_*'``), sorted;
+    ``pretrained=True/False`` keeps only names with/without published weights."""
+    _ensure_models_imported()
+    names = []
+    for key, entry in sorted(_REGISTRY.items()):
+        if not fnmatch.fnmatchcase(key, pattern):
+            continue
+        if pretrained is not None and entry.pretrained != bool(pretrained):
+            continue
+        if task is not None and entry.task != task:
+            continue
+        if dataset is not None and entry.dataset != dataset:
+            continue
+        names.append(key)
+    return names
+
+
+def get_model(name, pretrained=False, pretrained_base=True, ctx=mx.cpu(), root=None, **kwargs):
+    """Build a registered model.
+
+    Parameters
+    ----------
+    name : str
+        A registered name, e.g. ``'deeplab_resnet101_voc'`` (see :func:`list_models`).
+    pretrained : bool or str
+        Load the published weights (True), or the weight file whose SHA-1 starts with the
+        given string.
+    pretrained_base : bool
+        Without ``pretrained``, start the backbone from its ImageNet weights.
+    ctx : Context or list of Context
+        Where the parameters live.
+    root : str
+        Weight cache folder (default ``$GLUONSEG_HOME/models``).
+    **kwargs
+        Passed to the builder (``norm_layer``, ``norm_kwargs``, ``aux``, ``dilated``, ...).
+    """
+    entry = model_info(name)
+    weights = entry.select_weights(pretrained) if pretrained else None
+    net = entry.builder(pretrained_base=bool(pretrained_base) and not pretrained, root=root,
+                        **kwargs)
+    net.gluonseg_info = entry
+    ctx = ctx if isinstance(ctx, (list, tuple)) else [ctx]
+    if weights is not None:
+        load_weights(net, _fetch(entry.name, weights, root), ctx=ctx)
+    else:
+        _initialize_missing(net, ctx)
+    return net
+
+
+def _fetch(name, weights, root):
+    if weights.path is not None:
+        from ..utils.download import sha1_file
+        if weights.sha1 and sha1_file(weights.path) != weights.sha1:
+            raise IOError('Weight file %s registered for %r does not have SHA-1 %s'
+                          % (weights.path, name, weights.sha1))
+        return weights.path
+    from .model_store import get_model_file
+    return get_model_file(name, weights.sha1, root=root, url=weights.url)
+
+
+def _initialize_missing(net, ctx, init=None):
+    """Initialize parameters that no weight file filled (e.g. a new head)."""
+    init = init or mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2)
+    for param in net.collect_params().values():
+        if param._data is None and not param._deferred_init:
+            param.initialize(init=None if param.init is not None else init, ctx=ctx)
+        else:
+            param.reset_ctx(ctx)
+
+
+def load_weights(net, filename, ctx=mx.cpu()):
+    """Load ``filename`` into ``net`` strictly: every array must exist with the same shape.
+
+    Errors list the missing, unexpected and mismatched names (not only the first), and name
+    the file.
+    """
+    loaded = mx.nd.load(filename)
+    if isinstance(loaded, list) or not loaded:
+        raise ValueError('%s holds no named arrays; expected a file written by '
+                         'save_parameters()' % filename)
+    # Some files carry the 'arg:'/'aux:' prefixes of Module checkpoints.
+    loaded = {k.split(':', 1)[1] if k.startswith(('arg:', 'aux:')) else k: v
+              for k, v in loaded.items()}
+    params = net._collect_params_with_prefix()
+    missing = sorted(set(params) - set(loaded))
+    unexpected = sorted(set(loaded) - set(params))
+    mismatched = ['%s: file %s, model %s' % (k, loaded[k].shape, params[k].shape)
+                  for k in sorted(set(params) & set(loaded))
+                  if params[k].shape and 0 not in params[k].shape
+                  and tuple(params[k].shape) != loaded[k].shape]
+    if missing or unexpected or mismatched:
+        def show(keys):
+            return ', '.join(keys[:6]) + (' ... (%d in all)' % len(keys) if len(keys) > 6 else '')
+        problems = []
+        if missing:
+            problems.append('missing in the file: ' + show(missing))
+        if unexpected:
+            problems.append('not in the model: ' + show(unexpected))
+        if mismatched:
+            problems.append('shape differs: ' + show(mismatched))
+        raise ValueError('Cannot load %s into %s:\n  %s' % (filename, type(net).__name__,
+                                                            '\n  '.join(problems)))
+    ctx = ctx if isinstance(ctx, (list, tuple)) else [ctx]
+    for key, param in params.items():
+        param._load_init(loaded[key], ctx, cast_dtype=True, dtype_source='current')
+
+
+_MODEL_MODULES_IMPORTED = False
+
+
+def _ensure_models_imported():
+    # Model files register themselves on import; import them lazily to avoid a cycle.
+    global _MODEL_MODULES_IMPORTED
+    if not _MODEL_MODULES_IMPORTED:
+        _MODEL_MODULES_IMPORTED = True
+        from . import backbones, fcn, pspnet, deeplabv3  # noqa: F401

@@ -1,0 +1,221 @@
+"""What every semantic segmentation network shares: a dilated ResNet and full-size outputs.
+
+Outputs are resized to the size of the input *inside* the graph (``BilinearResize2D`` in
+``like`` mode), so one network, hybridized or not, takes any H x W (97 x 131 works) and
+nothing in it changes between calls.
+"""
+import re
+
+import mxnet as mx
+from mxnet import autograd
+from mxnet.gluon import nn
+
+from .resnetv1b import resnet_v1b
+
+__all__ = ['SegBaseModel', 'FCNHead', 'classifier_block', 'conv_bn_relu', 'parse_backbone', 'build_backbone', 'resize_like']
+
+# Segmentation defaults to the deep-stem v1s backbones for 50/101/152 (what GluonCV's
+# published segmentation weights were trained with) and to v1b for the shallow ones.
+DEFAULT_VARIANT = {18: 'v1b', 34: 'v1b', 50: 'v1s', 101: 'v1s', 152: 'v1s'}
+
+
+def parse_backbone(name):
+    """``'resnet101'`` -> ``(101, 'v1s')``; ``'resnet50_v1d'`` -> ``(50, 'v1d')``."""
+    match = re.fullmatch(r'resnet(\d+)(?:_(v1[bcds]))?', name)
+    if not match:
+        raise ValueError("Unknown backbone %r: expected 'resnet<depth>' or "
+                         "'resnet<depth>_v1{b,c,d,s}', e.g. 'resnet101' or 'resnet50_v1d'"
+                         % (name,))
+    depth = int(match.group(1))
+    if depth not in DEFAULT_VARIANT:
+        raise ValueError('Unknown backbone %r: depth must be one of %s'
+                         % (name, sorted(DEFAULT_VARIANT)))
+    return depth, match.group(2) or DEFAULT_VARIANT[depth]
+
+
+def build_backbone(name, dilated=True, pretrained=False, root=None, norm_layer=nn.BatchNorm,
+                   norm_kwargs=None):
+    """A (dilated) ResNetV1b, with its published ImageNet weights when ``pretrained``."""
+    depth, variant = parse_backbone(name)
+    kwargs = dict(dilated=dilated, norm_layer=norm_layer, norm_kwargs=norm_kwargs)
+    if pretrained:
+        from .registry import get_model  # the registry imports the model files
+        return get_model('resnet%d_%s' % (depth, variant), pretrained=True, root=root, **kwargs)
+    return resnet_v1b(depth, variant, **kwargs)
+
+
+def resize_like(F, x, like):
+    """Bilinear resize of ``x`` to the spatial size of ``like`` (corners aligned, as the
+    published weights were trained)."""
+    return F.contrib.BilinearResize2D(x, like=like, mode='like', align_corners=True)
+
+
+def conv_bn_relu(channels, kernel, in_channels, norm_layer, norm_kwargs, padding=0,
+                  dilation=1):
+    """Conv (no bias) -> norm -> ReLU, as a 3-element sequence (keys ``.0`` and ``.1``)."""
+    block = nn.HybridSequential()
+    block.add(nn.Conv2D(channels, kernel, padding=padding, dilation=dilation, use_bias=False,
+                        in_channels=in_channels),
+              norm_layer(in_channels=channels, **(norm_kwargs or {})),
+              nn.Activation('relu'))
+    return block
+
+
+def classifier_block(in_channels, channels, nclass, norm_layer, norm_kwargs):
+    """3x3 conv -> norm -> ReLU -> dropout 0.1 -> 1x1 classifier (with bias): the last part of
+    every head (keys ``block.0``, ``block.1``, ``block.4``)."""
+    block = conv_bn_relu(channels, 3, in_channels, norm_layer, norm_kwargs, padding=1)
+    block.add(nn.Dropout(0.1), nn.Conv2D(nclass, 1, in_channels=channels))
+    return block
+
+
+class FCNHead(nn.HybridBlock):
+    """The FCN head: :func:`classifier_block` with ``in/4`` channels. Also every model's
+    auxiliary head on stage 3."""
+
+    def __init__(self, in_channels, nclass, norm_layer=nn.BatchNorm, norm_kwargs=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.block = classifier_block(in_channels, in_channels // 4, nclass, norm_layer,
+                                          norm_kwargs)
+
+    def hybrid_forward(self, F, x):
+        return self.block(x)
+
+
+class SegBaseModel(nn.HybridBlock):
+    """A dilated ResNet (stages kept as ``conv1`` ... ``layer4``), a head on stage 4 and an
+    optional auxiliary FCN head on stage 3.
+
+    Calling the network returns ``(out, aux)`` while training (inside
+    ``autograd.record()``) when the auxiliary head exists, and ``out`` alone otherwise; both
+    are logits of shape (N, nclass, H, W) at the input's H x W. ``export()`` writes the
+    inference graph (main output only).
+
+    Parameters
+    ----------
+    nclass : int
+        Number of classes.
+    backbone : str
+        ``'resnet50'``, ``'resnet101'``, ``'resnet152'`` (deep-stem v1s) or an explicit
+        variant such as ``'resnet50_v1b'``.
+    aux : bool
+        Build the auxiliary FCN head on stage 3 (the published weights include it).
+    pretrained_base : bool
+        Load the ImageNet weights of the backbone.
+    norm_layer, norm_kwargs :
+        Normalization block for backbone and heads, e.g. ``mx.gluon.contrib.nn.SyncBatchNorm``
+        with ``{'num_devices': 4}``.
+    """
+
+    def __init__(self, nclass, backbone='resnet50', aux=True, pretrained_base=True, root=None,
+                 norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
+        super().__init__(**kwargs)
+        self.nclass = nclass
+        self.aux = aux
+        self.backbone_name = backbone
+        self._norm = dict(norm_layer=norm_layer, norm_kwargs=norm_kwargs)
+        self._return_aux = aux
+        with self.name_scope():
+            base = build_backbone(backbone, dilated=True, pretrained=pretrained_base, root=root,
+                                  **self._norm)
+            # Keep the stages at the top level: the published files name them ``layer3.0...``.
+            self.conv1, self.bn1, self.relu, self.maxpool = (base.conv1, base.bn1, base.relu,
+                                                             base.maxpool)
+            self.layer1, self.layer2 = base.layer1, base.layer2
+            self.layer3, self.layer4 = base.layer3, base.layer4
+            self.stage3_channels = 256 * base.layer3[0].expansion
+            self.stage4_channels = 512 * base.layer4[0].expansion
+            if aux:
+                self.auxlayer = FCNHead(self.stage3_channels, nclass, **self._norm)
+
+    def base_forward(self, x):
+        """Stage 3 and stage 4 features (both at 1/8 of the input size)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        c3 = self.layer3(self.layer2(self.layer1(x)))
+        return c3, self.layer4(c3)
+
+    def hybrid_forward(self, F, x):
+        c3, c4 = self.base_forward(x)
+        out = resize_like(F, self.head(c4), x)
+        if self._return_aux:
+            return out, resize_like(F, self.auxlayer(c3), x)
+        return out
+
+    def forward(self, x, *args):
+        outputs = super().forward(x, *args)
+        if self._return_aux and not autograd.is_training():
+            return outputs[0]
+        return outputs
+
+    def head_blocks(self):
+        """The blocks trained from scratch on a new task (for a larger learning rate)."""
+        return [self.head] + ([self.auxlayer] if self.aux else [])
+
+    def export(self, path, epoch=0, remove_amp_cast=True):
+        """Export the inference graph (main output only) as ``path-symbol.json`` and
+        ``path-%04d.params``; load it with ``mx.gluon.SymbolBlock.imports``."""
+        if not self._return_aux:
+            return super().export(path, epoch, remove_amp_cast=remove_amp_cast)
+        # The cached graph computes both outputs; rebuild it without the auxiliary branch.
+        self._return_aux = False
+        self._clear_cached_op()
+        try:
+            self(mx.nd.zeros((1, 3, 64, 64), ctx=self._first_ctx()))
+            return super().export(path, epoch, remove_amp_cast=remove_amp_cast)
+        finally:
+            self._return_aux = True
+            self._clear_cached_op()
+
+    def _first_ctx(self):
+        return next(iter(self.collect_params().values())).list_ctx()[0]
+
+    def predict(self, x):
+        """Class ids (N, H, W, int32) for a batch ``x`` (N, 3, H, W), already normalized."""
+        with autograd.predict_mode():
+            out = self(x)
+        return out.argmax(axis=1).astype('int32')
+
+
+# Label sets of the semantic datasets: short name in model names -> (dataset, class names).
+def _semantic_datasets():
+    from ..data.classes import ADE20K_CLASSES, CITYSCAPES_CLASSES, VOC_CLASSES
+    return {'voc': ('Pascal VOC 2012', VOC_CLASSES),
+            'coco': ('MS COCO (21 VOC classes)', VOC_CLASSES),
+            'ade': ('ADE20K', ADE20K_CLASSES),
+            'citys': ('Cityscapes', CITYSCAPES_CLASSES)}
+
+
+# What GluonCV's published semantic numbers were measured on (its test.py, multi-scale).
+PUBLISHED_PROTOCOLS = {
+    'voc': 'VOC2012 test server; COCO -> VOC-Aug -> VOC transfer; multi-scale + flip',
+    'coco': 'COCO val2017 mapped to the 21 VOC classes; multi-scale + flip',
+    'ade': 'ADE20K val; multi-scale + flip',
+    'citys': 'Cityscapes val; multi-scale + flip',
+}
+
+
+def register_semantic_models(method, model_class, architecture, published):
+    """Register ``{method}_resnet{50,101,152}_{voc,coco,ade,citys}``.
+
+    ``published`` maps a model name to ``(sha1, metrics)``: the GluonCV weight files that
+    load into these models and the numbers GluonCV reported for them.
+    """
+    from .registry import Weights, register_model
+    for short, (dataset, classes) in _semantic_datasets().items():
+        for depth in (50, 101, 152):
+            name = '%s_resnet%d_%s' % (method, depth, short)
+
+            def builder(nclass=len(classes), backbone='resnet%d' % depth, **kwargs):
+                return model_class(nclass, backbone=backbone, **kwargs)
+
+            weights = []
+            if name in published:
+                sha1, metrics = published[name]
+                weights.append(Weights(sha1, metrics=metrics,
+                                       protocol=PUBLISHED_PROTOCOLS[short] if metrics else '',
+                                       source='GluonCV model zoo'))
+            register_model(name, task='semantic', dataset=dataset, classes=classes,
+                           architecture='%s, dilated ResNet-%d' % (architecture, depth),
+                           weights=weights)(builder)
