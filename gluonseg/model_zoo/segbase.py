@@ -5,6 +5,7 @@ Outputs are resized to the size of the input *inside* the graph (``BilinearResiz
 nothing in it changes between calls.
 """
 import re
+import warnings
 
 import mxnet as mx
 from mxnet import autograd
@@ -162,7 +163,9 @@ class SegBaseModel(nn.HybridBlock):
         self._return_aux = False
         self._clear_cached_op()
         try:
-            self(mx.nd.zeros((1, 3, 64, 64), ctx=self._first_ctx()))
+            with warnings.catch_warnings():  # the unused auxiliary head is intended here
+                warnings.simplefilter('ignore', UserWarning)
+                self(mx.nd.zeros((1, 3, 64, 64), ctx=self._first_ctx()))
             return super().export(path, epoch, remove_amp_cast=remove_amp_cast)
         finally:
             self._return_aux = True

@@ -1,0 +1,142 @@
+"""Semantic models: published layouts, golden outputs, any input size, export, contexts."""
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd
+
+import gluonseg
+from gluonseg.model_zoo.registry import model_info
+from spec_utils import fill_golden_weights, golden, spec_index, spec_layout
+
+SPEC_MODELS = [n for n in spec_index() if not n.startswith('mask_rcnn')]
+GOLDEN_SEMANTIC = ['fcn_resnet50_ade', 'fcn_resnet101_voc', 'psp_resnet101_voc',
+                   'deeplab_resnet101_voc', 'deeplab_resnet152_coco']
+
+
+def saved_layout(net):
+    return {k: tuple(p.shape) for k, p in net._collect_params_with_prefix().items()}
+
+
+@pytest.mark.parametrize('name', gluonseg.list_models())
+def test_every_registered_name_builds_with_its_class_count(name):
+    info = model_info(name)
+    net = info.builder(pretrained_base=False, root=None)
+    classifier = [p for k, p in saved_layout(net).items()
+                  if k in ('fc.weight', 'head.block.4.weight')]
+    assert classifier and classifier[0][0] == info.num_classes
+
+
+@pytest.mark.parametrize('name', SPEC_MODELS)
+def test_layout_equals_published_file(name):
+    net = gluonseg.get_model(name, pretrained_base=False)
+    assert saved_layout(net) == spec_layout(name)
+
+
+@pytest.mark.parametrize('name', SPEC_MODELS)
+def test_published_sha1_is_registered(name):
+    published = spec_index()[name]['published_sha1']
+    shas = [w.sha1 for w in model_info(name).weights]
+    assert shas == ([published] if published else [])
+
+
+def _golden_net(name):
+    net = gluonseg.get_model(name, pretrained_base=False)
+    fill_golden_weights(net)
+    return net
+
+
+def _assert_close(actual, expected):
+    rel = np.abs(actual - expected).max() / np.abs(expected).max()
+    assert rel < 1e-4, 'relative error %g' % rel
+
+
+@pytest.mark.parametrize('name', GOLDEN_SEMANTIC)
+def test_golden_outputs_match_gluoncv(name):
+    data = golden(name)
+    net = _golden_net(name)
+    net.hybridize()
+    x = mx.nd.array(data['input'])
+    out, aux = mx.gluon.HybridBlock.forward(net, x)  # both outputs, without autograd
+    _assert_close(out.asnumpy(), data['out'])
+    _assert_close(aux.asnumpy(), data['aux'])
+    # The user-facing call returns the main output alone at inference.
+    _assert_close(net(x).asnumpy(), data['out'])
+
+
+def test_golden_output_without_hybridize():
+    data = golden('psp_resnet101_voc')
+    net = _golden_net('psp_resnet101_voc')
+    _assert_close(net(mx.nd.array(data['input'])).asnumpy(), data['out'])
+
+
+@pytest.fixture(scope='module')
+def small_nets():
+    """FCN, PSPNet and DeepLabV3 on ResNet-18 with random weights (fast)."""
+    nets = {}
+    for cls in ('fcn', 'psp', 'deeplab'):
+        mx.random.seed(0)
+        nets[cls] = gluonseg.get_model('%s_resnet50_voc' % cls, pretrained_base=False,
+                                       backbone='resnet18', nclass=5)
+    return nets
+
+
+@pytest.mark.parametrize('method', ['fcn', 'psp', 'deeplab'])
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_any_input_size_gives_output_of_that_size(small_nets, method, hybridize):
+    net = small_nets[method]
+    if hybridize:
+        net.hybridize()
+    for h, w in [(97, 131), (64, 64), (33, 50)]:
+        out = net(mx.nd.random.normal(shape=(2, 3, h, w)))
+        assert out.shape == (2, 5, h, w)
+    # Nothing changed inside: the first size again gives the same result as a fresh call.
+    x = mx.nd.random.normal(shape=(1, 3, 97, 131))
+    first = net(x).asnumpy()
+    net(mx.nd.random.normal(shape=(1, 3, 40, 72)))
+    np.testing.assert_allclose(net(x).asnumpy(), first, rtol=1e-5, atol=1e-5)
+
+
+def test_training_returns_main_and_aux_outputs(small_nets):
+    net = small_nets['deeplab']
+    x = mx.nd.random.normal(shape=(2, 3, 48, 40))
+    with autograd.record():
+        out, aux = net(x)
+    assert out.shape == aux.shape == (2, 5, 48, 40)
+    assert net.predict(x).shape == (2, 48, 40)
+    assert net.predict(x).dtype == np.int32
+
+
+@pytest.mark.parametrize('method', ['fcn', 'psp', 'deeplab'])
+def test_export_and_symbolblock_import_give_identical_outputs(small_nets, method, tmp_path):
+    net = small_nets[method]
+    net.hybridize()
+    x = mx.nd.random.normal(shape=(1, 3, 72, 56))
+    expected = net(x).asnumpy()
+    prefix = str(tmp_path / method)
+    net.export(prefix)
+    imported = mx.gluon.SymbolBlock.imports(prefix + '-symbol.json', ['data'],
+                                            prefix + '-0000.params')
+    np.testing.assert_allclose(imported(x).asnumpy(), expected, rtol=1e-5, atol=1e-6)
+    # Another size through the exported graph still works.
+    assert imported(mx.nd.zeros((2, 3, 40, 88))).shape == (2, 5, 40, 88)
+    # The network still returns both outputs when training after the export.
+    with autograd.record():
+        assert len(net(x)) == 2
+
+
+def test_forward_on_two_contexts_gives_the_same_result(small_nets):
+    ctxs = [mx.cpu(0), mx.cpu(1)]
+    net = small_nets['fcn']
+    net.collect_params().reset_ctx(ctxs)
+    x = mx.nd.random.normal(shape=(1, 3, 40, 40))
+    outs = [net(x.as_in_context(c)) for c in ctxs]
+    assert [o.context for o in outs] == ctxs
+    np.testing.assert_allclose(outs[0].asnumpy(), outs[1].asnumpy(), rtol=1e-6)
+    net.collect_params().reset_ctx(mx.cpu())
+
+
+def test_get_model_places_parameters_on_every_context():
+    net = gluonseg.get_model('fcn_resnet50_voc', pretrained_base=False, backbone='resnet18',
+                             ctx=[mx.cpu(0), mx.cpu(1)])
+    for param in net.collect_params().values():
+        assert param.list_ctx() == [mx.cpu(0), mx.cpu(1)], param.name
