@@ -1,1 +1,6 @@
 """Datasets and transforms for segmentation."""
+from .transforms import (IMAGENET_MEAN, IMAGENET_STD, load_image, normalize_image,  # noqa: F401
+                         SegmentationTrainTransform, SegmentationValTransform,
+                         SegmentationTestValTransform, pad_batchify)
+from .base import IGNORE_INDEX, DatasetNotFoundError, SegmentationDataset  # noqa: F401
+from .shapes import SHAPE_CLASSES, ShapesSegmentation, ShapesInstance  # noqa: F401

@@ -1,0 +1,192 @@
+"""Shared base of the segmentation datasets: root lookup, missing-data errors, label checks.
+
+Every dataset returns ``(image, mask)`` from ``__getitem__``: ``image`` a uint8 HxWx3 RGB numpy
+array and ``mask`` an int32 HxW numpy array of class ids, with :data:`IGNORE_INDEX` (255) for
+pixels that are not scored. An optional joint ``transform(image, mask) -> (image, mask)`` is
+applied last. Splits without labels (e.g. VOC ``test``) return the image alone; their transform
+is called with ``mask=None``.
+"""
+import os
+
+import mxnet as mx
+import numpy as np
+from PIL import Image
+
+from ..utils.paths import datasets_dir
+from .transforms import load_image
+
+__all__ = ['IGNORE_INDEX', 'DatasetNotFoundError', 'SegmentationDataset', 'read_label_png',
+           'read_split_file', 'check_mask']
+
+IGNORE_INDEX = 255
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset folder or file is missing; the message says where it was expected and how to create it.
+
+    Parameters
+    ----------
+    dataset : str
+        Human-readable dataset name, e.g. ``'Pascal VOC 2012'``.
+    path : str
+        The path that was looked for.
+    script : str, optional
+        Preparation script that creates the data, e.g. ``'scripts/datasets/prepare_voc.py'``.
+    detail : str, optional
+        Extra explanation (e.g. which other locations were tried).
+    """
+
+    def __init__(self, dataset, path, script=None, detail=None):
+        msg = '%s not found: expected %s' % (dataset, path)
+        if detail:
+            msg += ' (%s)' % detail
+        if script:
+            msg += '. Create it with `python %s`, or pass root= pointing at an existing copy' % script
+        super(DatasetNotFoundError, self).__init__(msg)
+        self.filename = path
+        self.dataset = dataset
+        self.script = script
+
+
+def read_label_png(path):
+    """Read a label PNG as an int32 HxW array of class ids.
+
+    Palette ('P') PNGs such as VOC's ``SegmentationClass`` give their palette indices (not the
+    colours); greyscale ('L', 'I', 'I;16') PNGs give their values.
+
+    Raises
+    ------
+    ValueError
+        If the PNG holds colours (RGB/RGBA) rather than class ids.
+    """
+    with Image.open(path) as label:
+        if label.mode not in ('P', 'L', 'I', 'I;16', 'I;16B', 'I;16L', '1'):
+            raise ValueError(
+                'label %s has PIL mode %r: it stores colours, not class ids. Save labels as palette (P) or '
+                'greyscale (L) PNGs whose pixel values are class ids' % (path, label.mode))
+        return np.array(label, dtype=np.int32)
+
+
+def read_split_file(path):
+    """Ids listed one per line in ``path`` (blank lines skipped, surrounding whitespace removed)."""
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def check_mask(mask, num_class, ignore_index, source, image_shape=None):
+    """Raise ValueError naming ``source`` if ``mask`` has a value outside ``[0, num_class)`` that is
+    not ``ignore_index``, or if its size differs from the image's.
+
+    A wrong value here would otherwise surface much later as an mIoU of 0 or NaN.
+    """
+    if image_shape is not None and tuple(mask.shape[:2]) != tuple(image_shape[:2]):
+        raise ValueError('%s: label is %dx%d but the image is %dx%d (HxW)'
+                         % (source, mask.shape[0], mask.shape[1], image_shape[0], image_shape[1]))
+    if mask.size == 0:
+        return
+    if mask.min() >= 0 and mask.max() < num_class:
+        return
+    bad = (mask < 0) | (mask >= num_class)
+    if ignore_index is not None:
+        bad &= mask != ignore_index
+    if bad.any():
+        values = np.unique(mask[bad])
+        raise ValueError(
+            '%s: label value(s) %s outside [0, %d) and not the ignore value %s. Labels must hold class ids '
+            '0..%d (plus %s for "not scored"); e.g. a 0/255 binary mask needs 255 mapped to 1 for a '
+            '2-class problem' % (source, values[:10].tolist(), num_class, ignore_index, num_class - 1,
+                                 ignore_index))
+
+
+class SegmentationDataset(mx.gluon.data.Dataset):
+    """Base class: ``(image, mask)`` samples of a semantic segmentation dataset.
+
+    Subclasses set :attr:`CLASSES` (and, for on-disk datasets, :attr:`NAME`, :attr:`DISPLAY_NAME`
+    and :attr:`PREPARE_SCRIPT`), fill ``self.ids`` and implement :meth:`_load`.
+
+    Parameters
+    ----------
+    root : str or None
+        Dataset folder; ``None`` means ``gluonseg.utils.paths.datasets_dir(NAME)``, i.e.
+        ``$GLUONSEG_HOME/datasets/<NAME>``.
+    split : str
+        Which part of the dataset.
+    transform : callable, optional
+        ``transform(image, mask) -> (image, mask)`` applied to every sample (``mask`` is None
+        on unlabeled splits).
+
+    Attributes
+    ----------
+    classes : list of str
+    num_class : int
+    ignore_index : int
+        Mask value of pixels that are not scored (255).
+    ids : list
+        One identifier per sample (file stem for on-disk datasets).
+    """
+
+    CLASSES = ()
+    NAME = None
+    DISPLAY_NAME = None
+    PREPARE_SCRIPT = None
+    ignore_index = IGNORE_INDEX
+
+    def __init__(self, root=None, split='train', transform=None):
+        super(SegmentationDataset, self).__init__()
+        if root is None and self.NAME is not None:
+            root = datasets_dir(self.NAME)
+        self.root = os.path.expanduser(root) if root is not None else None
+        self.split = split
+        self.transform = transform
+        self.ids = []
+
+    @property
+    def classes(self):
+        """Class names, index = class id."""
+        return list(self.CLASSES)
+
+    @property
+    def num_class(self):
+        """Number of classes (the ignore value is not a class)."""
+        return len(self.CLASSES)
+
+    def _not_found(self, path, detail=None):
+        return DatasetNotFoundError(self.DISPLAY_NAME or type(self).__name__, path,
+                                    self.PREPARE_SCRIPT, detail)
+
+    def _require(self, path, detail=None):
+        """``path`` if it exists, else raise :class:`DatasetNotFoundError`."""
+        if not os.path.exists(path):
+            raise self._not_found(path, detail)
+        return path
+
+    def _check_files(self, paths):
+        """Raise naming the first missing file among ``paths`` (cheap: one stat per file)."""
+        for path in paths:
+            if not os.path.isfile(path):
+                raise self._not_found(path, 'listed in the %r split' % self.split)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def _load(self, index):
+        """Return ``(image uint8 HxWx3, mask int32 HxW or None, source description)``."""
+        raise NotImplementedError
+
+    def __getitem__(self, index):
+        if not -len(self) <= index < len(self):
+            raise IndexError('index %d out of range for %s of length %d' % (index, type(self).__name__, len(self)))
+        image, mask, source = self._load(int(index) % len(self))
+        if mask is not None:
+            check_mask(mask, self.num_class, self.ignore_index, source, image.shape)
+        if self.transform is not None:
+            image, mask = self.transform(image, mask)
+        return image if mask is None else (image, mask)
+
+    @staticmethod
+    def _read_image(path):
+        return load_image(path)
+
+    def __repr__(self):
+        return '%s(root=%r, split=%r, len=%d, num_class=%d)' % (
+            type(self).__name__, self.root, self.split, len(self), self.num_class)
