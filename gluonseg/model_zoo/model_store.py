@@ -207,72 +207,67 @@ def _is_zip_url(url):
 
 
 def _download_into_cache(name, sha1, url, path, progress):
-    """Download (and unzip) ``url``, verify it and move it to ``path``; retry once on a bad hash."""
-    root = os.path.dirname(path)
-    file_name = os.path.basename(path)
-    actual = None
+    """Download ``url`` and move the verified weights to ``path``; retry once on a bad file."""
+    problem = None
     for attempt in (1, 2):
         try:
-            if _is_zip_url(url):
-                actual = _fetch_zipped(url, path, sha1, progress)
-            else:
-                actual = _fetch_plain(url, path, sha1, progress)
+            problem = _fetch_verified(url, path, sha1, progress)
+        except ModelStoreError:
+            raise
         except DownloadError as err:
             raise ModelStoreError(_unavailable_message(name, sha1, url, path, err),
                                   url=url, path=path, status=err.status, sha1=sha1) from err
-        if actual is None:
+        if problem is None:
             return
         if attempt == 1:
-            log.warning('Weights of %r from %s have SHA-1 %s, expected %s; downloading '
-                        'again', name, url, actual, sha1)
-    raise ModelStoreError(
-        'SHA-1 mismatch for %s downloaded from %s: expected %s, got %s (downloaded twice; '
-        'nothing was cached). If you have the right file, place it by hand:\n'
-        '    cp <file> %s' % (file_name, url, sha1, actual, os.path.join(root, file_name)),
-        url=url, path=path, sha1=sha1)
+            log.warning('%s; downloading it again', problem)
+    raise ModelStoreError('%s (downloaded twice; nothing was cached). If you have the right '
+                          'file, place it by hand:\n    cp <file> %s' % (problem, path),
+                          url=url, path=path, sha1=sha1)
 
 
-def _fetch_plain(url, path, sha1, progress):
-    """Download a bare ``.params``; returns None when verified (download() re-tries once)."""
-    tmp = path + '.download'
-    try:
-        download(url, tmp, sha1=None, progress=progress)
-        actual = sha1_file(tmp) if sha1 is not None else sha1
-        if actual != sha1:
-            return actual
-        os.replace(tmp, path)
-        return None
-    finally:
-        _remove_quietly(tmp)
+def _fetch_verified(url, path, sha1, progress):
+    """Download ``url`` (a zip holding the ``.params``, or the ``.params`` itself), verify
+    the weights and move them to ``path``.
 
-
-def _fetch_zipped(url, path, sha1, progress):
-    """Download a zip holding the ``.params``; returns None when verified, else its SHA-1."""
+    Returns None on success, else a description of what was wrong with the download.
+    """
     root = os.path.dirname(path)
     file_name = os.path.basename(path)
-    zip_path = os.path.join(root, file_name[:-len('.params')] + '.zip')
-    workdir = tempfile.mkdtemp(prefix=file_name + '.', suffix='.unzip', dir=root)
+    stem = file_name[:-len('.params')]
+    is_zip_url = _is_zip_url(url)
+    downloaded = os.path.join(root, stem + ('.zip' if is_zip_url else '.download'))
+    workdir = None
     try:
-        download(url, zip_path, sha1=None, progress=progress)
-        try:
-            extracted = extract_archive(zip_path, workdir)
-        except zipfile.BadZipFile:
-            return 'not-a-zip-file'
-        params = [p for p in extracted if p.endswith('.params') and os.path.isfile(p)]
-        # Prefer the published member name; a user's zip may hold one differently named file.
-        chosen = [p for p in params if os.path.basename(p) == file_name] or params
-        if len(chosen) != 1:
-            raise DownloadError('%s holds %s, expected %s'
-                                % (url, [os.path.relpath(p, workdir) for p in params] or
-                                   'no .params file', file_name), url=url, path=path)
-        actual = sha1_file(chosen[0]) if sha1 is not None else sha1
-        if actual != sha1:
-            return actual
-        os.replace(chosen[0], path)
+        download(url, downloaded, sha1=None, progress=progress)
+        # Sniff rather than trust the URL: a .params file is never a valid zip.
+        if zipfile.is_zipfile(downloaded):
+            workdir = tempfile.mkdtemp(prefix=stem + '.', suffix='.unzip', dir=root)
+            extracted = extract_archive(downloaded, workdir)
+            params = [p for p in extracted if p.endswith('.params') and os.path.isfile(p)]
+            # Prefer the published member name; a user's zip may hold one other .params.
+            chosen = [p for p in params if os.path.basename(p) == file_name] or params
+            if len(chosen) != 1:
+                found = [os.path.relpath(p, workdir) for p in params] or 'no .params file'
+                raise ModelStoreError('The zip from %s holds %s; expected %s'
+                                      % (url, found, file_name), url=url, path=path,
+                                      sha1=sha1)
+            weights = chosen[0]
+        elif is_zip_url:
+            return '%s did not return a zip archive' % url
+        else:
+            weights = downloaded
+        if sha1 is not None:
+            actual = sha1_file(weights)
+            if actual != sha1:
+                return ('SHA-1 mismatch for %s from %s: expected %s, got %s'
+                        % (file_name, url, sha1, actual))
+        os.replace(weights, path)
         return None
     finally:
-        _remove_quietly(zip_path)
-        shutil.rmtree(workdir, ignore_errors=True)
+        _remove_quietly(downloaded)
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _unavailable_message(name, sha1, url, path, err):
@@ -305,7 +300,7 @@ def purge(root=None):
     """
     root = os.path.abspath(os.path.expanduser(root)) if root else os.path.abspath(models_dir())
     removed = []
-    for pattern in ('*.params', '*.params.part', '*.params.download', '*.zip.part'):
+    for pattern in ('*.params', '*.download', '*.download.part', '*.zip.part'):
         for path in sorted(glob.glob(os.path.join(root, pattern))):
             if os.path.isfile(path):
                 os.remove(path)

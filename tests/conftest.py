@@ -1,0 +1,149 @@
+"""Shared pytest fixtures."""
+import socket
+import threading
+import time
+from collections import namedtuple
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+ServedRequest = namedtuple('ServedRequest', 'path range_start status sent fault')
+
+
+class FileServer:
+    """A local HTTP server serving bytes that a test registers, with switchable faults.
+
+    ``add_faults(path, *faults)`` queues faults, consumed one per request to ``path``:
+
+    * an int (404, 500, ...): answer with that status;
+    * ``'truncate'``: announce the full Content-Length but send only half the body;
+    * ``'corrupt'``: send the body with its bytes flipped (same length);
+    * ``'ignore_range'``: answer 200 with the whole body even to a Range request;
+    * ``'drop'``: close the connection without answering.
+
+    ``chunk_delay`` slows the transfer (seconds between 16 KiB chunks). ``served`` lists
+    every request as a :class:`ServedRequest`.
+    """
+
+    CHUNK = 16 * 1024
+
+    def __init__(self):
+        self.files = {}
+        self.faults = {}
+        self.served = []
+        self.chunk_delay = 0.0
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(('127.0.0.1', 0), _Handler)
+        self._httpd.daemon_threads = True
+        self._httpd.app = self
+        self.port = self._httpd.server_address[1]
+        # A short poll interval keeps shutdown() (and each test's teardown) fast.
+        self._thread = threading.Thread(target=self._httpd.serve_forever,
+                                        kwargs={'poll_interval': 0.02}, daemon=True)
+        self._thread.start()
+
+    def url(self, path='/'):
+        return 'http://127.0.0.1:%d%s' % (self.port, path)
+
+    def add(self, path, data):
+        self.files[path] = bytes(data)
+        return self.url(path)
+
+    def add_faults(self, path, *faults):
+        with self._lock:
+            self.faults.setdefault(path, []).extend(faults)
+
+    def requests_for(self, path):
+        return [r for r in self.served if r.path == path]
+
+    def full_transfers(self, path):
+        """Answers that sent the whole (correct-length) file from byte 0."""
+        size = len(self.files[path])
+        return sum(1 for r in self.requests_for(path)
+                   if r.status == 200 and r.sent == size and r.fault is None)
+
+    def close(self):
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def _next_fault(self, path):
+        with self._lock:
+            queue = self.faults.get(path)
+            return queue.pop(0) if queue else None
+
+    def _record(self, *fields):
+        with self._lock:
+            self.served.append(ServedRequest(*fields))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # HTTP/1.0: the connection closes after each answer, so a short body is seen as truncated.
+    protocol_version = 'HTTP/1.0'
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        app = self.server.app
+        path = self.path.split('?')[0]
+        fault = app._next_fault(path)
+        range_header = self.headers.get('Range')
+        start = int(range_header.split('=')[1].split('-')[0]) if range_header else None
+        data = app.files.get(path)
+        if fault == 'drop':
+            app._record(path, start, None, 0, fault)
+            self.close_connection = True
+            return
+        if isinstance(fault, int) or data is None:
+            status = fault if isinstance(fault, int) else 404
+            app._record(path, start, status, 0, fault)
+            self.send_error(status)
+            return
+        if fault == 'corrupt':
+            data = bytes(b ^ 0xFF for b in data)
+        if start is not None and fault != 'ignore_range':
+            if start >= len(data):
+                app._record(path, start, 416, 0, fault)
+                self.send_error(416)
+                return
+            status, body = 206, data[start:]
+        else:
+            status, body = 200, data
+        to_send = body[:len(body) // 2] if fault == 'truncate' else body
+        # Recorded before sending: the client may be done before this thread finishes.
+        app._record(path, start, status, len(to_send), fault)
+        self.send_response(status)
+        self.send_header('Content-Type', 'application/octet-stream')
+        self.send_header('Content-Length', str(len(body)))
+        if status == 206:
+            self.send_header('Content-Range', 'bytes %d-%d/%d'
+                             % (start, len(data) - 1, len(data)))
+        self.end_headers()
+        try:
+            for i in range(0, len(to_send), FileServer.CHUNK):
+                self.wfile.write(to_send[i:i + FileServer.CHUNK])
+                if app.chunk_delay:
+                    time.sleep(app.chunk_delay)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+@pytest.fixture
+def file_server(monkeypatch):
+    """A :class:`FileServer` on 127.0.0.1 (ephemeral port) for the duration of a test."""
+    # Never route the local server through a proxy from the environment.
+    monkeypatch.setenv('NO_PROXY', '127.0.0.1,localhost')
+    monkeypatch.setenv('no_proxy', '127.0.0.1,localhost')
+    server = FileServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def closed_port_url():
+    """Base URL of a 127.0.0.1 port nobody listens on (connections are refused)."""
+    sock = socket.socket()
+    sock.bind(('127.0.0.1', 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return 'http://127.0.0.1:%d/' % port
