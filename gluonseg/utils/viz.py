@@ -1,0 +1,353 @@
+"""Colour palettes, coloured label masks and image overlays with a legend (PIL only).
+
+Palettes are ``uint8`` arrays of shape ``(num_colors, 3)``; the colour of label ``k`` is
+``palette[k]``. Label masks are 2-D integer arrays (a leading axis of size 1 is dropped, so a
+``(1, H, W)`` prediction works), PIL images, or anything with ``asnumpy()`` such as an MXNet
+NDArray. The label ``ignore_index`` (default 255, "void" in VOC, Cityscapes and ADE20K
+annotations) is drawn in ``ignore_color``, white by default because black is VOC's background.
+
+    >>> from gluonseg.utils import viz
+    >>> viz.colorize_mask(prediction, 'voc').save('mask.png')
+    >>> viz.overlay(image, prediction, 'voc', alpha=0.5).save('overlay.png')
+"""
+import colorsys
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+__all__ = ['IGNORE_INDEX', 'DEFAULT_IGNORE_COLOR', 'voc_palette', 'ade20k_palette',
+           'cityscapes_palette', 'get_palette', 'get_class_names', 'colorize_mask', 'overlay']
+
+IGNORE_INDEX = 255
+DEFAULT_IGNORE_COLOR = (255, 255, 255)
+
+# Train ids 0..18 of cityscapesScripts' labels.py, in train-id order.
+_CITYSCAPES_COLORS = (
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
+    (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
+    (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
+    (0, 80, 100), (0, 0, 230), (119, 11, 32))
+
+# Dataset names accepted by get_palette / get_class_names. GluonCV's COCO segmentation models
+# predict the 21 VOC classes, so 'coco' shares VOC's palette and names.
+_DATASET_ALIASES = {
+    'voc': 'voc', 'pascal_voc': 'voc', 'pascal': 'voc', 'coco': 'voc',
+    'ade20k': 'ade20k', 'ade': 'ade20k',
+    'cityscapes': 'cityscapes', 'citys': 'cityscapes',
+}
+
+
+def voc_palette(num_colors=256):
+    """The PASCAL VOC palette: label bits interleaved into the high bits of R, G and B.
+
+    Parameters
+    ----------
+    num_colors : int
+        How many colours, 1 to 256 (256 is the palette of the VOC annotation PNGs).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8`` array of shape ``(num_colors, 3)``; e.g. label 1 is (128, 0, 0) and
+        label 15 (person) is (192, 128, 128).
+    """
+    if not 1 <= num_colors <= 256:
+        raise ValueError('num_colors must be between 1 and 256, got %r' % (num_colors,))
+    palette = np.zeros((num_colors, 3), dtype=np.uint8)
+    for label in range(num_colors):
+        value, red, green, blue = label, 0, 0, 0
+        for shift in range(7, -1, -1):
+            red |= (value & 1) << shift
+            green |= ((value >> 1) & 1) << shift
+            blue |= ((value >> 2) & 1) << shift
+            value >>= 3
+        palette[label] = (red, green, blue)
+    return palette
+
+
+def ade20k_palette():
+    """A deterministic palette of 150 distinct colours for the ADE20K SceneParsing classes.
+
+    Generated, not taken from another library: hues step by the golden ratio (neighbouring
+    labels get far-apart hues) through three saturation/brightness levels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8`` array of shape ``(150, 3)``, all rows different.
+    """
+    golden_ratio_conjugate = 0.6180339887498949
+    levels = ((0.85, 0.95), (0.60, 0.75), (0.95, 0.55))  # (saturation, value)
+    palette = np.zeros((150, 3), dtype=np.uint8)
+    for label in range(150):
+        hue = (label * golden_ratio_conjugate) % 1.0
+        saturation, value = levels[label % len(levels)]
+        palette[label] = [int(round(c * 255)) for c in colorsys.hsv_to_rgb(hue, saturation, value)]
+    return palette
+
+
+def cityscapes_palette():
+    """The colours of the 19 Cityscapes train ids (road, sidewalk, ..., bicycle).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8`` array of shape ``(19, 3)``, as in cityscapesScripts' ``labels.py``.
+    """
+    return np.array(_CITYSCAPES_COLORS, dtype=np.uint8)
+
+
+def _dataset_key(name):
+    key = _DATASET_ALIASES.get(name.lower().replace('-', '_'))
+    if key is None:
+        raise ValueError('unknown dataset %r; known: %s'
+                         % (name, ', '.join(sorted(_DATASET_ALIASES))))
+    return key
+
+
+def get_palette(name_or_num_classes):
+    """A palette by dataset name or class count.
+
+    Parameters
+    ----------
+    name_or_num_classes : str or int or array_like
+        ``'voc'`` (also ``'pascal_voc'``, ``'coco'``): the 256-colour VOC palette;
+        ``'ade20k'`` (``'ade'``): :func:`ade20k_palette`; ``'cityscapes'`` (``'citys'``):
+        :func:`cityscapes_palette`. An int ``n`` gives the first ``n`` VOC colours, whatever the
+        dataset. An ``(N, 3)`` array is checked and returned as ``uint8``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8`` array of shape ``(N, 3)``.
+    """
+    if isinstance(name_or_num_classes, str):
+        key = _dataset_key(name_or_num_classes)
+        return {'voc': voc_palette, 'ade20k': ade20k_palette,
+                'cityscapes': cityscapes_palette}[key]()
+    if isinstance(name_or_num_classes, (int, np.integer)):
+        return voc_palette(int(name_or_num_classes))
+    palette = np.asarray(name_or_num_classes)
+    if palette.ndim != 2 or palette.shape[1] != 3 or len(palette) == 0:
+        raise ValueError('a palette must have shape (N, 3), got %s' % (palette.shape,))
+    if palette.min() < 0 or palette.max() > 255:
+        raise ValueError('palette colours must be within 0..255')
+    return palette.astype(np.uint8)
+
+
+def get_class_names(name):
+    """Class names of a dataset, indexed by label.
+
+    Parameters
+    ----------
+    name : str
+        A dataset name accepted by :func:`get_palette`.
+
+    Returns
+    -------
+    tuple of str
+    """
+    from ..data import classes  # deferred: only legends need names
+    return {'voc': classes.VOC_CLASSES, 'ade20k': classes.ADE20K_CLASSES,
+            'cityscapes': classes.CITYSCAPES_CLASSES}[_dataset_key(name)]
+
+
+def _to_numpy(array):
+    if hasattr(array, 'asnumpy'):  # mxnet NDArray, without importing mxnet
+        return array.asnumpy()
+    return np.asarray(array)
+
+
+def _label_array(mask, num_colors, ignore_index):
+    labels = _to_numpy(mask)
+    while labels.ndim > 2 and labels.shape[0] == 1:
+        labels = labels[0]
+    if labels.ndim != 2:
+        raise ValueError('a label mask must be 2-D (H, W), got shape %s' % (labels.shape,))
+    if labels.dtype.kind == 'f':
+        # argmax outputs are float arrays holding whole numbers
+        if not np.all(np.isfinite(labels)) or not np.array_equal(labels, np.round(labels)):
+            raise ValueError('a float label mask must hold whole numbers')
+    elif labels.dtype.kind not in 'iub':
+        raise ValueError('a label mask must be numeric, got dtype %s' % labels.dtype)
+    labels = labels.astype(np.int64)
+    valid = (labels >= 0) & (labels < num_colors)
+    if ignore_index is not None:
+        valid |= labels == ignore_index
+    if not valid.all():
+        bad = np.unique(labels[~valid])
+        raise ValueError('label mask has values %s%s outside the palette (labels 0..%d)%s'
+                         % (bad[:10].tolist(), ' ...' if len(bad) > 10 else '', num_colors - 1,
+                            '' if ignore_index is None else ' other than ignore_index %d'
+                            % ignore_index))
+    return labels
+
+
+def colorize_mask(mask, palette='voc', ignore_index=IGNORE_INDEX,
+                  ignore_color=DEFAULT_IGNORE_COLOR):
+    """A label mask as a palette ('P' mode) image.
+
+    The pixel values stay the labels, so ``numpy.array(colorize_mask(mask, p))`` gives the mask
+    back and the PNG can be read as an annotation.
+
+    Parameters
+    ----------
+    mask : array_like or PIL.Image.Image or NDArray
+        ``(H, W)`` labels (or ``(1, H, W)``); whole-number floats are accepted.
+    palette : str or int or array_like
+        Anything :func:`get_palette` accepts; at most 256 colours.
+    ignore_index : int or None
+        Label drawn in ``ignore_color`` (overriding its palette colour); None for no such label.
+    ignore_color : tuple of int
+        RGB colour of ``ignore_index``; white by default (black is VOC's background).
+
+    Returns
+    -------
+    PIL.Image.Image
+        Mode ``'P'`` image of size ``(W, H)``.
+
+    Raises
+    ------
+    ValueError
+        If a label is negative or has no colour and is not ``ignore_index``.
+    """
+    colors = get_palette(palette)
+    if len(colors) > 256:
+        raise ValueError("a 'P' image holds at most 256 colours, the palette has %d" % len(colors))
+    if ignore_index is not None and not 0 <= ignore_index <= 255:
+        raise ValueError("ignore_index must fit a 'P' image (0..255), got %d" % ignore_index)
+    labels = _label_array(mask, len(colors), ignore_index)
+    table = np.zeros((256, 3), dtype=np.uint8)
+    table[:len(colors)] = colors
+    if ignore_index is not None:
+        table[ignore_index] = ignore_color
+    # The label bytes are the palette indices (Image.fromarray's mode argument is deprecated).
+    height, width = labels.shape
+    image = Image.frombytes('P', (width, height), labels.astype(np.uint8).tobytes())
+    image.putpalette(table.reshape(-1).tolist())
+    return image
+
+
+def _rgb_array(image):
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert('RGB'))
+    pixels = _to_numpy(image)
+    if pixels.ndim == 2:
+        pixels = np.stack([pixels] * 3, axis=-1)
+    if pixels.ndim != 3 or pixels.shape[2] not in (3, 4):
+        raise ValueError('an image must be (H, W), (H, W, 3) or (H, W, 4), got shape %s'
+                         % (pixels.shape,))
+    return np.clip(pixels[..., :3], 0, 255).astype(np.uint8)
+
+
+def _load_font(size):
+    try:
+        return ImageFont.load_default(size=size)  # scalable font, Pillow >= 10.1
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def _draw_legend(image, entries):
+    """Draw ``(name, rgb)`` entries on ``image`` in a translucent box, top-left, in as many
+    columns as the height needs; entries that fit nowhere are summarised as '+N more'."""
+    width, height = image.size
+    font_size = int(np.clip(round(min(width, height) / 28), 10, 24))
+    font = _load_font(font_size)
+    measure = ImageDraw.Draw(image)
+    text_height = max(measure.textbbox((0, 0), 'Ag', font=font)[3], 1)
+    pad = max(2, font_size // 4)
+    row_height = text_height + pad
+    swatch = text_height
+    rows = max(1, (height - 3 * pad) // row_height)
+
+    def column_width(column_entries):
+        return swatch + pad + max(measure.textlength(name, font=font)
+                                  for name, _ in column_entries)
+
+    # Fill columns while they fit the width; reserve the last slot for '+N more' if needed.
+    columns, start = [], 0
+    x_used = pad
+    while start < len(entries):
+        column = entries[start:start + rows]
+        needed = column_width(column) + 2 * pad
+        if columns and x_used + needed > width:
+            break
+        columns.append(column)
+        x_used += needed
+        start += len(column)
+    hidden = len(entries) - start
+    if hidden:
+        last = columns[-1]
+        hidden += 1
+        columns[-1] = last[:-1] + [('+%d more' % hidden, None)]
+
+    box_height = max(len(c) for c in columns) * row_height + pad
+    box_width = min(width, sum(column_width(c) + 2 * pad for c in columns))
+    layer = Image.new('RGBA', image.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    draw.rectangle([0, 0, box_width, box_height], fill=(255, 255, 255, 200))
+    x = pad
+    for column in columns:
+        y = pad
+        for name, color in column:
+            if color is not None:
+                draw.rectangle([x, y, x + swatch - 1, y + swatch - 1],
+                               fill=tuple(int(c) for c in color) + (255,),
+                               outline=(0, 0, 0, 255))
+            draw.text((x + swatch + pad, y), name, fill=(0, 0, 0, 255), font=font)
+            y += row_height
+        x += column_width(column) + 2 * pad
+    return Image.alpha_composite(image.convert('RGBA'), layer).convert('RGB')
+
+
+def overlay(image, mask, palette='voc', alpha=0.5, classes=None, legend=True,
+            ignore_index=IGNORE_INDEX):
+    """Blend a coloured label mask over an image, with a legend of the classes present.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image or array_like or NDArray
+        The picture, ``(H, W, 3)`` (or grey ``(H, W)``) with values 0..255.
+    mask : array_like or PIL.Image.Image or NDArray
+        ``(H, W)`` labels of the same height and width as ``image``.
+    palette : str or int or array_like
+        Anything :func:`get_palette` accepts.
+    alpha : float
+        Opacity of the mask colours, 0 (image only) to 1 (colours only).
+    classes : sequence of str, optional
+        Class names by label for the legend. Default: the dataset's names when ``palette`` is a
+        dataset name, else ``'class <label>'``.
+    legend : bool
+        Draw the legend (a translucent box in the top-left corner listing the labels present in
+        the mask with their colour). The image keeps its size; labels that do not fit are
+        counted as ``'+N more'``.
+    ignore_index : int or None
+        Label left uncoloured (the image shows through) and left out of the legend.
+
+    Returns
+    -------
+    PIL.Image.Image
+        ``'RGB'`` image of the size of ``image``.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError('alpha must be between 0 and 1, got %r' % (alpha,))
+    colors = get_palette(palette)
+    labels = _label_array(mask, len(colors), ignore_index)
+    pixels = _rgb_array(image)
+    if labels.shape != pixels.shape[:2]:
+        raise ValueError('mask is %dx%d (HxW) but the image is %dx%d; resize the mask with '
+                         'nearest-neighbour interpolation first'
+                         % (labels.shape + pixels.shape[:2]))
+    colored = labels != ignore_index if ignore_index is not None else np.ones_like(labels, bool)
+    blended = pixels.astype(np.float32)
+    blended[colored] = ((1.0 - alpha) * blended[colored]
+                        + alpha * colors[labels[colored]].astype(np.float32))
+    result = Image.fromarray(np.round(blended).astype(np.uint8))
+    present = np.unique(labels[colored]).tolist()
+    if not legend or not present:
+        return result
+    if classes is None and isinstance(palette, str):
+        classes = get_class_names(palette)
+    names = ['%s' % classes[label] if classes is not None and label < len(classes)
+             else 'class %d' % label for label in present]
+    return _draw_legend(result, [(name, colors[label]) for name, label in zip(names, present)])
