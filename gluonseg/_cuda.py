@@ -470,7 +470,8 @@ def _preload(report, search_roots, load_library, cuda_build, environ):
         return
     if not sys.platform.startswith('linux'):
         report.status = 'skipped'
-        report.reason = 'the nvidia-*-cu11 wheels are preloaded on Linux only, not %s' % sys.platform
+        report.reason = ('the nvidia-*-cu11 wheels are preloaded on Linux only, not %s'
+                         % sys.platform)
         return
     if cuda_build is None:
         build = detect_mxnet_build(environ=environ)

@@ -186,12 +186,14 @@ def problems(info):
 
     preload = info.get('cuda_preload') or {}
     if preload.get('status') == 'error':
-        found.append('Preloading the CUDA libraries failed unexpectedly: %s' % preload.get('error'))
+        found.append('Preloading the CUDA libraries failed unexpectedly: %s'
+                     % preload.get('error'))
     if cuda_build:
-        blocking = [m for m in preload.get('missing') or [] if m.get('needed_by_mxnet') is not False]
+        blocking = [m for m in preload.get('missing') or []
+                    if m.get('needed_by_mxnet') is not False]
         if blocking:
-            found.append('MXNet is a CUDA build, but these CUDA libraries are neither on the system '
-                         'nor in an nvidia-*-cu11 wheel: %s; install them with: %s' % (
+            found.append('MXNet is a CUDA build, but these CUDA libraries are neither on the '
+                         'system nor in an nvidia-*-cu11 wheel: %s; install them with: %s' % (
                              ', '.join('%s (%s)' % (m['name'], m['pip_name']) for m in blocking),
                              CU112_INSTALL))
         for failure in preload.get('failed') or []:
@@ -320,7 +322,8 @@ def main(argv=None):
     int
         0 when no problem was found, 1 otherwise.
     """
-    parser = argparse.ArgumentParser(prog='python -m gluonseg.env', description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(prog='python -m gluonseg.env',
+                                     description=__doc__.split('\n')[0])
     parser.add_argument('--json', action='store_true', help='print JSON instead of text')
     args = parser.parse_args(argv)
     info = collect()
