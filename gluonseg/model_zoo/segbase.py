@@ -182,12 +182,16 @@ class SegBaseModel(nn.HybridBlock):
 
 
 # Label sets of the semantic datasets: short name in model names -> (dataset, class names).
+# The built-in Shapes data also gets the small ResNet-18 backbone (trains in minutes on a CPU).
 def _semantic_datasets():
     from ..data.classes import ADE20K_CLASSES, CITYSCAPES_CLASSES, VOC_CLASSES
-    return {'voc': ('Pascal VOC 2012', VOC_CLASSES),
-            'coco': ('MS COCO (21 VOC classes)', VOC_CLASSES),
-            'ade': ('ADE20K', ADE20K_CLASSES),
-            'citys': ('Cityscapes', CITYSCAPES_CLASSES)}
+    from ..data.shapes import SHAPE_CLASSES
+    deep = (50, 101, 152)
+    return {'voc': ('Pascal VOC 2012', VOC_CLASSES, deep),
+            'coco': ('MS COCO (21 VOC classes)', VOC_CLASSES, deep),
+            'ade': ('ADE20K', ADE20K_CLASSES, deep),
+            'citys': ('Cityscapes', CITYSCAPES_CLASSES, deep),
+            'shapes': ('Shapes (synthetic, built in)', SHAPE_CLASSES, (18, 50))}
 
 
 # What GluonCV's published semantic numbers were measured on (its test.py, multi-scale).
@@ -200,14 +204,15 @@ PUBLISHED_PROTOCOLS = {
 
 
 def register_semantic_models(method, model_class, architecture, published):
-    """Register ``{method}_resnet{50,101,152}_{voc,coco,ade,citys}``.
+    """Register ``{method}_resnet{50,101,152}_{voc,coco,ade,citys}`` and
+    ``{method}_resnet{18,50}_shapes``.
 
     ``published`` maps a model name to ``(sha1, metrics)``: the GluonCV weight files that
     load into these models and the numbers GluonCV reported for them.
     """
     from .registry import Weights, register_model
-    for short, (dataset, classes) in _semantic_datasets().items():
-        for depth in (50, 101, 152):
+    for short, (dataset, classes, depths) in _semantic_datasets().items():
+        for depth in depths:
             name = '%s_resnet%d_%s' % (method, depth, short)
 
             def builder(nclass=len(classes), backbone='resnet%d' % depth, **kwargs):
