@@ -140,3 +140,17 @@ def test_get_model_places_parameters_on_every_context():
                              ctx=[mx.cpu(0), mx.cpu(1)])
     for param in net.collect_params().values():
         assert param.list_ctx() == [mx.cpu(0), mx.cpu(1)], param.name
+
+
+def test_predict_takes_paths_pil_images_and_arrays(small_nets, tmp_path):
+    from PIL import Image
+    net = small_nets['fcn']
+    array = (np.random.RandomState(0).rand(45, 61, 3) * 255).astype(np.uint8)
+    path = str(tmp_path / 'image.png')
+    Image.fromarray(array).save(path)
+    from_array = net.predict(array)
+    assert from_array.shape == (45, 61) and from_array.dtype == np.int32
+    np.testing.assert_array_equal(net.predict(path), from_array)
+    listed = net.predict([Image.fromarray(array), array[:20]])
+    np.testing.assert_array_equal(listed[0], from_array)
+    assert listed[1].shape == (20, 61)

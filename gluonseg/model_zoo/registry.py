@@ -12,13 +12,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import mxnet as mx
 
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = ['Weights', 'ModelEntry', 'register_model', 'register_weights', 'get_model',
            'list_models', 'model_info', 'load_weights', 'UnknownModelError',
            'IMAGENET_MEAN', 'IMAGENET_STD']
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 @dataclass
 class Weights:
@@ -186,13 +184,14 @@ def get_model(name, pretrained=False, pretrained_base=True, ctx=mx.cpu(), root=N
     net.gluonseg_info = entry
     ctx = ctx if isinstance(ctx, (list, tuple)) else [ctx]
     if weights is not None:
-        load_weights(net, _fetch(entry.name, weights, root), ctx=ctx)
+        load_weights(net, fetch_weights(entry.name, weights, root), ctx=ctx)
     else:
         _initialize_missing(net, ctx)
     return net
 
 
-def _fetch(name, weights, root):
+def fetch_weights(name, weights, root=None):
+    """Path of the verified file of a :class:`Weights` record (downloaded when needed)."""
     if weights.path is not None:
         from ..utils.download import sha1_file
         if weights.sha1 and sha1_file(weights.path) != weights.sha1:

@@ -174,14 +174,39 @@ class SegBaseModel(nn.HybridBlock):
     def _first_ctx(self):
         return next(iter(self.collect_params().values())).list_ctx()[0]
 
-    def predict(self, x):
-        """Class ids (N, H, W, int32) for a batch ``x`` (N, 3, H, W), already normalized."""
-        with autograd.predict_mode():
-            out = self(x)
-        return out.argmax(axis=1).astype('int32')
+    def predict(self, images):
+        """Class ids at each image's own size.
+
+        Parameters
+        ----------
+        images : NDArray, or an image, or a list of images
+            A normalized batch (N, 3, H, W), or images as file paths, PIL images or uint8
+            HxWx3 RGB arrays, normalized here with the model's mean and std.
+
+        Returns
+        -------
+        NDArray (N, H, W) int32 for a batch; numpy (H, W) int32 for one image; a list of
+        those for a list of images.
+        """
+        if isinstance(images, mx.nd.NDArray) and images.ndim == 4:
+            with autograd.predict_mode():
+                out = self(images)
+            return out.argmax(axis=1).astype('int32')
+        if isinstance(images, (list, tuple)):
+            return [self.predict(image) for image in images]
+        batch = self.preprocess(images)
+        return self.predict(batch)[0].asnumpy()
+
+    def preprocess(self, image):
+        """An image (path, PIL image or uint8 HxWx3 RGB array) as a normalized (1, 3, H, W)
+        batch on the model's first context."""
+        from ..data.transforms import load_image, normalize_image
+        info = getattr(self, 'gluonseg_info', None)
+        norm = dict(mean=info.mean, std=info.std) if info is not None else {}
+        array = normalize_image(load_image(image), **norm)
+        return mx.nd.array(array[None], ctx=self._first_ctx())
 
 
-# Label sets of the semantic datasets: short name in model names -> (dataset, class names).
 # The built-in Shapes data also gets the small ResNet-18 backbone (trains in minutes on a CPU).
 def _semantic_datasets():
     from ..data.classes import ADE20K_CLASSES, CITYSCAPES_CLASSES, VOC_CLASSES

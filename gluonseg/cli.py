@@ -1,0 +1,57 @@
+"""The ``gluonseg`` command: ``gluonseg models``, ``gluonseg download``, ``gluonseg env``."""
+import argparse
+import sys
+
+__all__ = ['main']
+
+
+def _models(args):
+    from .model_zoo import list_models, model_info
+    pretrained = {'yes': True, 'no': False}.get(args.pretrained)
+    names = list_models(args.pattern, pretrained=pretrained, task=args.task)
+    for name in names:
+        entry = model_info(name)
+        metrics = entry.weights[0].metrics if entry.weights else {}
+        print('%-28s %-14s %-28s %4d classes  %s' % (
+            name, entry.task, entry.dataset, entry.num_classes,
+            ', '.join('%s %.1f' % kv for kv in metrics.items()) or
+            ('weights' if entry.weights else '-')))
+    return 0 if names else 1
+
+
+def _download(args):
+    from .model_zoo.registry import fetch_weights, model_info
+    for name in args.names:
+        entry = model_info(name)
+        print(fetch_weights(name, entry.select_weights(args.pretrained or True), args.root))
+    return 0
+
+
+def _env(args):
+    from .env import main as env_main
+    return env_main(['--json'] if args.json else [])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='gluonseg', description='gluonseg model zoo')
+    sub = parser.add_subparsers(dest='command', required=True)
+    models = sub.add_parser('models', help='list registered models')
+    models.add_argument('pattern', nargs='?', default='*', help="shell wildcard, e.g. 'psp_*'")
+    models.add_argument('--pretrained', choices=['yes', 'no'],
+                        help='only models with (yes) or without (no) published weights')
+    models.add_argument('--task', choices=['semantic', 'instance', 'classification'])
+    models.set_defaults(run=_models)
+    download = sub.add_parser('download', help='download and verify published weights')
+    download.add_argument('names', nargs='+')
+    download.add_argument('--root', help='cache folder (default $GLUONSEG_HOME/models)')
+    download.add_argument('--pretrained', help='SHA-1 prefix of the file to fetch')
+    download.set_defaults(run=_download)
+    env = sub.add_parser('env', help='describe the installation and what is wrong with it')
+    env.add_argument('--json', action='store_true')
+    env.set_defaults(run=_env)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Inference latency of gluonseg models on this machine.
+
+For each model and input size: warm-up runs, then the median latency, images/s and achieved
+GFLOP/s (2 x the convolution/dense multiply-adds counted from the graph, divided by the median
+time). Weights are random (the speed does not depend on them), so nothing is downloaded.
+
+    python scripts/benchmark/inference.py --models deeplab_resnet101_voc --sizes 480 \
+        --static --csv results.csv
+"""
+import argparse
+import csv
+import os
+import platform
+import statistics
+import sys
+import time
+
+import mxnet as mx
+
+import gluonseg
+from gluonseg.utils.flops import count_macs
+
+FIELDS = ['model', 'height', 'width', 'batch', 'mode', 'median_s', 'images_per_s', 'gmacs',
+          'gflops_per_s', 'mxnet', 'threads', 'machine']
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--models', nargs='+', default=['fcn_resnet101_voc', 'psp_resnet101_voc',
+                                                        'deeplab_resnet101_voc'])
+    parser.add_argument('--sizes', nargs='+', default=['480'],
+                        help='input sizes, "480" or "512x1024" (HxW)')
+    parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--repeat', type=int, default=5)
+    parser.add_argument('--no-hybridize', action='store_true', help='run imperatively')
+    parser.add_argument('--static', action='store_true',
+                        help='hybridize(static_alloc=True, static_shape=True)')
+    parser.add_argument('--mkldnn', action='store_true',
+                        help="fuse with optimize_for('MKLDNN') (oneDNN conv+bn+relu fusion)")
+    parser.add_argument('--csv', help='also write the rows to this CSV file')
+    return parser.parse_args(argv)
+
+
+def parse_size(text):
+    height, _, width = text.partition('x')
+    return int(height), int(width or height)
+
+
+def prepare(name, shape, args):
+    net = gluonseg.get_model(name, pretrained_base=False)
+    macs = count_macs(net, shape)
+    x = mx.nd.random.uniform(-2, 2, shape=shape)
+    if args.mkldnn:
+        net.hybridize(static_alloc=args.static, static_shape=args.static)
+        net.optimize_for(x, backend='MKLDNN')
+        mode = 'mkldnn' + ('+static' if args.static else '')
+    elif args.no_hybridize:
+        mode = 'imperative'
+    else:
+        net.hybridize(static_alloc=args.static, static_shape=args.static)
+        mode = 'hybrid' + ('+static' if args.static else '')
+    return net, x, macs, mode
+
+
+def time_model(net, x, warmup, repeat):
+    for _ in range(warmup):
+        net(x).wait_to_read()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        net(x).wait_to_read()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    rows = []
+    machine = '%s, %d cores' % (platform.processor() or platform.machine(), os.cpu_count())
+    for name in args.models:
+        for size in args.sizes:
+            height, width = parse_size(size)
+            shape = (args.batch, 3, height, width)
+            net, x, macs, mode = prepare(name, shape, args)
+            median = time_model(net, x, args.warmup, args.repeat)
+            row = dict(model=name, height=height, width=width, batch=args.batch, mode=mode,
+                       median_s=round(median, 4), images_per_s=round(args.batch / median, 3),
+                       gmacs=round(macs / 1e9, 2), gflops_per_s=round(2 * macs / 1e9 / median, 1),
+                       mxnet=mx.__version__, threads=os.environ.get('OMP_NUM_THREADS', 'default'),
+                       machine=machine)
+            rows.append(row)
+            print('%-24s %4dx%-4d batch %d %-14s median %.3f s  %.2f img/s  %.1f GFLOP/s'
+                  % (name, height, width, args.batch, mode, median, row['images_per_s'],
+                     row['gflops_per_s']), flush=True)
+    if args.csv:
+        with open(args.csv, 'w', newline='') as f:
+            writer = csv.DictWriter(f, FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+    return rows
+
+
+if __name__ == '__main__':
+    sys.exit(0 if main() else 1)
