@@ -4,3 +4,6 @@ from .transforms import (IMAGENET_MEAN, IMAGENET_STD, load_image, normalize_imag
                          SegmentationTestValTransform, pad_batchify)
 from .base import IGNORE_INDEX, DatasetNotFoundError, SegmentationDataset  # noqa: F401
 from .shapes import SHAPE_CLASSES, ShapesSegmentation, ShapesInstance  # noqa: F401
+from .pascal_voc import VOC_CLASSES, VOCSegmentation  # noqa: F401
+from .pascal_aug import VOCAugSegmentation  # noqa: F401
+from .folder import FolderSegmentation  # noqa: F401

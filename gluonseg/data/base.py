@@ -43,9 +43,13 @@ class DatasetNotFoundError(FileNotFoundError):
         if script:
             msg += '. Create it with `python %s`, or pass root= pointing at an existing copy' % script
         super(DatasetNotFoundError, self).__init__(msg)
-        self.filename = path
+        self.message = msg
+        self.path = path
         self.dataset = dataset
         self.script = script
+
+    def __str__(self):
+        return self.message
 
 
 def read_label_png(path):

@@ -1,0 +1,160 @@
+"""Writers of tiny datasets in the exact on-disk formats the gluonseg datasets read.
+
+Each writer returns what a correct reader must give back: ``{id: (image, mask)}`` with
+``image`` the uint8 HxWx3 RGB array PIL decodes from the written file (JPEG is lossy, so this
+is the re-read file, not the array that was encoded) and ``mask`` the int32 label array.
+
+Shared by several test modules; import as ``from fixtures_data import write_voc`` (tests/ is on
+``sys.path`` under pytest's default rootdir-relative import mode).
+"""
+import os
+
+import numpy as np
+import scipy.io
+from PIL import Image
+
+from gluonseg.data.pascal_voc import voc_palette
+
+__all__ = ['make_image', 'make_mask', 'write_jpeg', 'write_palette_png', 'write_voc', 'write_sbd',
+           'write_folder', 'write_sbd_mat']
+
+
+def make_image(height, width, seed):
+    """A smooth-ish RGB test image (large flat blocks keep JPEG error small)."""
+    rng = np.random.RandomState(seed)
+    coarse = rng.randint(0, 256, size=(-(-height // 8), -(-width // 8), 3)).astype(np.uint8)
+    return np.kron(coarse, np.ones((8, 8, 1), dtype=np.uint8))[:height, :width]
+
+
+def make_mask(height, width, seed, num_class=21, border=True):
+    """Blocky int32 class ids in [0, num_class); with ``border``, a 255 frame like VOC's object borders."""
+    rng = np.random.RandomState(seed + 1000)
+    coarse = rng.randint(0, num_class, size=(-(-height // 6), -(-width // 6)))
+    mask = np.kron(coarse, np.ones((6, 6), dtype=np.int64))[:height, :width].astype(np.int32)
+    if border:
+        mask[0, :] = mask[-1, :] = 255
+        mask[:, 0] = mask[:, -1] = 255
+    return mask
+
+
+def write_jpeg(path, image, mode='RGB'):
+    """Save ``image`` (uint8 HxWx3 RGB) as a JPEG in PIL ``mode`` ('RGB', 'L' or 'CMYK').
+
+    Returns the RGB array a reader should produce (PIL's decode of the file, converted to RGB).
+    """
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(image).convert(mode).save(path, quality=95)
+    with Image.open(path) as img:
+        assert img.mode == mode, (path, img.mode)
+        return np.asarray(img.convert('RGB')).copy()
+
+
+def write_palette_png(path, mask):
+    """Save class ids as a palette ('P') PNG with the VOC colour map, like SegmentationClass/."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    png = Image.fromarray(mask.astype(np.uint8), mode='P')
+    png.putpalette(voc_palette())
+    png.save(path)
+
+
+def write_sbd_mat(path, mask):
+    """Save a mask the way SBD's cls/<id>.mat holds it: struct GTcls with field Segmentation (+ others)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    boundaries = np.empty((20, 1), dtype=object)  # a MATLAB cell array, one entry per class
+    for k in range(20):
+        boundaries[k, 0] = np.zeros((1, 1), dtype=np.uint8)
+    gt = {'Segmentation': mask.astype(np.uint8), 'Boundaries': boundaries,
+          'CategoriesPresent': np.unique(mask[(mask > 0) & (mask < 255)]).astype(np.uint8)}
+    scipy.io.savemat(path, {'GTcls': gt})
+
+
+def _write_split(path, ids):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        f.write(''.join(i + '\n' for i in ids))
+
+
+def write_voc(root, splits, size=(20, 28), image_modes=None, seed=0, layout='VOCdevkit/VOC2012',
+              unlabeled=('test',)):
+    """Write a tiny Pascal VOC 2012 under ``root/<layout>``.
+
+    Parameters
+    ----------
+    root : str or pathlib.Path
+    splits : dict
+        Split name -> list of ids (written to ImageSets/Segmentation/<name>.txt). Ids of splits
+        in ``unlabeled`` get no SegmentationClass PNG.
+    size : (int, int)
+        Image height and width (every image gets its own size offset for variety).
+    image_modes : dict, optional
+        id -> JPEG mode ('L' greyscale, 'CMYK'); default RGB.
+
+    Returns
+    -------
+    dict
+        id -> (image, mask or None), what VOCSegmentation must return.
+    """
+    base = os.path.join(str(root), layout)
+    image_modes = image_modes or {}
+    labeled = {i for name, ids in splits.items() if name not in unlabeled for i in ids}
+    expected = {}
+    for n, image_id in enumerate(sorted({i for ids in splits.values() for i in ids})):
+        height, width = size[0] + n % 3, size[1] + n % 5
+        image = write_jpeg(os.path.join(base, 'JPEGImages', image_id + '.jpg'),
+                           make_image(height, width, seed + n), image_modes.get(image_id, 'RGB'))
+        mask = None
+        if image_id in labeled:
+            mask = make_mask(height, width, seed + n)
+            write_palette_png(os.path.join(base, 'SegmentationClass', image_id + '.png'), mask)
+        expected[image_id] = (image, mask)
+    for name, ids in splits.items():
+        _write_split(os.path.join(base, 'ImageSets', 'Segmentation', name + '.txt'), ids)
+    return expected
+
+
+def write_sbd(root, train, val, size=(18, 24), seed=100, layout='benchmark_RELEASE/dataset'):
+    """Write a tiny SBD release under ``root/<layout>``: img/*.jpg, cls/*.mat, train.txt, val.txt.
+
+    Returns id -> (image, mask) as VOCAugSegmentation must return them (SBD masks have no 255).
+    """
+    base = os.path.join(str(root), layout)
+    expected = {}
+    for n, image_id in enumerate(sorted(set(train) | set(val))):
+        height, width = size[0] + n % 4, size[1] + n % 3
+        image = write_jpeg(os.path.join(base, 'img', image_id + '.jpg'), make_image(height, width, seed + n))
+        mask = make_mask(height, width, seed + n, border=False)
+        write_sbd_mat(os.path.join(base, 'cls', image_id + '.mat'), mask)
+        expected[image_id] = (image, mask)
+    _write_split(os.path.join(base, 'train.txt'), train)
+    _write_split(os.path.join(base, 'val.txt'), val)
+    return expected
+
+
+def write_folder(root, stems, classes=('background', 'cat', 'dog'), size=(16, 20), seed=200, splits=None,
+                 label_mode='L', image_ext='.png'):
+    """Write a FolderSegmentation dataset: images/, labels/ (greyscale PNG ids, 255 borders), classes.txt.
+
+    Returns stem -> (image, mask).
+    """
+    root = str(root)
+    os.makedirs(os.path.join(root, 'images'), exist_ok=True)
+    os.makedirs(os.path.join(root, 'labels'), exist_ok=True)
+    with open(os.path.join(root, 'classes.txt'), 'w') as f:
+        f.write(''.join(c + '\n' for c in classes))
+    expected = {}
+    for n, stem in enumerate(stems):
+        image = make_image(size[0], size[1], seed + n)
+        mask = make_mask(size[0], size[1], seed + n, num_class=len(classes))
+        image_path = os.path.join(root, 'images', stem + image_ext)
+        if image_ext == '.png':
+            Image.fromarray(image).save(image_path)
+        else:
+            image = write_jpeg(image_path, image)
+        if label_mode == 'P':
+            write_palette_png(os.path.join(root, 'labels', stem + '.png'), mask)
+        else:
+            Image.fromarray(mask.astype(np.uint8), mode=label_mode).save(os.path.join(root, 'labels', stem + '.png'))
+        expected[stem] = (image, mask)
+    for name, ids in (splits or {}).items():
+        _write_split(os.path.join(root, name + '.txt'), ids)
+    return expected
