@@ -7,6 +7,7 @@ is the re-read file, not the array that was encoded) and ``mask`` the int32 labe
 Shared by several test modules; import as ``from fixtures_data import write_voc`` (tests/ is on
 ``sys.path`` under pytest's default rootdir-relative import mode).
 """
+import json
 import os
 
 import numpy as np
@@ -16,7 +17,7 @@ from PIL import Image
 from gluonseg.data.pascal_voc import voc_palette
 
 __all__ = ['make_image', 'make_mask', 'write_jpeg', 'write_palette_png', 'write_voc', 'write_sbd',
-           'write_folder', 'write_sbd_mat']
+           'write_folder', 'write_sbd_mat', 'write_coco', 'rle_of']
 
 
 def make_image(height, width, seed):
@@ -158,3 +159,58 @@ def write_folder(root, stems, classes=('background', 'cat', 'dog'), size=(16, 20
     for name, ids in (splits or {}).items():
         _write_split(os.path.join(root, name + '.txt'), ids)
     return expected
+
+
+def write_coco(root, split, images, categories, annotations):
+    """Write a tiny COCO 2017 split: ``root/annotations/instances_<split>2017.json`` + JPEGs.
+
+    Parameters
+    ----------
+    images : list of dict
+        ``{'id', 'height', 'width'}``; file names ``%012d.jpg`` are filled in and the JPEGs written.
+    categories : list of (id, name)
+    annotations : list of dict
+        ``{'image_id', 'category_id', 'segmentation', 'iscrowd'(optional)}``; ids and areas added.
+
+    Returns
+    -------
+    dict
+        image id -> the RGB array a reader should decode from the JPEG.
+    """
+    root = str(root)
+    decoded = {}
+    for n, info in enumerate(images):
+        info.setdefault('file_name', '%012d.jpg' % info['id'])
+        decoded[info['id']] = write_jpeg(os.path.join(root, '%s2017' % split, info['file_name']),
+                                         make_image(info['height'], info['width'], 300 + n))
+    anns = []
+    for n, ann in enumerate(annotations):
+        ann = dict(ann)
+        ann.setdefault('iscrowd', 0)
+        ann.setdefault('area', 1.0)
+        ann.setdefault('bbox', [0, 0, 1, 1])
+        ann['id'] = n + 1
+        anns.append(ann)
+    os.makedirs(os.path.join(root, 'annotations'), exist_ok=True)
+    with open(os.path.join(root, 'annotations', 'instances_%s2017.json' % split), 'w') as f:
+        json.dump({'images': images, 'annotations': anns,
+                   'categories': [{'id': i, 'name': name, 'supercategory': 'x'} for i, name in categories]}, f)
+    return decoded
+
+
+def rle_of(mask, compressed=True):
+    """COCO RLE of a binary mask: compressed (``counts`` str) or uncompressed (``counts`` list)."""
+    fortran = np.asfortranarray(mask.astype(np.uint8))
+    if compressed:
+        from pycocotools import mask as mask_utils
+        rle = mask_utils.encode(fortran)
+        return {'size': list(rle['size']), 'counts': rle['counts'].decode('ascii')}
+    flat = fortran.flatten(order='F')
+    counts, current, run = [], 0, 0
+    for value in flat:
+        if value != current:
+            counts.append(run)
+            current, run = value, 0
+        run += 1
+    counts.append(run)
+    return {'size': list(mask.shape), 'counts': counts}

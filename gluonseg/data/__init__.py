@@ -7,3 +7,4 @@ from .shapes import SHAPE_CLASSES, ShapesSegmentation, ShapesInstance  # noqa: F
 from .pascal_voc import VOC_CLASSES, VOCSegmentation  # noqa: F401
 from .pascal_aug import VOCAugSegmentation  # noqa: F401
 from .folder import FolderSegmentation  # noqa: F401
+from .coco import COCO_CAT_LIST, COCOSegmentation  # noqa: F401
