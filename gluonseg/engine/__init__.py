@@ -1,0 +1,18 @@
+"""Training and evaluation engine: schedule, loss, checkpoints, the loop, evaluation.
+
+    >>> from gluonseg.engine import SegmentationTrainer, TrainConfig
+    >>> trainer = SegmentationTrainer(net, train_set, val_set, ctx=[mx.cpu()],
+    ...                               config=TrainConfig(epochs=4, lr=0.01), save_dir='runs/x')
+    >>> trainer.fit()
+"""
+from .lr_scheduler import LR_MODES, SegmentationLRScheduler  # noqa: F401
+from .loss import SegmentationLoss, count_labelled_pixels, pixel_cross_entropy_sum  # noqa: F401
+from .checkpoint import (CHECKPOINT_FORMAT, Checkpoint, CheckpointError,  # noqa: F401
+                         capture_rng_state, initialize_from, load_checkpoint, load_weights_from,
+                         restore_rng_state, save_checkpoint)
+from .data import (EpochBatchSampler, SeededTransformDataset, epoch_permutation,  # noqa: F401
+                   get_segmentation_dataset, dataset_short_name)
+from .evaluation import evaluate_segmentation, predict_batch  # noqa: F401
+from .trainer import (BEST_CHECKPOINT, LATEST_CHECKPOINT, LOG_FILE, METRICS_FILE,  # noqa: F401
+                      NonFiniteLossError, SegmentationTrainer, TqdmLoggingHandler, TrainConfig,
+                      iteration_seed)

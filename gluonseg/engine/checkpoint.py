@@ -1,0 +1,333 @@
+"""Training checkpoints: whole or absent, with everything a resumed run needs.
+
+A checkpoint is one zip file (stored, not compressed) holding
+
+- ``weights.params``: the network's parameters in MXNet's ``save_parameters`` format (extract it
+  and ``net.load_parameters`` it directly, or use :func:`load_weights_from`);
+- ``trainer.states``: the optimizer and its per-parameter states (momentum), as written by
+  ``gluon.Trainer.save_states``;
+- ``meta.json``: epoch, iteration, learning-rate scheduler position, best score, RNG states
+  (python ``random``, numpy's global generator, the MXNet seed scheme), the model's name and
+  constructor arguments and the run's arguments.
+
+It is written to a temporary file in the destination folder, flushed to disk, then moved over
+the destination with ``os.replace``; a crash at any point leaves either the previous file or the
+new one, never a partial file (and the temporary file is removed on errors).
+"""
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+import zipfile
+
+import mxnet as mx
+import numpy as np
+
+__all__ = ['CHECKPOINT_FORMAT', 'Checkpoint', 'CheckpointError', 'save_checkpoint',
+           'load_checkpoint', 'atomic_copy', 'capture_rng_state', 'restore_rng_state',
+           'load_weights_from', 'initialize_from']
+
+CHECKPOINT_FORMAT = 'gluonseg-checkpoint-1'
+_META, _WEIGHTS, _TRAINER = 'meta.json', 'weights.params', 'trainer.states'
+
+
+class CheckpointError(IOError):
+    """A checkpoint file cannot be read (missing, truncated, not a checkpoint, incomplete)."""
+
+
+class Checkpoint(object):
+    """A loaded checkpoint.
+
+    Attributes
+    ----------
+    path : str
+    meta : dict
+        Everything of ``meta.json`` (``epoch``, ``iteration``, ``lr_scheduler``, ``best``,
+        ``rng``, ``model``, ``args``, ...).
+    """
+
+    def __init__(self, path, meta, weights_bytes, trainer_bytes):
+        self.path = path
+        self.meta = meta
+        self._weights_bytes = weights_bytes
+        self._trainer_bytes = trainer_bytes
+
+    def __getitem__(self, key):
+        return self.meta[key]
+
+    def get(self, key, default=None):
+        return self.meta.get(key, default)
+
+    @property
+    def has_trainer_states(self):
+        return self._trainer_bytes is not None
+
+    def weights(self):
+        """``{parameter name: NDArray}`` on the CPU."""
+        return mx.nd.load_frombuffer(self._weights_bytes)
+
+    def load_into(self, net, ctx=mx.cpu()):
+        """Load the weights into ``net`` strictly (same names and shapes, none missing)."""
+        from ..model_zoo.registry import load_weights
+        with _spilled(self._weights_bytes, self.path) as fname:
+            load_weights(net, fname, ctx=ctx)
+
+    def restore_trainer(self, trainer):
+        """Load the optimizer states (momentum, update counts) into a ``gluon.Trainer``."""
+        if self._trainer_bytes is None:
+            raise CheckpointError('%s holds no trainer states (weights only)' % self.path)
+        with _spilled(self._trainer_bytes, self.path) as fname:
+            trainer.load_states(fname)
+
+    def __repr__(self):
+        return 'Checkpoint(%r, epoch=%s, iteration=%s)' % (self.path, self.meta.get('epoch'),
+                                                           self.meta.get('iteration'))
+
+
+class _spilled(object):
+    """Context manager: ``data`` written to a temporary file (MXNet loaders want a filename)."""
+
+    def __init__(self, data, near):
+        self.data, self.near, self.name = data, near, None
+
+    def __enter__(self):
+        fd, self.name = tempfile.mkstemp(prefix='.gluonseg-', suffix='.tmp')
+        with os.fdopen(fd, 'wb') as f:
+            f.write(self.data)
+        return self.name
+
+    def __exit__(self, *exc):
+        _remove_quietly(self.name)
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _temp_path_beside(path):
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.tmp',
+                               dir=folder)
+    os.close(fd)
+    # mkstemp makes the file private (0600); give it the permissions of a normal new file.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return tmp
+
+
+def _fsync_dir(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not possible on some platforms; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _publish(tmp, path):
+    """fsync ``tmp`` and move it over ``path`` in one step."""
+    with open(tmp, 'rb') as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def save_checkpoint(path, net, trainer=None, meta=None):
+    """Write a checkpoint atomically.
+
+    Parameters
+    ----------
+    path : str
+        Destination; its folder is created if needed. An existing file is replaced only once
+        the new one is completely written.
+    net : Block
+        Its parameters are saved (``save_parameters`` names).
+    trainer : gluon.Trainer, optional
+        Its optimizer states are saved too.
+    meta : dict, optional
+        JSON-serialisable training state (epoch, iteration, scheduler, best, RNG, args, ...).
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
+    meta = dict(meta or {})
+    meta['format'] = CHECKPOINT_FORMAT
+    meta['saved_at'] = time.strftime('%Y-%m-%dT%H:%M:%S')
+    meta_bytes = json.dumps(meta, indent=1, sort_keys=True, default=_json_default).encode('utf-8')
+    tmp = _temp_path_beside(path)
+    part = tmp + '.part'
+    try:
+        with zipfile.ZipFile(tmp, 'w', compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            zf.writestr(_META, meta_bytes)
+            net.save_parameters(part)
+            zf.write(part, _WEIGHTS)
+            if trainer is not None:
+                trainer.save_states(part)
+                zf.write(part, _TRAINER)
+        _remove_quietly(part)
+        _publish(tmp, path)
+    except BaseException:
+        _remove_quietly(part)
+        _remove_quietly(tmp)
+        raise
+    return path
+
+
+def atomic_copy(src, dst):
+    """Make ``dst`` a copy of ``src`` atomically (hard link when possible, else a copy)."""
+    tmp = _temp_path_beside(dst)
+    try:
+        os.remove(tmp)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        _publish(tmp, dst)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    return dst
+
+
+def load_checkpoint(path):
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Raises
+    ------
+    CheckpointError
+        If the file is missing, not a gluonseg checkpoint, or incomplete.
+    """
+    if not os.path.isfile(path):
+        raise CheckpointError('No checkpoint at %s' % path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            missing = [n for n in (_META, _WEIGHTS) if n not in names]
+            if missing:
+                raise CheckpointError('%s is not a complete gluonseg checkpoint (missing %s)'
+                                      % (path, ', '.join(missing)))
+            meta = json.loads(zf.read(_META).decode('utf-8'))
+            weights = zf.read(_WEIGHTS)
+            trainer = zf.read(_TRAINER) if _TRAINER in names else None
+    except zipfile.BadZipFile as err:
+        raise CheckpointError('%s is not a gluonseg checkpoint or is damaged (%s). A plain '
+                              '.params weight file is loaded with --init-from instead'
+                              % (path, err)) from None
+    if meta.get('format') != CHECKPOINT_FORMAT:
+        raise CheckpointError('%s has format %r; this gluonseg reads %r'
+                              % (path, meta.get('format'), CHECKPOINT_FORMAT))
+    return Checkpoint(path, meta, weights, trainer)
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, mx.Context):
+        return str(obj)
+    return repr(obj)
+
+
+# ---------------------------------------------------------------------------------- RNG state
+def capture_rng_state(mxnet_seed=None):
+    """JSON-serialisable states of python ``random`` and numpy's global generator.
+
+    MXNet cannot report its generators' state; the loop instead reseeds MXNet at every
+    iteration from ``(seed, iteration)``, so ``mxnet_seed`` (the base seed) and the iteration
+    are all that is needed to restore it (recorded under ``'mxnet'``).
+    """
+    py_version, py_internal, py_gauss = random.getstate()
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    return {'python': [py_version, list(py_internal), py_gauss],
+            'numpy': [np_kind, np_keys.tolist(), int(np_pos), int(np_has_gauss),
+                      float(np_gauss)],
+            'mxnet': {'seed': mxnet_seed,
+                      'scheme': 'mx.random.seed(iteration_seed(seed, iteration)) before each '
+                                'iteration'}}
+
+
+def restore_rng_state(state):
+    """Restore what :func:`capture_rng_state` captured (python and numpy generators)."""
+    version, internal, gauss = state['python']
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state['numpy']
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+# ---------------------------------------------------------------------- weights from elsewhere
+def load_weights_from(source, ctx=mx.cpu(), root=None):
+    """``{name: NDArray}`` from a checkpoint, a ``.params`` file or a registered model name
+    (its published weights, which are downloaded if needed)."""
+    if os.path.isfile(source):
+        if zipfile.is_zipfile(source):
+            return load_checkpoint(source).weights()
+        loaded = mx.nd.load(source)
+        if not isinstance(loaded, dict):
+            raise ValueError('%s holds unnamed arrays; expected save_parameters() output' % source)
+        return {k.split(':', 1)[1] if k.startswith(('arg:', 'aux:')) else k: v
+                for k, v in loaded.items()}
+    from ..model_zoo.registry import UnknownModelError, get_model
+    try:
+        zoo_net = get_model(source, pretrained=True, root=root, ctx=mx.cpu())
+    except UnknownModelError:
+        raise FileNotFoundError('%r is neither a file nor a registered model name' % source) \
+            from None
+    return {k: p.data() for k, p in zoo_net._collect_params_with_prefix().items()}
+
+
+def initialize_from(net, source, ctx=mx.cpu(), root=None):
+    """Start ``net`` from the weights of ``source`` (checkpoint, ``.params`` or model name).
+
+    Arrays are matched by name. Class layers (arrays whose shape differs from the model's only
+    in the first axis, the number of classes) are left as initialized: that is how a model
+    trained on one label set starts another. Arrays of the file that the model lacks (e.g. an
+    auxiliary head the model was built without) are ignored.
+
+    Returns
+    -------
+    dict
+        ``{'loaded': [...], 'reinitialized': [...], 'ignored': [...]}`` parameter names.
+
+    Raises
+    ------
+    ValueError
+        If a model parameter is missing from the source or differs in another way than the
+        class count.
+    """
+    loaded = load_weights_from(source, ctx=ctx, root=root)
+    params = net._collect_params_with_prefix()
+    missing = sorted(set(params) - set(loaded))
+    ignored = sorted(set(loaded) - set(params))
+    reinit, bad = [], []
+    for name in sorted(set(params) & set(loaded)):
+        want, have = tuple(params[name].shape), tuple(loaded[name].shape)
+        if want == have:
+            continue
+        if len(want) == len(have) and want[1:] == have[1:]:
+            reinit.append(name)
+        else:
+            bad.append('%s: source %s, model %s' % (name, have, want))
+    if missing or bad:
+        raise ValueError('Cannot initialize %s from %s:%s%s' % (
+            type(net).__name__, source,
+            ('\n  missing in the source: ' + ', '.join(missing[:8])) if missing else '',
+            ('\n  shape differs: ' + ', '.join(bad[:8])) if bad else ''))
+    ctx = ctx if isinstance(ctx, (list, tuple)) else [ctx]
+    names = [n for n in sorted(set(params) & set(loaded)) if n not in reinit]
+    for name in names:
+        params[name]._load_init(loaded[name], ctx, cast_dtype=True, dtype_source='current')
+    return {'loaded': names, 'reinitialized': reinit, 'ignored': ignored}

@@ -1,0 +1,147 @@
+"""Reproducible training data: per-epoch shuffling from (seed, epoch), per-sample augmentation
+randomness from (seed, epoch, index), and datasets by name.
+
+Batch ``b`` of epoch ``e`` is a pure function of ``(seed, e, b)``: a resumed run asks for the
+batches it has not consumed yet and gets exactly those of the interrupted run, with the same
+crops and flips, whatever the number of DataLoader workers.
+"""
+import copy
+import importlib
+
+import numpy as np
+from mxnet import gluon
+
+__all__ = ['epoch_permutation', 'EpochBatchSampler', 'SeededTransformDataset',
+           'DATASET_LOADERS', 'get_segmentation_dataset', 'dataset_short_name']
+
+
+def epoch_permutation(num_samples, seed, epoch):
+    """The sample order of ``epoch``: a permutation drawn from ``(seed, epoch)`` alone."""
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(int(num_samples))
+
+
+class EpochBatchSampler(gluon.data.Sampler):
+    """Batches of ``(epoch, index)`` keys for one epoch, starting at batch ``start_batch``.
+
+    The last incomplete batch is dropped, so every epoch has ``num_samples // batch_size``
+    batches and every batch the same size.
+
+    Parameters
+    ----------
+    num_samples, batch_size, seed, epoch : int
+    start_batch : int, default 0
+        Skip the batches a resumed run has already consumed.
+    """
+
+    def __init__(self, num_samples, batch_size, seed, epoch, start_batch=0):
+        self.num_batches = num_samples // batch_size
+        if self.num_batches < 1:
+            raise ValueError('The training set has %d samples, fewer than one batch of %d'
+                             % (num_samples, batch_size))
+        if not 0 <= start_batch <= self.num_batches:
+            raise ValueError('start_batch %d outside [0, %d]' % (start_batch, self.num_batches))
+        self.order = epoch_permutation(num_samples, seed, epoch)
+        self.batch_size, self.epoch, self.start_batch = batch_size, int(epoch), int(start_batch)
+
+    def __iter__(self):
+        for b in range(self.start_batch, self.num_batches):
+            batch = self.order[b * self.batch_size:(b + 1) * self.batch_size]
+            yield [(self.epoch, int(i)) for i in batch]
+
+    def __len__(self):
+        return self.num_batches - self.start_batch
+
+
+class SeededTransformDataset(gluon.data.Dataset):
+    """``dataset`` with ``transform`` applied, the transform's randomness drawn from
+    ``(seed, epoch, index)``.
+
+    Index it with the ``(epoch, index)`` keys of :class:`EpochBatchSampler` (a plain int means
+    epoch 0). A transform with an ``rng`` attribute (like
+    :class:`gluonseg.data.SegmentationTrainTransform`) is called through a copy whose ``rng``
+    is a ``numpy.random.RandomState`` seeded from the key; any other transform is called as is,
+    and its randomness is then not reproduced by a resumed run.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        Returns ``(image, mask)`` (no transform of its own).
+    transform : callable or None
+        ``transform(image, mask) -> (image, mask)``.
+    seed : int
+    """
+
+    def __init__(self, dataset, transform, seed):
+        self.dataset, self.transform, self.seed = dataset, transform, int(seed)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        image, mask = self.dataset[index]
+        if self.transform is None:
+            return image, mask
+        transform = self.transform
+        if hasattr(transform, 'rng'):
+            transform = copy.copy(transform)
+            seeds = np.random.SeedSequence([self.seed, int(epoch), int(index)])
+            transform.rng = np.random.RandomState(seeds.generate_state(4))
+        return transform(image, mask)
+
+
+# Dataset name -> (module, class, constructor keyword for the root folder). Loaders are found
+# at call time, so a dataset whose module is not in this gluonseg yet gets a clear error.
+DATASET_LOADERS = {
+    'shapes': ('gluonseg.data.shapes', 'ShapesSegmentation'),
+    'voc': ('gluonseg.data.pascal_voc', 'VOCSegmentation'),
+    'voc_aug': ('gluonseg.data.pascal_aug', 'VOCAugSegmentation'),
+    'coco': ('gluonseg.data.coco', 'COCOSegmentation'),
+    'ade': ('gluonseg.data.ade20k', 'ADE20KSegmentation'),
+    'citys': ('gluonseg.data.cityscapes', 'CitySegmentation'),
+}
+
+# Dataset name -> the dataset part of model names (``fcn_resnet101_voc``).
+_MODEL_SUFFIX = {'shapes': 'shapes', 'voc': 'voc', 'voc_aug': 'voc', 'coco': 'coco',
+                 'ade': 'ade', 'citys': 'citys'}
+
+
+def dataset_short_name(dataset):
+    """The dataset part of model names for ``dataset`` (``'voc_aug'`` -> ``'voc'``)."""
+    try:
+        return _MODEL_SUFFIX[dataset]
+    except KeyError:
+        raise ValueError('Unknown dataset %r; choose one of %s'
+                         % (dataset, ', '.join(sorted(DATASET_LOADERS)))) from None
+
+
+def _loader_class(name):
+    if name not in DATASET_LOADERS:
+        raise ValueError('Unknown dataset %r; choose one of %s'
+                         % (name, ', '.join(sorted(DATASET_LOADERS))))
+    module_name, class_name = DATASET_LOADERS[name]
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, class_name)
+    except (ImportError, AttributeError):
+        raise ValueError('Dataset %r needs %s.%s, which this version of gluonseg does not have'
+                         % (name, module_name, class_name)) from None
+
+
+def get_segmentation_dataset(name, split='train', root=None, transform=None, **kwargs):
+    """A segmentation dataset by name.
+
+    Parameters
+    ----------
+    name : {'shapes', 'voc', 'voc_aug', 'coco', 'ade', 'citys'}
+    split : str
+    root : str, optional
+        Data folder (ignored by ``'shapes'``, which is generated).
+    transform : callable, optional
+    **kwargs
+        Passed to the dataset class (``'shapes'``: ``size``, ``length``, ``seed``, ...).
+    """
+    cls = _loader_class(name)
+    if name == 'shapes':
+        return cls(split=split, transform=transform, **kwargs)
+    return cls(root=root, split=split, transform=transform, **kwargs)

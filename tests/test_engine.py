@@ -1,0 +1,310 @@
+"""Training engine: LR schedule, loss weighting, checkpoints, exact resume, data parallelism,
+NaN handling; and (slow) the default train.py / test.py commands."""
+import hashlib
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import zipfile
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon
+from mxnet.gluon import nn
+
+import gluonseg
+from gluonseg.data import SegmentationTrainTransform, SegmentationValTransform, ShapesSegmentation
+from gluonseg.engine import (CheckpointError, NonFiniteLossError, SegmentationLoss,
+                             SegmentationLRScheduler, SegmentationTrainer, TrainConfig,
+                             initialize_from, load_checkpoint, save_checkpoint)
+from gluonseg.engine import checkpoint as checkpoint_module
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ----------------------------------------------------------------------------- helpers
+class TinySegNet(nn.HybridBlock):
+    """A few-hundred-parameter segmentation net with the zoo models' interface: logits at
+    the input size, ``(out, aux)`` outputs, ``head_blocks()``."""
+
+    def __init__(self, nclass=4, aux=True, dropout=0.1, batchnorm=True, **kwargs):
+        super().__init__(**kwargs)
+        self.nclass, self.aux = nclass, aux
+        with self.name_scope():
+            self.trunk = nn.HybridSequential()
+            self.trunk.add(nn.Conv2D(8, 3, padding=1, in_channels=3, use_bias=not batchnorm))
+            if batchnorm:
+                self.trunk.add(nn.BatchNorm(in_channels=8))
+            self.trunk.add(nn.Activation('relu'))
+            self.head = nn.HybridSequential()
+            self.head.add(nn.Conv2D(8, 3, padding=1, in_channels=8), nn.Activation('relu'))
+            if dropout:
+                self.head.add(nn.Dropout(dropout))
+            self.head.add(nn.Conv2D(nclass, 1, in_channels=8))
+            if aux:
+                self.auxlayer = nn.Conv2D(nclass, 1, in_channels=8)
+
+    def hybrid_forward(self, F, x):
+        features = self.trunk(x)
+        out = self.head(features)
+        return (out, self.auxlayer(features)) if self.aux else out
+
+    def head_blocks(self):
+        return [self.head] + ([self.auxlayer] if self.aux else [])
+
+
+def tiny_net(seed=0, ctx=mx.cpu(), **kwargs):
+    mx.random.seed(seed)
+    net = TinySegNet(**kwargs)
+    net.initialize(mx.init.Xavier(), ctx=ctx)
+    return net
+
+
+def tiny_data(length=24, size=24):
+    train = ShapesSegmentation('train', length=length, size=size)
+    val = ShapesSegmentation('val', length=8, size=size, transform=SegmentationValTransform(size))
+    augment = SegmentationTrainTransform(base_size=size, crop_size=size, scale_range=(0.75, 1.5))
+    return train, val, augment
+
+
+def tiny_trainer(net, save_dir=None, ctx=None, train=None, **overrides):
+    settings = dict(epochs=2, batch_size=4, lr=0.05, warmup_epochs=0.5, progress=False,
+                    seed=3, aux_weight=0.4)
+    settings.update(overrides)
+    train_set, val_set, augment = tiny_data()
+    return SegmentationTrainer(net, train or train_set, val_set, ctx=ctx or [mx.cpu()],
+                               config=TrainConfig(**settings), save_dir=save_dir,
+                               train_transform=augment)
+
+
+def weights_of(net):
+    return {k: v.data(v.list_ctx()[0]).asnumpy() for k, v in net._collect_params_with_prefix().items()}
+
+
+def assert_same_weights(a, b, rtol=1e-5, atol=1e-6):
+    wa, wb = weights_of(a), weights_of(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        np.testing.assert_allclose(wa[key], wb[key], rtol=rtol, atol=atol, err_msg=key)
+
+
+def sha1(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha1(f.read()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- LR schedule
+def test_lr_schedule_warmup_poly_end_and_midpoint():
+    sched = SegmentationLRScheduler(0.01, total_iters=110, warmup_iters=10, mode='poly')
+    assert sched(0) == 0.0                                  # warmup starts at 0
+    assert sched(5) == pytest.approx(0.005)                 # halfway through the warmup
+    assert sched(10) == pytest.approx(0.01)                 # warmup reaches the base rate
+    # t = 60: T = 50 of N = 100 poly iterations -> 0.01 * 0.5 ** 0.9
+    assert sched(60) == pytest.approx(0.01 * 0.5 ** 0.9) and sched(60) == pytest.approx(0.0053589, abs=1e-7)
+    assert sched(109) == pytest.approx(0.01 * 0.01 ** 0.9)  # last update
+    assert sched(110) == 0.0 and sched(500) == 0.0           # poly ends at 0 and stays there
+
+
+def test_lr_schedule_cosine_step_and_state():
+    cosine = SegmentationLRScheduler(0.1, 100, mode='cosine', final_lr=0.001)
+    assert cosine(0) == pytest.approx(0.1) and cosine(100) == pytest.approx(0.001)
+    assert cosine(50) == pytest.approx(0.0505)
+    step = SegmentationLRScheduler.from_epochs(0.1, 10, 10, step_epochs=(3, 6), mode='step')
+    assert [step(t) for t in (29, 30, 59, 60)] == pytest.approx([0.1, 0.01, 0.01, 0.001])
+    step(42)
+    state = step.state_dict()
+    json.dumps(state)  # goes into the checkpoint's JSON
+    restored = SegmentationLRScheduler.from_epochs(0.1, 10, 10, step_epochs=(3, 6), mode='step')
+    assert restored.load_state_dict(state).last_iter == 42
+    with pytest.raises(ValueError, match='total_iters: checkpoint 100, now 200'):
+        SegmentationLRScheduler.from_epochs(0.1, 20, 10, mode='step').load_state_dict(state)
+    with pytest.raises(ValueError, match='warmup'):
+        SegmentationLRScheduler(0.1, 10, warmup_iters=10)
+
+
+# ----------------------------------------------------------------------------- loss
+def test_loss_is_mean_over_labelled_pixels():
+    logits = mx.nd.random.normal(shape=(2, 3, 4, 5))
+    label = mx.nd.array(np.random.RandomState(0).randint(0, 3, size=(2, 4, 5)))
+    label[0, 0, :] = 255
+    loss = SegmentationLoss(ignore_label=255)(logits, label)
+    logp = logits.log_softmax(axis=1).asnumpy()
+    lab = label.asnumpy().astype(int)
+    picked = [-logp[n, lab[n, i, j], i, j] for n in range(2) for i in range(4) for j in range(5)
+              if lab[n, i, j] != 255]
+    assert loss.asscalar() == pytest.approx(np.mean(picked), rel=1e-5)
+    logits.attach_grad()
+    with autograd.record():
+        out = SegmentationLoss()(logits, label)
+    out.backward()
+    assert not logits.grad[0, :, 0, :].asnumpy().any()  # ignored pixels get no gradient
+
+
+def test_aux_weight_scales_the_aux_gradient_only():
+    net = gluonseg.get_model('fcn_resnet18_shapes', pretrained_base=False, aux=True)
+    x = mx.nd.random.normal(shape=(2, 3, 32, 32))
+    y = mx.nd.array(np.random.RandomState(0).randint(0, 4, size=(2, 32, 32)))
+
+    def grads(aux_weight):
+        loss_fn = SegmentationLoss(aux_weight=aux_weight)
+        mx.random.seed(7)  # same dropout masks in both runs
+        with autograd.record():
+            loss = loss_fn(net(x), y)
+        loss.backward()
+        main = net.head.block[4].weight.grad().asnumpy().copy()
+        aux = net.auxlayer.block[4].weight.grad().asnumpy().copy()
+        return main, aux
+
+    main_half, aux_half = grads(0.5)
+    main_one, aux_one = grads(1.0)
+    np.testing.assert_allclose(main_one, main_half, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(aux_one, 2 * aux_half, rtol=1e-4, atol=1e-8)
+    assert np.abs(aux_half).max() > 0
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    net = tiny_net()
+    path = str(tmp_path / 'latest.ckpt')
+    save_checkpoint(path, net, meta={'iteration': 1})
+    before = sha1(path)
+
+    real_write = zipfile.ZipFile.write
+
+    def failing_write(self, filename, arcname=None, *args, **kwargs):
+        real_write(self, filename, arcname, *args, **kwargs)
+        raise OSError('disk full (simulated) after writing %s' % arcname)
+
+    monkeypatch.setattr(zipfile.ZipFile, 'write', failing_write)
+    net.trunk[0].weight.set_data(net.trunk[0].weight.data() + 1)
+    with pytest.raises(OSError, match='simulated'):
+        save_checkpoint(path, net, meta={'iteration': 2})
+    assert sha1(path) == before                                 # the old checkpoint is intact
+    assert os.listdir(tmp_path) == ['latest.ckpt']              # and no partial file is left
+    assert load_checkpoint(path)['iteration'] == 1
+
+    # An interruption that kills the process is simulated by stopping before the rename.
+    monkeypatch.setattr(zipfile.ZipFile, 'write', real_write)
+    monkeypatch.setattr(checkpoint_module.os, 'replace',
+                        lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, net, meta={'iteration': 3})
+    assert sha1(path) == before and os.listdir(tmp_path) == ['latest.ckpt']
+
+
+def test_damaged_or_foreign_checkpoint_errors_name_the_problem(tmp_path):
+    path = str(tmp_path / 'x.ckpt')
+    save_checkpoint(path, tiny_net(), meta={'iteration': 1})
+    with open(path, 'rb') as f:
+        data = f.read()
+    with open(path, 'wb') as f:
+        f.write(data[:len(data) // 2])
+    with pytest.raises(CheckpointError, match='not a gluonseg checkpoint or is damaged'):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match='No checkpoint at'):
+        load_checkpoint(str(tmp_path / 'missing.ckpt'))
+
+
+def test_initialize_from_drops_class_layers_when_counts_differ(tmp_path):
+    source = tiny_net(nclass=4)
+    path = str(tmp_path / 'four.params')
+    source.save_parameters(path)
+    target = tiny_net(seed=1, nclass=3, aux=False)
+    report = initialize_from(target, path)
+    assert report['reinitialized'] == ['head.3.bias', 'head.3.weight']
+    assert report['ignored'] == ['auxlayer.bias', 'auxlayer.weight']
+    np.testing.assert_array_equal(target.trunk[0].weight.data().asnumpy(),
+                                  source.trunk[0].weight.data().asnumpy())
+
+
+# ----------------------------------------------------------------------------- the loop
+def test_resume_mid_epoch_reproduces_the_uninterrupted_run(tmp_path):
+    # 24 samples / batch 4 = 6 iterations per epoch, 2 epochs; stopped at iteration 8 (inside
+    # epoch 2). Dropout, BatchNorm, momentum, augmentation and warmup all take part.
+    straight = tiny_net(seed=0)
+    result = tiny_trainer(straight, save_dir=str(tmp_path / 'a')).fit()
+    assert result['iteration'] == 12
+
+    first = tiny_net(seed=0)
+    stopped = tiny_trainer(first, save_dir=str(tmp_path / 'b')).fit(max_iterations=8)
+    assert stopped['iteration'] == 8
+    resumed_net = tiny_net(seed=42)  # a different initialization: the checkpoint must win
+    resumed = tiny_trainer(resumed_net, save_dir=str(tmp_path / 'b'))
+    resumed.resume()
+    assert resumed.iteration == 8 and resumed.epoch == 1
+    final = resumed.fit()
+    assert final['iteration'] == 12
+    assert_same_weights(straight, resumed_net)
+    assert final['metrics']['mIoU'] == pytest.approx(result['metrics']['mIoU'], abs=1e-9)
+
+    def records(folder):
+        with open(os.path.join(folder, 'metrics.jsonl')) as f:
+            return [(r['epoch'], r['iteration'], r['mIoU']) for r in map(json.loads, f)]
+    assert records(str(tmp_path / 'a')) == records(str(tmp_path / 'b'))
+
+
+def test_data_parallel_two_cpu_contexts_match_one(tmp_path):
+    # No BatchNorm (per-device batch statistics would legitimately differ between 2+2 and 4)
+    # and no dropout (each device has its own random stream): what remains must agree.
+    single_net = tiny_net(seed=0, batchnorm=False, dropout=0)
+    params = str(tmp_path / 'init.params')
+    single_net.save_parameters(params)
+    pair_ctx = [mx.cpu(0), mx.cpu(1)]
+    pair_net = TinySegNet(batchnorm=False, dropout=0)
+    pair_net.load_parameters(params, ctx=pair_ctx)
+
+    single = tiny_trainer(single_net, ctx=[mx.cpu(0)], batch_size=4, val_interval=0)
+    pair = tiny_trainer(pair_net, ctx=pair_ctx, batch_size=2, val_interval=0)
+    single.fit(max_iterations=3)
+    pair.fit(max_iterations=3)
+    assert pair.total_batch_size == single.total_batch_size == 4
+    assert pair.last_loss == pytest.approx(single.last_loss, rel=1e-5)
+    assert_same_weights(single_net, pair_net)
+    for param in pair_net.collect_params().values():  # both devices hold the same weights
+        np.testing.assert_allclose(param.data(mx.cpu(0)).asnumpy(),
+                                   param.data(mx.cpu(1)).asnumpy(), rtol=1e-6)
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
+    # A learning rate that makes the weights overflow within a few updates; latest.ckpt is
+    # written after every update until then.
+    trainer = tiny_trainer(tiny_net(), save_dir=str(tmp_path), val_interval=0, lr=1e8,
+                           warmup_epochs=0, checkpoint_interval=1)
+    with pytest.raises(NonFiniteLossError) as err:
+        trainer.fit()
+    message = str(err.value)
+    assert re.search(r'Loss is (nan|inf) at epoch \d, iteration %d ' % trainer.iteration,
+                     message), message
+    assert 'before applying this update' in message and 'learning rate' in message
+    assert 'latest.ckpt, is unchanged' in message
+    assert 0 < trainer.iteration < 12
+    last_good = load_checkpoint(trainer.latest_path)
+    assert last_good['iteration'] == trainer.iteration  # the state before the bad update
+    assert all(np.isfinite(v.asnumpy()).all() for v in last_good.weights().values())
+    with open(os.path.join(str(tmp_path), 'train.log')) as f:
+        assert 'Loss is' in f.read()
+
+
+# ----------------------------------------------------------------------------- scripts
+# Slow: the README's default command trains a ResNet-18 FCN for minutes on the CPU.
+@pytest.mark.slow
+def test_default_train_command_reaches_080_miou_and_test_reproduces_it(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '2'))
+    train = subprocess.run([sys.executable, os.path.join(REPO, 'scripts/segmentation/train.py')],
+                           cwd=str(tmp_path), env=env, capture_output=True, text=True)
+    assert train.returncode == 0, train.stderr[-3000:]
+    final = json.loads(re.search(r'^FINAL (.*)$', train.stdout, re.M).group(1))
+    assert final['mIoU'] >= 0.80, train.stdout
+    checkpoint = os.path.join(str(tmp_path), final['checkpoint'])
+    out_json = str(tmp_path / 'eval.json')
+    test = subprocess.run([sys.executable, os.path.join(REPO, 'scripts/segmentation/test.py'),
+                           checkpoint, '--output', out_json], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True)
+    assert test.returncode == 0, test.stderr[-3000:]
+    with open(out_json) as f:
+        result = json.load(f)
+    assert result['mIoU'] == pytest.approx(final['mIoU'], abs=1e-6)
+    assert math.isfinite(result['pixAcc'])
