@@ -188,3 +188,30 @@ def test_pad_batchify_pads_to_largest_with_ignore():
     assert images.asnumpy()[1, :, :, 3:].sum() == 0 and images.asnumpy()[1, :, :, :3].min() == 1
     only = pad_batchify([np.zeros((4, 5, 3), np.uint8), np.zeros((2, 7, 3), np.uint8)])  # HWC uint8 images
     assert only.shape == (2, 4, 7, 3)
+
+
+def _crop_in_child(transform, image, mask, queue):
+    queue.put(transform(image, mask)[1])
+
+
+def test_forked_workers_do_not_repeat_each_others_augmentation():
+    # DataLoader workers are forked with identical global RNG state; rng=None must not make
+    # them produce identical crops.
+    import multiprocessing
+    ctx = multiprocessing.get_context('fork')
+    image, mask = painted_sample(60, 90, seed=5)
+    transform = SegmentationTrainTransform(base_size=60, crop_size=24)
+    np.random.seed(0)
+    queue = ctx.Queue()
+    workers = [ctx.Process(target=_crop_in_child, args=(transform, image, mask, queue)) for _ in range(3)]
+    for w in workers:
+        w.start()
+    crops = [queue.get(timeout=30) for _ in workers]
+    for w in workers:
+        w.join(timeout=30)
+    assert len({c.tobytes() for c in crops}) == 3
+    # In the creating process the global RNG is used as is (reproducible with np.random.seed).
+    np.random.seed(0)
+    first = transform(image, mask)[1]
+    np.random.seed(0)
+    assert np.array_equal(first, transform(image, mask)[1])

@@ -1,15 +1,18 @@
 """Synthetic shapes: a file-free segmentation dataset for tests, demos and smoke-training.
 
-Each scene is a textured, noisy background with 1 to ``max_shapes`` filled circles, squares and
-triangles (rotated, of random colour and size, possibly overlapping). The class is the *shape*;
-colours are drawn independently of it, so a model has to look at outlines and corners. Scenes
-are generated on the fly, deterministically from ``(seed, split, index)``, in about a
-millisecond for 128x128; different splits get different scenes.
+Each scene is a textured, noisy background (smooth colour blotches, sometimes stripes, pixel
+noise) with 1 to ``max_shapes`` filled circles, squares and triangles of random colour and size,
+possibly overlapping. The class is the *shape*; colours are drawn independently of it, so a
+model has to look at outlines and corners. Scenes are generated on the fly, deterministically
+from ``(seed, split, index)``, in about a millisecond for 128x128; different splits get
+different scenes.
 
 To keep the task learnable by a small network in minutes: edges are hard (the mask is exact),
 every shape contrasts with the background and with the other shapes' colours, a shape stays
-entirely inside the image, and a placement is rejected if it would hide more than half of an
-earlier shape.
+entirely inside the image, a placement is redrawn if it would hide more than 30% of an earlier
+shape, and by default shapes are upright and large (25-45% of the image side). Rotation
+(``max_rotation``) and smaller shapes make the task much harder (see
+:class:`ShapesSegmentation`).
 """
 import functools
 import zlib
@@ -36,7 +39,7 @@ _HALF_EXTENT = (0.5, _SQUARE_SIDE / np.sqrt(2.0), _TRIANGLE_SIDE / np.sqrt(3.0))
 
 _MIN_BG_CONTRAST = 150     # L1 distance (sum over RGB, 0..765) between shape and background colour
 _MIN_SHAPE_CONTRAST = 110  # ... and between two shapes' colours
-_MAX_HIDDEN = 0.5          # a later shape may cover at most this fraction of an earlier one
+_MAX_HIDDEN = 0.3          # a later shape may cover at most this fraction of an earlier one
 _PLACEMENT_TRIES = 8
 
 
@@ -101,16 +104,19 @@ def _shape_mask(kind, cy, cx, size, theta, yy, xx):
         half = 0.5 * _SQUARE_SIDE * size
         return (np.abs(dx * cos + dy * sin) <= half) & (np.abs(dy * cos - dx * sin) <= half)
     # Equilateral triangle: inside all three edges, each at the inradius (side / (2*sqrt(3))) from
-    # the centre along directions theta, theta+120, theta+240 degrees.
+    # the centre along directions theta+90, +210, +330 degrees (y points down: theta=0 is
+    # apex up, flat base down).
     inradius = _TRIANGLE_SIDE * size / (2 * np.sqrt(3.0))
-    inside = dx * cos + dy * sin <= inradius
-    for k in (1, 2):
-        a = theta + k * 2 * np.pi / 3
-        inside &= dx * np.float32(np.cos(a)) + dy * np.float32(np.sin(a)) <= inradius
+    inside = None
+    for k in range(3):
+        a = theta + np.pi / 2 + k * 2 * np.pi / 3
+        edge = dx * np.float32(np.cos(a)) + dy * np.float32(np.sin(a)) <= inradius
+        inside = edge if inside is None else inside & edge
     return inside
 
 
-def generate_scene(rng, height=128, width=128, max_shapes=4, size_range=(0.15, 0.4)):
+def generate_scene(rng, height=128, width=128, max_shapes=3, size_range=(0.25, 0.45), max_rotation=0.0,
+                   max_hidden=_MAX_HIDDEN):
     """Draw one scene.
 
     Parameters
@@ -123,6 +129,12 @@ def generate_scene(rng, height=128, width=128, max_shapes=4, size_range=(0.15, 0
         Scenes hold 1..max_shapes shapes (fewer if placements are rejected for too much occlusion).
     size_range : (float, float)
         Shape size (about its diameter) as a fraction of ``min(height, width)``.
+    max_rotation : float
+        Squares and triangles are rotated by U(-max_rotation, max_rotation) degrees; 0 keeps
+        squares axis-aligned and triangles apex-up. 180 gives every orientation (a much harder
+        task: see :class:`ShapesSegmentation`).
+    max_hidden : float
+        A placement that would hide more than this fraction of an earlier shape is redrawn.
 
     Returns
     -------
@@ -148,7 +160,7 @@ def generate_scene(rng, height=128, width=128, max_shapes=4, size_range=(0.15, 0
             extent = _HALF_EXTENT[kind] * size + 1.0
             cy = rng.uniform(extent, height - extent) if height > 2 * extent else height / 2.0
             cx = rng.uniform(extent, width - extent) if width > 2 * extent else width / 2.0
-            theta = rng.uniform(0, 2 * np.pi)
+            theta = np.deg2rad(rng.uniform(-max_rotation, max_rotation))
             y0, y1 = max(int(cy - extent), 0), min(int(np.ceil(cy + extent)) + 1, height)
             x0, x1 = max(int(cx - extent), 0), min(int(np.ceil(cx + extent)) + 1, width)
             box = (slice(y0, y1), slice(x0, x1))
@@ -158,7 +170,7 @@ def generate_scene(rng, height=128, width=128, max_shapes=4, size_range=(0.15, 0
                 continue
             # Reject if an earlier shape would keep less than half of its own area visible.
             hidden = [int((vis[box] & region).sum()) for vis in visible]
-            if all(v - h >= (1 - _MAX_HIDDEN) * f for v, h, f in zip(visible_area, hidden, full_area)):
+            if all(v - h >= (1 - max_hidden) * f for v, h, f in zip(visible_area, hidden, full_area)):
                 break
         else:
             continue
@@ -192,7 +204,7 @@ def generate_scene(rng, height=128, width=128, max_shapes=4, size_range=(0.15, 0
 class _ShapesBase(object):
     """Seeding and sizing shared by the semantic and instance variants."""
 
-    def _init_shapes(self, split, length, size, seed, max_shapes, size_range):
+    def _init_shapes(self, split, length, size, seed, max_shapes, size_range, max_rotation):
         if isinstance(size, int):
             size = (size, size)
         self.height, self.width = int(size[0]), int(size[1])
@@ -204,6 +216,7 @@ class _ShapesBase(object):
         self.seed = int(seed)
         self.max_shapes = int(max_shapes)
         self.size_range = tuple(size_range)
+        self.max_rotation = float(max_rotation)
         # crc32 (unlike hash()) is stable across processes, so DataLoader workers agree.
         self._split_key = zlib.crc32(str(split).encode('utf-8'))
 
@@ -211,7 +224,7 @@ class _ShapesBase(object):
         if not -self.length <= index < self.length:
             raise IndexError('index %d out of range for %s of length %d' % (index, type(self).__name__, self.length))
         rng = np.random.default_rng([self.seed, self._split_key, int(index) % self.length])
-        return generate_scene(rng, self.height, self.width, self.max_shapes, self.size_range)
+        return generate_scene(rng, self.height, self.width, self.max_shapes, self.size_range, self.max_rotation)
 
 
 class ShapesSegmentation(_ShapesBase, SegmentationDataset):
@@ -229,23 +242,30 @@ class ShapesSegmentation(_ShapesBase, SegmentationDataset):
         Scene ``i`` of a split is a pure function of ``(seed, split, i)``.
     transform : callable, optional
         Joint ``transform(image, mask) -> (image, mask)``.
-    max_shapes : int, default 4
+    max_shapes : int, default 3
         At most this many shapes per scene (at least one).
-    size_range : (float, float), default (0.15, 0.4)
-        Shape size as a fraction of the shorter image side.
+    size_range : (float, float), default (0.25, 0.45)
+        Shape size (about its diameter) as a fraction of the shorter image side.
+    max_rotation : float, default 0
+        Random rotation of squares and triangles, in degrees (up to 180).
 
     Notes
     -----
     ``dataset[i]`` is ``(image, mask)``: uint8 HxWx3 RGB and int32 HxW with ids 0..3. There is no
     ignore label in the generated masks.
+
+    Learnability, measured with a ~170K-parameter FCN (stride-8 dilated encoder, one skip) trained
+    from scratch with Adam, batch 16, at 64x64 on one CPU core for 4 minutes (~700 iterations),
+    mIoU on 200 ``'val'`` scenes: 0.89 with the defaults; 0.45 with ``max_rotation=180``,
+    ``max_shapes=4``, ``size_range=(0.15, 0.4)``.
     """
 
     CLASSES = SHAPE_CLASSES
 
     def __init__(self, split='train', length=None, size=(128, 128), seed=0, transform=None,
-                 max_shapes=4, size_range=(0.15, 0.4)):
+                 max_shapes=3, size_range=(0.25, 0.45), max_rotation=0.0):
         SegmentationDataset.__init__(self, root=None, split=split, transform=transform)
-        self._init_shapes(split, length, size, seed, max_shapes, size_range)
+        self._init_shapes(split, length, size, seed, max_shapes, size_range, max_rotation)
         self.ids = list(range(self.length))
 
     def _load(self, index):
@@ -279,9 +299,9 @@ class ShapesInstance(_ShapesBase, mx.gluon.data.Dataset):
     CLASSES = SHAPE_CLASSES[1:]
 
     def __init__(self, split='train', length=None, size=(128, 128), seed=0, transform=None,
-                 max_shapes=4, size_range=(0.15, 0.4)):
+                 max_shapes=3, size_range=(0.25, 0.45), max_rotation=0.0):
         mx.gluon.data.Dataset.__init__(self)
-        self._init_shapes(split, length, size, seed, max_shapes, size_range)
+        self._init_shapes(split, length, size, seed, max_shapes, size_range, max_rotation)
         self.split = split
         self.transform = transform
 

@@ -8,8 +8,12 @@ the ignore label.
 
 Randomness comes from ``rng``: a ``numpy.random.RandomState`` (or anything with its
 ``uniform``/``randint``/``rand`` methods), or ``None`` for numpy's global RNG, so that
-``np.random.seed(s)`` makes a run reproducible. (With DataLoader worker processes, each worker
-inherits the parent's global state; pass per-worker RNGs if that matters.)
+``np.random.seed(s)`` makes a run reproducible. DataLoader worker *processes* are forked with
+identical copies of that global state, which would give every worker the same sequence of
+crops and flips; so with ``rng=None`` a transform called in a process other than the one that
+created it switches to a RandomState seeded from the inherited state plus the process id.
+Augmentation is then different per worker but not reproducible; use ``num_workers=0`` or
+``thread_pool=True`` for bit-exact reruns.
 """
 import os
 
@@ -180,9 +184,23 @@ class SegmentationTrainTransform(object):
         self.ignore_index = ignore_index
         self.scale_side = scale_side
         self.rng = rng
+        self._owner_pid = os.getpid()
+        self._worker_rng = None
+
+    def _random_state(self):
+        if self.rng is not None:
+            return self.rng
+        if os.getpid() == self._owner_pid:
+            return np.random
+        if self._worker_rng is None or self._worker_rng[0] != os.getpid():
+            # A forked worker: decorrelate it from its siblings (see module docstring).
+            inherited = np.random.randint(0, 2 ** 31)
+            self._worker_rng = (os.getpid(), np.random.RandomState(
+                np.random.SeedSequence([inherited, os.getpid()]).generate_state(1)[0]))
+        return self._worker_rng[1]
 
     def __call__(self, image, mask):
-        rng = self.rng if self.rng is not None else np.random
+        rng = self._random_state()
         image = load_image(image)
         mask = _as_mask(mask)
         _check_pair(image, mask)
