@@ -111,3 +111,14 @@ def test_id_index_is_cached_atomically_and_rebuilt_when_annotations_change(coco,
     with open(annotation_file, 'w') as f:
         json.dump(content, f)
     assert COCOSegmentation(str(root), 'val', min_pixels=100).ids == [1, 3]
+
+
+def test_coco_missing_files_are_named(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match=r'instances_train2017\.json.*prepare_coco\.py'):
+        COCOSegmentation(str(tmp_path))
+    with pytest.raises(ValueError, match='unknown COCO split'):
+        COCOSegmentation(str(tmp_path), 'test')
+    (tmp_path / 'annotations').mkdir()
+    (tmp_path / 'annotations' / 'instances_train2017.json').write_text('{}')
+    with pytest.raises(DatasetNotFoundError, match=r'train2017'):
+        COCOSegmentation(str(tmp_path))

@@ -2,13 +2,11 @@
 import os
 
 from .base import SegmentationDataset, read_label_png, read_split_file
+from .classes import VOC_CLASSES  # the one list of the 21 names (index = label value)
 
-__all__ = ['VOC_CLASSES', 'VOCSegmentation', 'voc_palette', 'find_voc2012']
+__all__ = ['VOC_CLASSES', 'VOC_SPLIT_SIZES', 'VOCSegmentation', 'voc_palette', 'find_voc2012']
 
-VOC_CLASSES = ('background', 'airplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat',
-               'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorcycle', 'person', 'potted-plant',
-               'sheep', 'sofa', 'train', 'tv')
-
+# Images per split in the official release (for checking a download).
 VOC_SPLIT_SIZES = {'train': 1464, 'val': 1449, 'trainval': 2913, 'test': 1456}
 
 
