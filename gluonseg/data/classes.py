@@ -36,3 +36,20 @@ CITYSCAPES_CLASSES = (
 IMAGENET_NUM_CLASSES = 1000
 
 assert len(VOC_CLASSES) == 21 and len(ADE20K_CLASSES) == 150 and len(CITYSCAPES_CLASSES) == 19
+
+# COCO instance categories in the order of ``COCO.getCatIds()`` (ids 1..90 with gaps); the
+# class index of a Mask R-CNN detection is the position here.
+COCO_INSTANCE_CLASSES = (
+    'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck', 'boat',
+    'traffic light', 'fire hydrant', 'stop sign', 'parking meter', 'bench', 'bird', 'cat',
+    'dog', 'horse', 'sheep', 'cow', 'elephant', 'bear', 'zebra', 'giraffe', 'backpack',
+    'umbrella', 'handbag', 'tie', 'suitcase', 'frisbee', 'skis', 'snowboard', 'sports ball',
+    'kite', 'baseball bat', 'baseball glove', 'skateboard', 'surfboard', 'tennis racket',
+    'bottle', 'wine glass', 'cup', 'fork', 'knife', 'spoon', 'bowl', 'banana', 'apple',
+    'sandwich', 'orange', 'broccoli', 'carrot', 'hot dog', 'pizza', 'donut', 'cake', 'chair',
+    'couch', 'potted plant', 'bed', 'dining table', 'toilet', 'tv', 'laptop', 'mouse',
+    'remote', 'keyboard', 'cell phone', 'microwave', 'oven', 'toaster', 'sink',
+    'refrigerator', 'book', 'clock', 'vase', 'scissors', 'teddy bear', 'hair drier',
+    'toothbrush')
+
+assert len(COCO_INSTANCE_CLASSES) == 80

@@ -1,0 +1,45 @@
+"""Box utilities shared by the R-CNN parts: corner/centre conversion, clipping, IoU, NMS.
+
+Boxes are ``x1, y1, x2, y2`` in input pixels along the last axis. Widths are ``x2 - x1``
+(no "+1"), as in the box coder of the published models. Every function takes ``F``
+(``mx.nd`` or ``mx.sym``) first so that it works inside hybridized blocks.
+"""
+
+__all__ = ['corner_to_center', 'clip_to_image', 'box_iou', 'nms']
+
+
+def corner_to_center(F, boxes):
+    """``(x1, y1, x2, y2)`` -> ``(cx, cy, w, h)`` (last axis)."""
+    x1, y1, x2, y2 = F.split(boxes, axis=-1, num_outputs=4)
+    width = x2 - x1
+    height = y2 - y1
+    return F.concat(x1 + width * 0.5, y1 + height * 0.5, width, height, dim=-1)
+
+
+def clip_to_image(F, boxes, image):
+    """Clip (B, N, 4) boxes to ``[0, W] x [0, H]`` of ``image`` (B, C, H, W)."""
+    boxes = F.maximum(boxes, 0.0)
+    height_width = F.shape_array(image).slice_axis(axis=0, begin=2, end=None)
+    limit = F.tile(F.reverse(height_width, axis=0), reps=(2,))  # (W, H, W, H)
+    return F.broadcast_minimum(boxes, F.cast(limit, 'float32').reshape((1, 1, 4)))
+
+
+def box_iou(F, a, b):
+    """Pairwise IoU of (N, 4) and (M, 4) corner boxes, (N, M); areas are ``w * h``."""
+    return F.contrib.box_iou(a, b, format='corner')
+
+
+def nms(F, detections, overlap_thresh, topk=-1, score_index=0, coord_start=1, id_index=-1,
+        valid_thresh=0.0, force_suppress=True):
+    """Greedy non-maximum suppression of (B, N, K) rows with ``contrib.box_nms``.
+
+    Each batch element is sorted by score (descending); a row is dropped when its IoU with
+    a kept, higher-scoring row of the same class (``id_index``; every class together with
+    ``force_suppress``) exceeds ``overlap_thresh``. Only the ``topk`` best rows take part
+    (-1: all). Rows with score <= ``valid_thresh``, or class -1, are dropped too. Kept rows
+    come first; dropped rows are set to -1.
+    """
+    return F.contrib.box_nms(detections, overlap_thresh=overlap_thresh, topk=topk,
+                             valid_thresh=valid_thresh, coord_start=coord_start,
+                             score_index=score_index, id_index=id_index,
+                             force_suppress=force_suppress)
