@@ -80,11 +80,16 @@ class MaskRCNN(nn.HybridBlock):
         Of the :class:`MaskHead`.
     max_dets, score_thresh, nms_thresh, box_clip :
         Of the :class:`DetectionPostProcessor`.
+    gluoncv_roi_quirk : bool
+        Pool FPN RoIs exactly as GluonCV did, including the ``ROIAlign`` bug that corrupts
+        the first RoI's features (:class:`RoIAlignExtractor`); only for bit-level
+        comparisons with GluonCV.
     """
 
     def __init__(self, features, top_features, box_features, rpn, roi_strides, roi_size,
                  head_channels=(0, 0), classes=COCO_INSTANCE_CLASSES, mask_channels=256, mask_convs=0, max_dets=1000,
-                 score_thresh=0.01, nms_thresh=0.5, box_clip=4.42, **kwargs):
+                 score_thresh=0.01, nms_thresh=0.5, box_clip=4.42, gluoncv_roi_quirk=False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.classes = tuple(classes)
         self.num_class = len(self.classes)
@@ -97,7 +102,8 @@ class MaskRCNN(nn.HybridBlock):
             self.class_predictor, self.box_predictor = box_predictors(self.num_class,
                                                                      head_channels[1])
             self.mask = MaskHead(self.num_class, mask_channels, mask_convs, head_channels[0])
-            self.roi_align = RoIAlignExtractor(roi_size, roi_strides)
+            self.roi_align = RoIAlignExtractor(roi_size, roi_strides,
+                                               gluoncv_quirk=gluoncv_roi_quirk)
         self.postprocess = DetectionPostProcessor(
             self.num_class, max_dets=min(max_dets, rpn.proposal.test_post_nms),
             score_thresh=score_thresh, nms_thresh=nms_thresh, clip=box_clip)

@@ -2,8 +2,9 @@
 each box's size.
 
 RoIs are (R, 5) rows ``batch_index, x1, y1, x2, y2`` in input pixels; ``ROIAlign`` skips
-RoIs with a negative batch index without reliably zeroing their output. Sampling uses 2x2 points per bin (``sample_ratio=2``) and no
-half-pixel shift (``aligned=False``), as the published models were trained.
+RoIs with a negative batch index (:class:`RoIAlignExtractor` says how it mishandles them).
+Sampling uses 2x2 points per bin (``sample_ratio=2``) and no half-pixel shift
+(``aligned=False``), as the published models were trained.
 """
 from mxnet.gluon import nn
 
@@ -30,8 +31,18 @@ class RoIAlignExtractor(nn.HybridBlock):
 
     With one map, every RoI is pooled from it. With several (FPN levels ``min_level``,
     ``min_level + 1``, ...), each RoI is pooled from the level :func:`fpn_levels` assigns:
-    the other levels see it with batch index -1 (``ROIAlign`` skips it) and get zeros, and
-    the per-level results are summed.
+    on every other level it is given batch index -1, so ``ROIAlign`` skips it, its block is
+    set to zero, and the per-level results are summed.
+
+    ``contrib.ROIAlign`` (MXNet 1.9.1, CPU) has a bug with skipped RoIs: for a skipped RoI
+    n it writes a zero to the n-th *element* of the output instead of its block, so the
+    first RoI's features get zeros at positions 1..R-1 (R <= C * size^2 keeps them inside the
+    first block), and the skipped block keeps whatever the buffer held. GluonCV's FPN models
+    (and their published numbers) pool this way; the first detection's mask is the one
+    affected. gluonseg zeroes the skipped blocks and re-pools the first RoI on its own
+    (four 1-RoI calls), unless ``gluoncv_quirk`` is set to reproduce GluonCV exactly. With
+    more than C * size^2 RoIs (called imperatively) it pools every RoI on every level
+    instead, which is correct but slower.
 
     Parameters
     ----------
@@ -43,19 +54,33 @@ class RoIAlignExtractor(nn.HybridBlock):
         Sampling points per bin side.
     min_level : int
         Pyramid level of the first feature map (2 for P2).
+    gluoncv_quirk : bool
+        Keep GluonCV's corrupted first RoI (see above).
     """
 
-    def __init__(self, output_size, strides, sample_ratio=2, min_level=2, **kwargs):
+    def __init__(self, output_size, strides, sample_ratio=2, min_level=2, gluoncv_quirk=False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.output_size = (output_size, output_size)
         self.strides = tuple(strides)
         self.sample_ratio = sample_ratio
         self.min_level = min_level
+        self.gluoncv_quirk = gluoncv_quirk
 
     def _align(self, F, feature, rois, stride):
         return F.contrib.ROIAlign(feature, rois, pooled_size=self.output_size,
                                   spatial_scale=1.0 / stride, sample_ratio=self.sample_ratio,
                                   aligned=False)
+
+    def _pool_by_level(self, F, rois, levels, features, skip=True):
+        pooled = []
+        for i, (feature, stride) in enumerate(zip(features, self.strides)):
+            on_level = levels == self.min_level + i
+            level_rois = F.where(on_level, rois, F.ones_like(rois) * -1) if skip else rois
+            level_pooled = self._align(F, feature, level_rois, stride)
+            # Skipped RoIs' blocks are not written by ROIAlign: zero them here.
+            pooled.append(F.where(on_level, level_pooled, F.zeros_like(level_pooled)))
+        return F.ElementWiseSum(*pooled)
 
     def hybrid_forward(self, F, rois, *features):
         if len(features) != len(self.strides):
@@ -65,12 +90,14 @@ class RoIAlignExtractor(nn.HybridBlock):
             return self._align(F, features[0], rois, self.strides[0])
         max_level = self.min_level + len(features) - 1
         levels = fpn_levels(F, rois, self.min_level, max_level)
-        pooled = []
-        for i, (feature, stride) in enumerate(zip(features, self.strides)):
-            on_level = levels == self.min_level + i
-            level_rois = F.where(on_level, rois, F.ones_like(rois) * -1)
-            level_pooled = self._align(F, feature, level_rois, stride)
-            # ROIAlign skips RoIs with batch index -1 but does not always write their zeros
-            # (a reused buffer keeps old values, even NaN), so zero them explicitly.
-            pooled.append(F.where(on_level, level_pooled, F.zeros_like(level_pooled)))
-        return F.ElementWiseSum(*pooled)
+        if not self.gluoncv_quirk and not hasattr(rois, 'list_outputs'):
+            block = features[0].shape[1] * self.output_size[0] * self.output_size[1]
+            if rois.shape[0] > block:  # the bug would reach beyond the first RoI
+                return self._pool_by_level(F, rois, levels, features, skip=False)
+        pooled = self._pool_by_level(F, rois, levels, features)
+        if self.gluoncv_quirk:
+            return pooled
+        first = F.slice_axis(rois, axis=0, begin=0, end=1)
+        first_pooled = self._pool_by_level(F, first, F.slice_axis(levels, axis=0, begin=0,
+                                                                  end=1), features)
+        return F.concat(first_pooled, F.slice_axis(pooled, axis=0, begin=1, end=None), dim=0)
