@@ -258,3 +258,4 @@ def _ensure_models_imported():
     if not _MODEL_MODULES_IMPORTED:
         _MODEL_MODULES_IMPORTED = True
         from . import backbones, fcn, pspnet, deeplabv3  # noqa: F401
+        from .rcnn import mask_rcnn  # noqa: F401
