@@ -1,4 +1,8 @@
 """Semantic models: published layouts, golden outputs, any input size, export, contexts."""
+import os
+import subprocess
+import sys
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -154,3 +158,38 @@ def test_predict_takes_paths_pil_images_and_arrays(small_nets, tmp_path):
     listed = net.predict([Image.fromarray(array), array[:20]])
     np.testing.assert_array_equal(listed[0], from_array)
     assert listed[1].shape == (20, 61)
+
+
+SYNC_BN_STEP = """
+import threading
+import mxnet as mx, numpy as np, gluonseg
+from mxnet import autograd
+from mxnet.gluon.contrib.nn import SyncBatchNorm
+ctxs = [mx.cpu(0), mx.cpu(1)]
+net = gluonseg.get_model('deeplab_resnet18_shapes', pretrained_base=False, ctx=ctxs,
+                         norm_layer=SyncBatchNorm, norm_kwargs={'num_devices': 2})
+assert isinstance(net.bn1, SyncBatchNorm)
+assert isinstance(net.head.aspp.project[1], SyncBatchNorm)
+def step(x):
+    with autograd.record():
+        loss = sum(o.mean() for o in net(x))
+    loss.backward()
+# SyncBatchNorm waits for every device inside forward: one thread per device.
+threads = [threading.Thread(target=step, args=(mx.nd.random.normal(shape=(2, 3, 32, 32), ctx=c),))
+           for c in ctxs]
+[t.start() for t in threads]
+[t.join() for t in threads]
+grads = [g.asnumpy() for g in net.head.block[4].weight.list_grad()]
+assert all(np.isfinite(g).all() and abs(g).sum() > 0 for g in grads)
+mx.nd.waitall()  # exiting with SyncBatchNorm work still queued hangs MXNet's engine
+print('ok')
+"""
+
+
+def test_sync_batchnorm_on_two_cpu_contexts_trains_a_step():
+    # A subprocess: MXNet reads MXNET_CPU_WORKER_NTHREADS at import, and SyncBatchNorm on CPU
+    # contexts deadlocks with the default single CPU worker thread.
+    env = dict(os.environ, MXNET_CPU_WORKER_NTHREADS='2')
+    result = subprocess.run([sys.executable, '-c', SYNC_BN_STEP], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == 'ok', result.stderr[-2000:]

@@ -154,3 +154,16 @@ def test_pretrained_download_from_a_local_mirror_end_to_end(file_server, tmp_pat
     # A second call is served from the cache.
     gluonseg.get_model(name, pretrained=True)
     assert len(file_server.requests_for('/gluon/models/%s.zip' % stem)) == 1
+
+
+def test_pretrained_base_loads_imagenet_weights_into_the_dilated_backbone(tmp_path,
+                                                                          restore_weights):
+    backbone = _trained_like_net('resnet18_v1b')
+    path = str(tmp_path / 'resnet18_v1b.params')
+    backbone.save_parameters(path)
+    register_weights('resnet18_v1b', sha1=sha1_file(path), path=path)
+    net = gluonseg.get_model('fcn_resnet18_shapes', pretrained_base=True)
+    np.testing.assert_array_equal(net.layer4[1].conv2.weight.data().asnumpy(),
+                                  backbone.layer4[1].conv2.weight.data().asnumpy())
+    assert net.layer4[1].conv2._kwargs['dilate'] == (4, 4)  # dilated, unlike the classifier
+    assert 'fc.weight' not in net._collect_params_with_prefix()
