@@ -86,7 +86,7 @@ def test_saved_fpn_file_has_the_published_layout_and_loads_back(tmp_path):
     net.save_parameters(path)
     saved = mx.nd.load(path)
     assert {k: v.shape for k, v in saved.items()} == spec_layout(name)
-    again = gluonseg.get_model(name, pretrained_base=False)
+    again = mask_rcnn(18, 'v1b', fpn=True)  # uninitialized: the file initializes it
     load_weights(again, path)
     for key, param in again._collect_params_with_prefix().items():
         np.testing.assert_array_equal(param.data().asnumpy(), saved[key].asnumpy())
@@ -233,3 +233,70 @@ def test_registry_builds_the_published_architecture_with_other_classes():
     assert layout['box_predictor.weight'] == (12, 512)
     assert layout['mask.mask.weight'] == (3, 256, 1, 1)
     assert registry.model_info('mask_rcnn_resnet18_v1b_coco').task == 'instance'
+
+
+# ---------------------------------------------------------------- predict and drawing
+
+def test_resize_rule_short_side_within_a_long_side_cap():
+    from gluonseg.model_zoo.rcnn import resize_short_within
+    image = np.zeros((480, 640, 3), np.uint8)
+    resized, scale = resize_short_within(image)
+    assert resized.shape == (800, 1067, 3) and scale == (800 / 480, 1067 / 640)
+    resized, _ = resize_short_within(np.zeros((500, 2000, 3), np.uint8))
+    assert resized.shape == (333, 1333, 3)
+
+
+def test_predict_returns_original_coordinates_and_full_size_masks(small_nets, tmp_path):
+    from PIL import Image
+    from gluonseg.model_zoo.rcnn import resize_short_within
+    from gluonseg.model_zoo.rcnn.paste import paste_masks
+    from gluonseg.data.transforms import normalize_image
+    net = small_nets[True]
+    rng = np.random.RandomState(2)
+    image = rng.randint(0, 256, (50, 70, 3)).astype(np.uint8)
+    result = net.predict(image, short=64, max_size=100, score_thresh=0.0, max_dets=20)
+    assert len(result) == 20 and result.image_size == (50, 70)
+    assert result.masks.shape == (20, 50, 70) and result.masks.dtype == bool
+    assert result.class_names == tuple(COCO_INSTANCE_CLASSES[i] for i in result.class_ids)
+    assert (np.diff(result.scores) <= 0).all()
+    assert (result.boxes >= 0).all() and (result.boxes[:, [0, 2]] <= 70).all() \
+        and (result.boxes[:, [1, 3]] <= 50).all()
+    # the same by hand: resize to 64 x 90, run, scale back per axis, paste
+    resized, (sy, sx) = resize_short_within(image, 64, 100)
+    assert resized.shape[:2] == (64, 90)
+    ids, scores, boxes, masks = [o[0].asnumpy() for o in
+                                 net(mx.nd.array(normalize_image(resized)[None]))]
+    back = boxes[:20] / [sx, sy, sx, sy]
+    np.testing.assert_allclose(result.scores, scores[:20, 0])
+    np.testing.assert_allclose(result.boxes, np.clip(back, 0, [70, 50, 70, 50]), atol=1e-3)
+    np.testing.assert_array_equal(result.masks, paste_masks(masks[:20], back, (50, 70)))
+    # paths, PIL images and lists give the same
+    path = str(tmp_path / 'image.png')
+    Image.fromarray(image).save(path)
+    listed = net.predict([path, Image.fromarray(image)], short=64, max_size=100,
+                         score_thresh=0.0, max_dets=20)
+    for other in listed:
+        np.testing.assert_array_equal(other.masks, result.masks)
+    from gluonseg.utils.viz import draw_instances
+    assert draw_instances(image, result).size == (70, 50)  # a prediction supplies everything
+    strict = net.predict(image, short=64, max_size=100, score_thresh=0.999)
+    assert len(strict) == 0 and strict.masks.shape == (0, 50, 70)
+
+
+def test_draw_instances_colours_each_mask_and_keeps_the_size():
+    from gluonseg.utils.viz import ade20k_palette, draw_instances
+    image = np.full((60, 80, 3), 100, np.uint8)
+    masks = np.zeros((2, 60, 80), bool)
+    masks[0, 30:50, 5:25] = True
+    masks[1, 30:50, 50:70] = True
+    drawn = np.asarray(draw_instances(image, masks, boxes=[[5, 30, 25, 50], [50, 30, 70, 50]],
+                                      labels=['cat', 'dog'], scores=[0.9, 0.8], legend=False))
+    assert drawn.shape == (60, 80, 3)
+    colors = ade20k_palette()[:2].astype(float)
+    np.testing.assert_allclose(drawn[40, 15], np.round(50 + colors[0] / 2), atol=1)
+    np.testing.assert_allclose(drawn[40, 60], np.round(50 + colors[1] / 2), atol=1)
+    assert (drawn[5:25, 30:45] == 100).all()  # untouched away from instances and labels
+    with_legend = np.asarray(draw_instances(image, masks))
+    assert (with_legend[2:6, 2:6] != 100).any()  # the legend box, top-left
+    with pytest.raises(ValueError, match='masks must be'):
+        draw_instances(image, masks[:, :10])

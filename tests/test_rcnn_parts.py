@@ -9,7 +9,8 @@ from gluonseg.model_zoo.rcnn import anchors as anchors_module
 from gluonseg.model_zoo.rcnn import (AnchorGenerator, BoxCoder, DetectionPostProcessor,
                                      FeaturePyramid, FPNFeatures, MaskHead, ProposalLayer,
                                      RoIAlignExtractor, box_iou, fpn_box_features, fpn_levels,
-                                     grid_anchors, nms, reference_anchors, select_class_masks)
+                                     grid_anchors, nms, paste_masks, reference_anchors,
+                                     select_class_masks)
 from gluonseg.model_zoo.resnetv1b import resnet_v1b
 
 # py-faster-rcnn's anchors for base 16, scales (8, 16, 32), ratios (0.5, 1, 2).
@@ -295,3 +296,50 @@ def test_post_processing_thresholds_suppresses_per_class_and_ranks():
     np.testing.assert_allclose(scores[:3, 0], [0.9, 0.7, 0.3], rtol=1e-5)
     np.testing.assert_allclose(boxes[:3], proposals.asnumpy()[0, [2, 0, 1]], atol=1e-4)
     assert (boxes[3] == -1).all()
+
+
+# ---------------------------------------------------------------- mask pasting
+
+@pytest.mark.parametrize('box', [(10, 10, 20, 20), (10.3, 5.6, 19.49, 30.51),
+                                 (-3.2, 30.7, 12.45, 45.0), (35.4, 0.2, 48.9, 9.9)])
+def test_a_full_box_mask_ends_at_the_box_edges_to_the_sub_pixel(box):
+    pasted = paste_masks(np.ones((1, 14, 14)), np.array([box]), (40, 44))[0]
+    centres_y, centres_x = np.mgrid[0:40, 0:44] + 0.5
+    x1, y1, x2, y2 = box
+    inside = (centres_x >= x1) & (centres_x <= x2) & (centres_y >= y1) & (centres_y <= y2)
+    assert not pasted[~inside].any()
+    # Away from the corners (where the two edge ramps multiply) the mask is exactly the
+    # pixels whose centre is inside the box.
+    cell_w, cell_h = (x2 - x1) / 14, (y2 - y1) / 14
+    not_corner = (((centres_y - y1 >= cell_h) & (y2 - centres_y >= cell_h))
+                  | ((centres_x - x1 >= cell_w) & (x2 - centres_x >= cell_w)))
+    np.testing.assert_array_equal(pasted[not_corner], inside[not_corner])
+    assert pasted.sum() >= inside.sum() - 4 * (1 + max(cell_w, cell_h)) ** 2
+
+
+def test_paste_equals_bilinear_sampling_of_the_padded_mask():
+    interpolate = pytest.importorskip('scipy.interpolate')
+    rng = np.random.RandomState(3)
+    masks = rng.rand(3, 14, 14)
+    boxes = np.array([[3.3, 4.1, 30.7, 22.9], [-5.5, 10.2, 20.1, 50.0], [20, 1, 21.5, 3]])
+    pasted = paste_masks(masks, boxes, (36, 40))
+    for mask, box, got in zip(masks, boxes, pasted):
+        # independent reference: SciPy's grid interpolator on the enlarged box
+        padded = np.pad(mask, 1)
+        x1, y1, x2, y2 = box
+        cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2 * 16 / 14, \
+            (y2 - y1) / 2 * 16 / 14
+        grid = np.arange(16) + 0.5
+        reference = interpolate.RegularGridInterpolator((grid, grid), padded,
+                                                        bounds_error=False, fill_value=0)
+        ys, xs = np.mgrid[0:36, 0:40] + 0.5
+        points = np.stack([(ys - cy + hh) / (2 * hh) * 16, (xs - cx + hw) / (2 * hw) * 16], -1)
+        np.testing.assert_array_equal(got, reference(points) >= 0.5)
+
+
+def test_paste_skips_empty_boxes_and_checks_shapes():
+    pasted = paste_masks(np.ones((2, 7, 7)), np.array([[5, 5, 5, 9], [np.nan, 0, 3, 3]]),
+                         (10, 10))
+    assert pasted.shape == (2, 10, 10) and not pasted.any()
+    with pytest.raises(ValueError, match=r'\(2, 4\) boxes'):
+        paste_masks(np.ones((2, 7, 7)), np.zeros((3, 4)), (10, 10))

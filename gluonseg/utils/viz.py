@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 __all__ = ['IGNORE_INDEX', 'DEFAULT_IGNORE_COLOR', 'voc_palette', 'ade20k_palette',
-           'cityscapes_palette', 'get_palette', 'get_class_names', 'colorize_mask', 'overlay']
+           'cityscapes_palette', 'get_palette', 'get_class_names', 'colorize_mask', 'overlay',
+           'draw_instances']
 
 IGNORE_INDEX = 255
 DEFAULT_IGNORE_COLOR = (255, 255, 255)
@@ -351,3 +352,77 @@ def overlay(image, mask, palette='voc', alpha=0.5, classes=None, legend=True,
     names = ['%s' % classes[label] if classes is not None and label < len(classes)
              else 'class %d' % label for label in present]
     return _draw_legend(result, [(name, colors[label]) for name, label in zip(names, present)])
+
+
+def draw_instances(image, masks, boxes=None, labels=None, scores=None, alpha=0.5, legend=True,
+                   palette='ade20k', box_width=2):
+    """Draw instance masks, boxes and labels on an image, one colour per instance.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image or array_like or NDArray
+        The picture, ``(H, W, 3)`` (or grey ``(H, W)``) with values 0..255.
+    masks : array_like (K, H, W), or a prediction
+        Binary masks at the image's size. An object with ``masks``, ``boxes``,
+        ``class_names`` and ``scores`` attributes (gluonseg's ``InstancePrediction``) supplies
+        all four.
+    boxes : array_like (K, 4), optional
+        ``x1, y1, x2, y2`` outlines to draw.
+    labels : sequence of K str, optional
+        Names shown at the boxes and in the legend (default ``'instance k'``).
+    scores : array_like (K,), optional
+        Appended to the names as ``'person 0.97'``.
+    alpha : float
+        Opacity of the mask colours.
+    legend : bool
+        List the instances with their colours in a box in the top-left corner.
+    palette : str or int or array_like
+        Anything :func:`get_palette` accepts; instance k gets colour ``k`` (cycled). The
+        default ADE20K palette has 150 distinct colours.
+    box_width : int
+        Outline width in pixels.
+
+    Returns
+    -------
+    PIL.Image.Image
+        ``'RGB'`` image of the size of ``image``.
+    """
+    if hasattr(masks, 'masks'):
+        prediction = masks
+        masks = prediction.masks
+        boxes = prediction.boxes if boxes is None else boxes
+        labels = prediction.class_names if labels is None else labels
+        scores = prediction.scores if scores is None else scores
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError('alpha must be between 0 and 1, got %r' % (alpha,))
+    pixels = _rgb_array(image)
+    masks = _to_numpy(masks).astype(bool)
+    if masks.ndim != 3 or masks.shape[1:] != pixels.shape[:2]:
+        raise ValueError('masks must be (K, H, W) with the image\'s %dx%d, got shape %s'
+                         % (pixels.shape[:2] + (masks.shape,)))
+    count = len(masks)
+    colors = get_palette(palette)
+    instance_colors = [colors[k % len(colors)] for k in range(count)]
+    names = ['%s' % labels[k] if labels is not None else 'instance %d' % k
+             for k in range(count)]
+    if scores is not None:
+        names = ['%s %.2f' % (name, float(score)) for name, score in zip(names, scores)]
+    blended = pixels.astype(np.float32)
+    for mask, color in zip(masks, instance_colors):  # later (lower-scoring) on top is fine
+        blended[mask] = (1.0 - alpha) * blended[mask] + alpha * color.astype(np.float32)
+    result = Image.fromarray(np.round(blended).astype(np.uint8))
+    if boxes is not None:
+        boxes = _to_numpy(boxes)
+        draw = ImageDraw.Draw(result)
+        font = _load_font(int(np.clip(round(min(result.size) / 40), 9, 18)))
+        for box, color, name in zip(boxes, instance_colors, names):
+            x1, y1, x2, y2 = [float(v) for v in box]
+            rgb = tuple(int(c) for c in color)
+            draw.rectangle([x1, y1, x2, y2], outline=rgb, width=box_width)
+            left, top, right, bottom = draw.textbbox((x1, y1), name, font=font)
+            offset = bottom - top + 2
+            draw.rectangle([left, top - offset, right + 2, bottom - offset], fill=rgb)
+            draw.text((x1 + 1, y1 - offset), name, fill=(255, 255, 255), font=font)
+    if not legend or not count:
+        return result
+    return _draw_legend(result, list(zip(names, instance_colors)))

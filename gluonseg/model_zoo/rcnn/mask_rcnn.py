@@ -126,6 +126,12 @@ class MaskRCNN(nn.HybridBlock):
         pooled = self.roi_align(rois, *features[:len(self.roi_strides)])
         return pooled if self.top_features is None else self.top_features(pooled)
 
+    def predict(self, images, **kwargs):
+        """Detections with full-size masks in each image's own pixels; see
+        :func:`~gluonseg.model_zoo.rcnn.predict.predict_instances` for the options."""
+        from .predict import predict_instances
+        return predict_instances(self, images, **kwargs)
+
     def hybrid_forward(self, F, x):
         if autograd.is_training():
             raise NotImplementedError('MaskRCNN: training (target generation and losses) is '

@@ -1,0 +1,115 @@
+"""Instance predictions for images of any size, in their own coordinates.
+
+:func:`predict_instances` resizes an image the way the published models were evaluated
+(short side 800, long side at most 1333, bilinear), runs the network, keeps the detections
+above a score, maps boxes back to the original pixels (per-axis scale) and pastes their
+masks at full size with :func:`paste_masks`.
+"""
+from dataclasses import dataclass, field
+from typing import Tuple
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd
+
+from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD, load_image, normalize_image
+from .paste import paste_masks
+
+__all__ = ['InstancePrediction', 'resize_short_within', 'predict_instances']
+
+
+@dataclass
+class InstancePrediction:
+    """The kept detections of one image, best first, in its original pixels.
+
+    Attributes
+    ----------
+    class_ids : numpy.ndarray (K,) int
+    class_names : tuple of str (K,)
+    scores : numpy.ndarray (K,) float32
+    boxes : numpy.ndarray (K, 4) float32, ``x1, y1, x2, y2`` clipped to the image
+    masks : numpy.ndarray (K, H, W) bool, full image size
+    image_size : (H, W)
+    """
+    class_ids: np.ndarray
+    class_names: Tuple[str, ...]
+    scores: np.ndarray
+    boxes: np.ndarray
+    masks: np.ndarray
+    image_size: Tuple[int, int] = field(default=(0, 0))
+
+    def __len__(self):
+        return len(self.scores)
+
+
+def resize_short_within(image, short=800, max_size=1333):
+    """Resize a uint8 HxWx3 image so that its short side is ``short`` unless the long side
+    would exceed ``max_size`` (then the long side is ``max_size``); bilinear.
+
+    Returns
+    -------
+    (numpy.ndarray, (float, float))
+        The resized image and the (y, x) scale factors new / old.
+    """
+    height, width = image.shape[:2]
+    scale = float(short) / min(height, width)
+    if round(scale * max(height, width)) > max_size:
+        scale = float(max_size) / max(height, width)
+    new_h, new_w = max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+    resized = mx.image.imresize(mx.nd.array(image, dtype='uint8'), new_w, new_h,
+                                interp=1).asnumpy()
+    return resized, (new_h / float(height), new_w / float(width))
+
+
+def _first_ctx(net):
+    return next(iter(net.collect_params().values())).list_ctx()[0]
+
+
+def predict_instances(net, images, short=800, max_size=1333, score_thresh=0.5, max_dets=100,
+                      mask_thresh=0.5, mean=None, std=None):
+    """Detections with full-size masks for one image or a list of images.
+
+    Parameters
+    ----------
+    net : MaskRCNN
+        With weights (e.g. ``gluonseg.get_model('mask_rcnn_fpn_resnet50_v1b_coco',
+        pretrained=True)``).
+    images : str, PIL.Image.Image, numpy.ndarray, or a list of those
+        Paths, PIL images, or uint8 HxWx3 RGB arrays, any size.
+    short, max_size : int
+        Resize rule (800/1333: how the published AP was measured; GluonCV's demos used
+        600/1000, which is faster and less accurate).
+    score_thresh : float
+        Keep detections scoring at least this (0.001 for COCO evaluation).
+    max_dets : int
+        Keep at most this many detections per image (100 for COCO evaluation).
+    mask_thresh : float
+        Mask probability threshold of the paste.
+    mean, std : sequence of 3 floats
+        Input normalization (default: the registry entry's, else ImageNet's).
+
+    Returns
+    -------
+    InstancePrediction, or a list of them for a list of images.
+    """
+    if isinstance(images, (list, tuple)):
+        return [predict_instances(net, image, short, max_size, score_thresh, max_dets,
+                                  mask_thresh, mean, std) for image in images]
+    info = getattr(net, 'gluonseg_info', None)
+    mean = mean or (info.mean if info is not None else IMAGENET_MEAN)
+    std = std or (info.std if info is not None else IMAGENET_STD)
+    image = load_image(images)
+    resized, (scale_y, scale_x) = resize_short_within(image, short, max_size)
+    x = mx.nd.array(normalize_image(resized, mean, std)[None], ctx=_first_ctx(net))
+    with autograd.predict_mode():
+        ids, scores, boxes, masks = [o[0].asnumpy() for o in net(x)]
+    ids, scores = ids[:, 0], scores[:, 0]
+    keep = np.flatnonzero((ids >= 0) & (scores >= score_thresh))[:max_dets]
+    boxes = boxes[keep] / np.array([scale_x, scale_y, scale_x, scale_y], dtype=np.float32)
+    class_ids = ids[keep].astype(np.int64)
+    height, width = image.shape[:2]
+    full = paste_masks(masks[keep], boxes, (height, width), mask_thresh)
+    # masks are pasted with the predicted boxes; the reported boxes are clipped to the image
+    boxes = np.clip(boxes, 0, [width, height, width, height]).astype(np.float32)
+    return InstancePrediction(class_ids, tuple(net.classes[c] for c in class_ids),
+                              scores[keep], boxes, full, (height, width))
