@@ -14,7 +14,7 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from gluonseg.data.pascal_voc import voc_palette
+from gluonseg.utils.viz import voc_palette
 
 __all__ = ['make_image', 'make_mask', 'write_jpeg', 'write_palette_png', 'write_voc', 'write_sbd',
            'write_folder', 'write_sbd_mat', 'write_coco', 'rle_of']
@@ -54,7 +54,7 @@ def write_palette_png(path, mask):
     """Save class ids as a palette ('P') PNG with the VOC colour map, like SegmentationClass/."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     png = Image.fromarray(mask.astype(np.uint8), mode='P')
-    png.putpalette(voc_palette())
+    png.putpalette(voc_palette().ravel().tolist())
     png.save(path)
 
 

@@ -9,7 +9,7 @@ from fixtures_data import write_folder, write_sbd, write_voc
 from gluonseg.data import (DatasetNotFoundError, FolderSegmentation, SegmentationTestValTransform,
                            VOCAugSegmentation, VOCSegmentation)
 from gluonseg.data.pascal_aug import read_sbd_mat
-from gluonseg.data.pascal_voc import VOC_CLASSES, voc_palette
+from gluonseg.data.pascal_voc import VOC_CLASSES
 
 VOC_SPLITS = {'train': ['2007_000001', '2007_000002', '2007_000003'],
               'val': ['2007_000010', '2007_000011'],
@@ -121,14 +121,6 @@ def test_label_png_in_rgb_is_refused(voc):
     Image.open(path).convert('RGB').save(path)
     with pytest.raises(ValueError, match=r"2007_000010\.png has PIL mode 'RGB'"):
         VOCSegmentation(str(root), 'val')[0]
-
-
-def test_voc_palette_known_colours():
-    palette = np.array(voc_palette()).reshape(256, 3)
-    assert palette[0].tolist() == [0, 0, 0]
-    assert palette[1].tolist() == [128, 0, 0]
-    assert palette[15].tolist() == [192, 128, 128]  # person
-    assert palette[255].tolist() == [224, 224, 192]  # the border colour
 
 
 # --------------------------------------------------------------------------- SBD / VOC Aug

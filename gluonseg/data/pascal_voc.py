@@ -4,29 +4,10 @@ import os
 from .base import SegmentationDataset, read_label_png, read_split_file
 from .classes import VOC_CLASSES  # the one list of the 21 names (index = label value)
 
-__all__ = ['VOC_CLASSES', 'VOC_SPLIT_SIZES', 'VOCSegmentation', 'voc_palette', 'find_voc2012']
+__all__ = ['VOC_CLASSES', 'VOC_SPLIT_SIZES', 'VOCSegmentation', 'find_voc2012']
 
 # Images per split in the official release (for checking a download).
 VOC_SPLIT_SIZES = {'train': 1464, 'val': 1449, 'trainval': 2913, 'test': 1456}
-
-
-def voc_palette(num_colors=256):
-    """The VOC colour map: a flat list of ``3 * num_colors`` ints for ``PIL.Image.putpalette``.
-
-    Class ``i`` gets the colour whose bits interleave the bits of ``i`` (the devkit's
-    ``labelcolormap``); 255 (the ignore border) comes out cream, (224, 224, 192).
-    """
-    palette = []
-    for index in range(num_colors):
-        r = g = b = 0
-        value = index
-        for shift in range(7, -1, -1):
-            r |= ((value >> 0) & 1) << shift
-            g |= ((value >> 1) & 1) << shift
-            b |= ((value >> 2) & 1) << shift
-            value >>= 3
-        palette.extend((r, g, b))
-    return palette
 
 
 def find_voc2012(root):
