@@ -64,7 +64,8 @@ def test_the_six_published_models_are_registered_with_their_files_and_ap():
 
 @pytest.mark.parametrize('name', PUBLISHED)
 def test_layout_equals_published_file(name):
-    net = gluonseg.get_model(name, pretrained_base=False)
+    # every shape is known at construction: no initialization (or forward) needed
+    net = model_info(name).builder(pretrained_base=False, root=None)
     assert saved_layout(net) == spec_layout(name)
 
 
@@ -300,3 +301,20 @@ def test_draw_instances_colours_each_mask_and_keeps_the_size():
     assert (with_legend[2:6, 2:6] != 100).any()  # the legend box, top-left
     with pytest.raises(ValueError, match='masks must be'):
         draw_instances(image, masks[:, :10])
+
+
+@pytest.mark.parametrize('fpn', [False, True])
+def test_pretrained_base_starts_the_backbone_from_the_imagenet_file(tmp_path, monkeypatch, fpn):
+    imagenet = gluonseg.get_model('resnet18_v1b', pretrained_base=False)
+    path = str(tmp_path / 'resnet18_v1b.params')
+    imagenet.save_parameters(path)
+    monkeypatch.setattr(model_info('resnet18_v1b'), 'weights', [Weights(None, path=path)])
+    name = 'mask_rcnn_%sresnet18_v1b_coco' % ('fpn_' if fpn else '')
+    net = gluonseg.get_model(name, pretrained_base=True)
+    stage3 = net.features.body.layer3 if fpn else net.features[6]
+    stage4 = net.features.body.layer4 if fpn else net.top_features[0]
+    np.testing.assert_array_equal(stage3[1].conv2.weight.data().asnumpy(),
+                                  imagenet.layer3[1].conv2.weight.data().asnumpy())
+    np.testing.assert_array_equal(stage4[0].downsample[1].running_var.data().asnumpy(),
+                                  imagenet.layer4[0].downsample[1].running_var.data().asnumpy())
+    assert stage4[0].bn1._kwargs['use_global_stats']  # frozen BatchNorm

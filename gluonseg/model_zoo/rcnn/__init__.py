@@ -16,14 +16,21 @@ module             concept
 ``predict``        any image in, detections in its own pixels out
 =================  ===========================================================
 """
-from .anchors import AnchorGenerator, grid_anchors, reference_anchors  # noqa: F401
-from .box_coder import BoxCoder  # noqa: F401
-from .boxes import box_iou, clip_to_image, corner_to_center, nms  # noqa: F401
-from .fpn import FeaturePyramid, FPNFeatures  # noqa: F401
-from .heads import MaskHead, box_predictors, fpn_box_features, select_class_masks  # noqa: F401
-from .mask_rcnn import MaskRCNN, mask_rcnn  # noqa: F401
-from .paste import paste_masks  # noqa: F401
-from .postprocess import DetectionPostProcessor  # noqa: F401
-from .predict import InstancePrediction, predict_instances, resize_short_within  # noqa: F401
-from .roi_align import RoIAlignExtractor, fpn_levels  # noqa: F401
-from .rpn import MultiLevelRPN, ProposalLayer, RPNHead, SingleLevelRPN  # noqa: F401
+from .anchors import AnchorGenerator, grid_anchors, reference_anchors
+from .box_coder import BoxCoder
+from .boxes import box_iou, clip_to_image, corner_to_center, nms
+from .fpn import FeaturePyramid, FPNFeatures
+from .heads import MaskHead, box_predictors, fpn_box_features, select_class_masks
+from .mask_rcnn import MaskRCNN, mask_rcnn
+from .paste import paste_masks
+from .postprocess import DetectionPostProcessor
+from .predict import InstancePrediction, predict_instances, resize_short_within
+from .roi_align import RoIAlignExtractor, fpn_levels
+from .rpn import MultiLevelRPN, ProposalLayer, RPNHead, SingleLevelRPN
+
+__all__ = ['AnchorGenerator', 'grid_anchors', 'reference_anchors', 'BoxCoder', 'box_iou',
+           'clip_to_image', 'corner_to_center', 'nms', 'FeaturePyramid', 'FPNFeatures',
+           'MaskHead', 'box_predictors', 'fpn_box_features', 'select_class_masks', 'MaskRCNN',
+           'mask_rcnn', 'paste_masks', 'DetectionPostProcessor', 'InstancePrediction',
+           'predict_instances', 'resize_short_within', 'RoIAlignExtractor', 'fpn_levels',
+           'MultiLevelRPN', 'ProposalLayer', 'RPNHead', 'SingleLevelRPN']

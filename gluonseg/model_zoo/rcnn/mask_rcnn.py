@@ -9,9 +9,18 @@ Inference (``net(x)`` on a normalized (B, 3, H, W) batch) returns GluonCV's raw 
 * ``masks`` (B, K, M, M) mask probabilities of each row's class inside its box (0.5 for an
   empty row), M = 14 (C4, FPN ResNet-18) or 28 (FPN ResNet-50/101).
 
-K = 1000. Images in one batch share the padded size of ``x``; the published models were
-evaluated one image at a time (short side 800, long side at most 1333). Training needs
-the target generators and losses, which are not part of this module yet.
+K = 1000 (at most the RPN's test-time proposals). Images in one batch share the padded size
+of ``x``; the published models were evaluated one image at a time (short side 800, long
+side at most 1333). ``net.predict(image)`` does that resizing and returns detections in the
+image's own pixels with full-size masks (:mod:`.predict`).
+
+Weight files: ``save_parameters`` writes GluonCV's published layout, anchors included. C4
+models use structural names (``features.4.0.conv1.weight``); the FPN backbone and pyramid
+use GluonCV's MXNet symbol names (``features.resnetv1b_layers1_conv0_weight``), translated
+by :class:`~.fpn.FPNFeatures`. Published files therefore load strictly through
+``gluonseg.get_model(name, pretrained=True)``, and saved files load back.
+
+Training needs the target generators and losses, which are not part of this module yet.
 """
 from mxnet import autograd
 from mxnet.gluon import nn
@@ -87,9 +96,9 @@ class MaskRCNN(nn.HybridBlock):
     """
 
     def __init__(self, features, top_features, box_features, rpn, roi_strides, roi_size,
-                 head_channels=(0, 0), classes=COCO_INSTANCE_CLASSES, mask_channels=256, mask_convs=0, max_dets=1000,
-                 score_thresh=0.01, nms_thresh=0.5, box_clip=4.42, gluoncv_roi_quirk=False,
-                 **kwargs):
+                 head_channels=(0, 0), classes=COCO_INSTANCE_CLASSES, mask_channels=256,
+                 mask_convs=0, max_dets=1000, score_thresh=0.01, nms_thresh=0.5, box_clip=4.42,
+                 gluoncv_roi_quirk=False, **kwargs):
         super().__init__(**kwargs)
         self.classes = tuple(classes)
         self.num_class = len(self.classes)
@@ -218,8 +227,8 @@ def mask_rcnn(depth=50, variant='v1b', fpn=False, classes=COCO_INSTANCE_CLASSES,
         roi_strides = (16,)
         head_channels = (2 * stage3, 2 * stage3)
     return MaskRCNN(features, top_features, box_features, rpn, roi_strides,
-                    config['roi_size'], head_channels, classes=classes, mask_convs=config['mask_convs'],
-                    **kwargs)
+                    config['roi_size'], head_channels, classes=classes,
+                    mask_convs=config['mask_convs'], **kwargs)
 
 
 def _register_published():
