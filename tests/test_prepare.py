@@ -138,6 +138,10 @@ def test_coco_splits_and_loaders(tmp_path, serve, coco_src):
     assert run('coco', root, downloads, '--mirror', serve.mirror) == 0  # now train2017 too
     assert {r.path for r in serve.server.served} - requested == {'/mirror/train2017.zip'}
     assert len(COCOSegmentation(str(root), 'train', min_pixels=None)) == 1
+    from gluonseg.data import COCOInstance
+    _, boxes, class_ids, masks = COCOInstance(str(root), 'train')[0]
+    np.testing.assert_array_equal(boxes, [[10, 5, 29, 19]])
+    assert class_ids.tolist() == [1] and masks.sum() == 300
 
 
 def test_archives_on_disk_are_used_without_any_network_access(tmp_path, serve, voc_src, closed_port_url):
