@@ -17,7 +17,7 @@ from PIL import Image
 from gluonseg.utils.viz import voc_palette
 
 __all__ = ['make_image', 'make_mask', 'write_jpeg', 'write_palette_png', 'write_voc', 'write_sbd',
-           'write_folder', 'write_sbd_mat', 'write_coco', 'rle_of']
+           'write_folder', 'write_sbd_mat', 'write_coco', 'rle_of', 'write_ade20k', 'write_cityscapes']
 
 
 def make_image(height, width, seed):
@@ -214,3 +214,56 @@ def rle_of(mask, compressed=True):
         run += 1
     counts.append(run)
     return {'size': list(mask.shape), 'counts': counts}
+
+
+def write_ade20k(root, splits, size=(18, 22), seed=400, image_modes=None):
+    """Write a tiny ADEChallengeData2016 under ``root``: images/<folder>/*.jpg and greyscale
+    annotations/<folder>/*.png with raw values 0..150 (0 = "other").
+
+    ``splits``: folder ('training'/'validation') -> stems. Returns stem -> (image, raw label).
+    """
+    base = os.path.join(str(root), 'ADEChallengeData2016')
+    image_modes = image_modes or {}
+    expected = {}
+    for n, (folder, stem) in enumerate((f, s) for f, stems in splits.items() for s in stems):
+        height, width = size[0] + n % 3, size[1] + n % 4
+        image = write_jpeg(os.path.join(base, 'images', folder, stem + '.jpg'),
+                           make_image(height, width, seed + n), image_modes.get(stem, 'RGB'))
+        label = make_mask(height, width, seed + n, num_class=151, border=False)
+        label[0, :3] = [0, 1, 150]  # always the extremes
+        os.makedirs(os.path.join(base, 'annotations', folder), exist_ok=True)
+        Image.fromarray(label.astype(np.uint8), mode='L').save(
+            os.path.join(base, 'annotations', folder, stem + '.png'))
+        expected[stem] = (image, label)
+    return expected
+
+
+def write_cityscapes(root, splits, size=(16, 32), seed=500, labels=('train', 'val', 'test')):
+    """Write a tiny Cityscapes: leftImg8bit/<split>/<city>/*_leftImg8bit.png (RGB PNG) and
+    gtFine/<split>/<city>/*_gtFine_labelIds.png (greyscale labelIds 0..33) plus a decoy
+    *_gtFine_color.png, as in the release.
+
+    ``splits``: split -> {city: [frame stems like 'aachen_000000_000019']}. Returns stem ->
+    (image, raw labelIds).
+    """
+    root = str(root)
+    expected = {}
+    n = 0
+    for split, cities in splits.items():
+        for city, stems in cities.items():
+            for stem in stems:
+                image = make_image(size[0], size[1], seed + n)
+                label = make_mask(size[0], size[1], seed + n, num_class=34, border=False)
+                label[0, :4] = [0, 7, 33, 34 - 1]
+                image_dir = os.path.join(root, 'leftImg8bit', split, city)
+                label_dir = os.path.join(root, 'gtFine', split, city)
+                os.makedirs(image_dir, exist_ok=True)
+                os.makedirs(label_dir, exist_ok=True)
+                Image.fromarray(image).save(os.path.join(image_dir, stem + '_leftImg8bit.png'))
+                if split in labels:
+                    Image.fromarray(label.astype(np.uint8), mode='L').save(
+                        os.path.join(label_dir, stem + '_gtFine_labelIds.png'))
+                    Image.fromarray(image).save(os.path.join(label_dir, stem + '_gtFine_color.png'))
+                expected[stem] = (image, label)
+                n += 1
+    return expected

@@ -9,10 +9,12 @@ from .pascal_aug import VOCAugSegmentation
 from .folder import FolderSegmentation
 from .coco import COCO_CAT_LIST, COCOSegmentation
 from .coco_instance import COCOInstance
+from .ade20k import ADE20KSegmentation
+from .cityscapes import CitySegmentation
 
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'load_image', 'normalize_image',
            'SegmentationTrainTransform', 'SegmentationValTransform', 'SegmentationTestValTransform',
            'pad_batchify', 'IGNORE_INDEX', 'DatasetNotFoundError', 'SegmentationDataset',
            'SHAPE_CLASSES', 'ShapesSegmentation', 'ShapesInstance', 'VOC_CLASSES', 'VOCSegmentation',
            'VOCAugSegmentation', 'FolderSegmentation', 'COCO_CAT_LIST', 'COCOSegmentation',
-           'COCOInstance']
+           'COCOInstance', 'ADE20KSegmentation', 'CitySegmentation']
