@@ -167,9 +167,10 @@ class COCOInstance(mx.gluon.data.Dataset):
                 bbox = self._mask_utils.toBbox(rle if rle is not None
                                                else self._rle(segmentation, height, width)).tolist()
             x, y, w, h = [float(v) for v in bbox]
-            x1, y1 = np.clip(x, 0, width - 1), np.clip(y, 0, height - 1)
-            x2 = np.clip(x + max(w - 1, 0), 0, width - 1)
-            y2 = np.clip(y + max(h - 1, 0), 0, height - 1)
+            # plain min/max: np.clip on scalars would cost seconds over COCO train's 860k objects
+            x1, y1 = min(max(x, 0.0), width - 1.0), min(max(y, 0.0), height - 1.0)
+            x2 = min(max(x + max(w - 1.0, 0.0), 0.0), width - 1.0)
+            y2 = min(max(y + max(h - 1.0, 0.0), 0.0), height - 1.0)
             if x2 <= x1 or y2 <= y1:
                 continue
             boxes.append((x1, y1, x2, y2))
