@@ -12,3 +12,4 @@ from . import _cuda  # noqa: E402
 _cuda.preload_cuda_libraries()
 
 from .model_zoo import get_model, list_models, register_model, model_info  # noqa: E402,F401
+from .model_zoo.optimize import optimize  # noqa: E402,F401

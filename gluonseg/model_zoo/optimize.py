@@ -1,0 +1,346 @@
+"""Fast CPU inference: oneDNN operator fusion, bfloat16 (AMP) and int8 (quantization).
+
+    >>> net = gluonseg.get_model('deeplab_resnet101_voc', pretrained=True)
+    >>> fast = gluonseg.optimize(net, dtype='int8', calib_data=[batch1, batch2])
+    >>> logits = fast(x)            # (N, 3, H, W) float32 in -> (N, C, H, W) float32 out
+    >>> fast.export('deeplab-int8')  # loads back with mx.gluon.SymbolBlock.imports
+
+What each path does with MXNet 1.9.1 (CPU build with oneDNN, called MKLDNN there):
+
+``'float32'``
+    ``optimize_for(backend='MKLDNN')``: every Convolution -> BatchNorm -> ReLU (and the
+    residual ``+`` of the ResNet blocks) becomes one fused oneDNN convolution; BatchNorm is
+    folded into the weights in float32, so the logits match the unfused network to ~1e-6.
+``'bfloat16'``
+    MXNet AMP (``amp.convert_hybrid_block``) runs every Convolution in bfloat16, then the
+    same oneDNN fusion. Two things differ from AMP's defaults, both found by running it:
+
+    * ``Concat`` is in AMP's "either precision" list, for which AMP inserts *no* casts, so a
+      concat of a bfloat16 convolution branch and a float32-only operator fails type
+      inference ("Non-uniform data type in Concat"): PSPNet's pyramid (the stage-4 features
+      with the ``BilinearResize2D`` outputs) and DeepLabV3's ASPP (four convolution branches
+      with the ``broadcast_like`` image pooling; GluonCV's ASPP fails the same way). Here
+      ``Concat`` runs in bfloat16 (AMP casts its float32 inputs), so the model code needs
+      no change and every convolution of FCN, PSPNet and DeepLabV3 converts.
+    * ``cast_optional_params=True`` stores the convolution weights in bfloat16 (half the
+      memory, no per-call weight casts). The fused convolution then folds BatchNorm into
+      bfloat16 weights, which costs a little accuracy (DeepLabV3-R101 golden logits: max
+      relative error 0.43% unfused, 0.59% fused; ``scripts/benchmark/optimize_accuracy.py``).
+
+    Ops without a bfloat16 kernel stay float32 by AMP's lists: ``BilinearResize2D``,
+    ``AdaptiveAvgPooling2D``, ``broadcast_like``, ``Dropout``. The output is float32.
+``'int8'``
+    ``mx.contrib.quantization.quantize_net_v2`` (``quantize_net`` is its deprecated alias):
+    conv + BN + ReLU (+ add) fused and quantized by oneDNN (VNNI), with thresholds
+    calibrated on a few batches (``'naive'``: min/max; ``'entropy'``: KL-optimal, slower to
+    calibrate; ``'none'``: computed at run time, no calibration data, slower to run).
+    Kept in float32 (see :attr:`OptimizedSegmentation.float_layers`): the final 1x1
+    classifier (always: per-tensor int8 logits would coarsen the class scores) and any
+    ``exclude_layers``; and, because MXNet 1.9.1 has no int8 kernels for them,
+    ``BilinearResize2D``, ``AdaptiveAvgPooling2D`` and ``broadcast_like`` (wrapped in
+    dequantize/quantize pairs). The output is float32.
+
+Every path keeps the call signature of a gluonseg model at inference: an NDArray
+(N, 3, H, W) of any H x W in, float32 logits (N, C, H, W) out. Training is not supported
+(only the main output is kept; there are no gradients through int8).
+
+Limits of MXNet 1.9.1 found by running it: bfloat16 and int8 exist for the CPU only (oneDNN);
+``Symbol.save``/``HybridBlock.export`` strip AMP's casts by default (``remove_amp_cast=True``),
+which silently turns an exported bfloat16 graph back into float32 (so
+:meth:`OptimizedSegmentation.export` passes ``remove_amp_cast=False``); an exported fused or
+int8 graph holds oneDNN subgraph operators (``_sg_mkldnn_conv``) and loads only into an
+MXNet built with oneDNN. bfloat16 is only faster where the CPU has native bfloat16
+instructions (AVX512-BF16 or AMX) and oneDNN uses them well; on the 2-core development VM
+(AVX512-BF16 reported) its convolutions ran about 2x *slower* than float32.
+"""
+import json
+import warnings
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd
+
+__all__ = ['optimize', 'OptimizedSegmentation', 'DTYPES', 'CALIB_MODES',
+           'find_classifier', 'inference_symbol']
+
+DTYPES = ('float32', 'bfloat16', 'int8')
+CALIB_MODES = ('naive', 'entropy', 'none')
+
+# Operators MXNet 1.9.1 cannot run in int8 (no quantized kernel): they stay float32.
+INT8_FLOAT_OPS = ('_contrib_BilinearResize2D', '_contrib_AdaptiveAvgPooling2D', 'broadcast_like')
+
+
+def inference_symbol(net, input_name='data'):
+    """The inference graph of ``net`` as ``(symbol, data_variable)``: the main output only.
+
+    gluonseg models drop the auxiliary output outside training, also when called on a
+    Symbol; any other block returning several outputs keeps its first (the logits).
+    """
+    data = mx.sym.var(input_name)
+    with autograd.predict_mode():
+        out = net(data)
+    if isinstance(out, (list, tuple)):
+        out = out[0]
+    if len(out.list_outputs()) > 1:
+        out = out[0]
+    return out, data
+
+
+def find_classifier(symbol):
+    """Name of the Convolution that produces the logits: the first one met walking back from
+    the output through its first inputs (past the final resize and dropout).
+
+    Raises
+    ------
+    ValueError
+        When no Convolution feeds the output through first inputs.
+    """
+    nodes = json.loads(symbol.tojson(remove_amp_cast=False))['nodes']
+    heads = json.loads(symbol.tojson(remove_amp_cast=False))['heads']
+    index = heads[0][0]
+    while nodes[index]['op'] != 'null':
+        if nodes[index]['op'] == 'Convolution':
+            return nodes[index]['name']
+        index = nodes[index]['inputs'][0][0]
+    raise ValueError('No Convolution feeds the output of the graph through first inputs; '
+                     'cannot tell which layer is the classifier')
+
+
+class OptimizedSegmentation(mx.gluon.SymbolBlock):
+    """An optimized inference graph with the call signature of a gluonseg model.
+
+    Returned by :func:`optimize`; call it like the original network at inference. It is a
+    ``SymbolBlock``: hybridized, inference only.
+
+    Attributes
+    ----------
+    dtype : str
+        ``'float32'``, ``'bfloat16'`` or ``'int8'``: the precision of the convolutions.
+    classifier : str
+        Name of the final 1x1 classifier convolution in the original graph.
+    float_layers : list of (str, str)
+        ``(node name, operator)`` of the compute nodes that run in float32 in an int8 graph
+        (everything that is not quantized), or that stay float32 in a bfloat16 graph
+        (besides casts); empty for float32.
+    """
+
+    def __init__(self, outputs, inputs, params=None, dtype='float32', classifier=None):
+        with warnings.catch_warnings():  # "Cannot decide type for ... data": it is float32
+            warnings.simplefilter('ignore', UserWarning)
+            super().__init__(outputs, inputs, params=params)
+        self.dtype = dtype
+        self.classifier = classifier
+        self.float_layers = []
+
+    def _refresh_float_layers(self):
+        symbol = self._cached_graph[1]
+        nodes = json.loads(symbol.tojson(remove_amp_cast=False))['nodes']
+        if self.dtype == 'bfloat16':
+            # What AMP left in float32: the nodes whose output type infers as float32.
+            internals = symbol.get_internals()
+            _, types, _ = internals.infer_type(data='float32')
+            float_outputs = {name[:-len('_output')] for name, t in
+                             zip(internals.list_outputs(), types)
+                             if name.endswith('_output') and t == np.float32}
+            self.float_layers = [(n['name'], n['op']) for n in nodes
+                                 if n['op'] not in ('null', 'amp_cast', 'amp_multicast')
+                                 and n['name'] in float_outputs]
+        elif self.dtype == 'int8':
+            self.float_layers = [(n['name'], n['op']) for n in nodes
+                                 if n['op'] != 'null' and not _is_quantized(n)]
+        else:
+            self.float_layers = []
+
+    def export(self, path, epoch=0, remove_amp_cast=False):
+        """Write ``path-symbol.json`` and ``path-%04d.params`` (load them with
+        ``mx.gluon.SymbolBlock.imports(json, ['data'], params)``).
+
+        AMP's casts are kept (MXNet's default removes them, which would turn a bfloat16
+        graph back into float32). A fused or int8 graph needs an MXNet built with oneDNN to
+        load.
+        """
+        if not self._cached_op_args:
+            # export() reads the parameters of the cached op: build it once.
+            self(mx.nd.zeros((1, 3, 64, 64), ctx=self._ctx()))
+        return super().export(path, epoch, remove_amp_cast=remove_amp_cast)
+
+    def predict(self, x):
+        """Class ids (N, H, W) int32 for a normalized batch (N, 3, H, W)."""
+        return self(x).argmax(axis=1).astype('int32')
+
+    def _ctx(self):
+        return next(iter(self.collect_params().values())).list_ctx()[0]
+
+    def __repr__(self):
+        return '%s(dtype=%r, classifier=%r, %d float layers)' % (
+            self.__class__.__name__, self.dtype, self.classifier, len(self.float_layers))
+
+
+def _is_quantized(node):
+    """Whether a node of an int8 graph computes in int8 (or converts to or from it)."""
+    op = node['op']
+    return (op.startswith(('_contrib_quantize', '_contrib_quantized_'))
+            or op in ('_contrib_dequantize', '_contrib_requantize')
+            or node.get('attrs', {}).get('quantized') == 'true')
+
+
+def optimize(net, dtype='float32', calib_data=None, calib_mode='naive', num_calib_batches=4,
+             exclude_layers=None, ctx=None, quantized_dtype='auto', static_alloc=True):
+    """Return a faster inference version of a segmentation network.
+
+    Parameters
+    ----------
+    net : HybridBlock
+        An initialized network returning logits (N, C, H, W) for (N, 3, H, W) inputs, e.g. a
+        gluonseg FCN, PSPNet or DeepLabV3 (only the main output is kept), or a
+        ``SymbolBlock`` loaded from an export. It is not modified; the float32 result shares
+        its parameters, the others get their own.
+    dtype : {'float32', 'bfloat16', 'int8'}
+        Precision of the convolutions (see the module docstring for what each path does).
+    calib_data : iterable, optional
+        int8 only: batches (N, 3, H, W) as NDArrays or numpy arrays, or ``(data, label)``
+        tuples (a ``DataLoader``), normalized like the model's inputs. All batches should
+        have one shape. Required unless ``calib_mode='none'``.
+    calib_mode : {'naive', 'entropy', 'none'}
+        int8 only: thresholds from min/max (fast), from KL-divergence minimization
+        (histograms; about 0.5 s per layer to compute), or computed at run time.
+    num_calib_batches : int
+        int8 only: use at most this many batches of ``calib_data``.
+    exclude_layers : list of str, optional
+        Node names (as in ``net(mx.sym.var('data')).tojson()``, e.g.
+        ``'deeplabv30_deeplabhead0_aspp0_conv0_fwd'``) to keep in float32, in addition to
+        the classifier (int8 and bfloat16).
+    ctx : Context, default cpu()
+        Only the CPU is supported for bfloat16 and int8 (MXNet 1.9.1's oneDNN); on a GPU,
+        ``'float32'`` returns the graph hybridized without fusion.
+    quantized_dtype : {'auto', 'int8', 'uint8'}
+        int8 only: type of the quantized activations (``'auto'``: uint8 after ReLU, int8
+        elsewhere).
+    static_alloc : bool
+        Hybridize with ``static_alloc`` (reuses memory between calls of the same shape; other
+        shapes still work).
+
+    Returns
+    -------
+    OptimizedSegmentation
+        Call it with an NDArray (N, 3, H, W) of any size; it returns float32 logits.
+
+    Raises
+    ------
+    ValueError
+        On an unknown ``dtype`` or ``calib_mode``, missing ``calib_data`` for a calibrated
+        int8 model, bfloat16/int8 on a non-CPU context, or an uninitialized network.
+    """
+    if dtype not in DTYPES:
+        raise ValueError('dtype must be one of %s, not %r' % (DTYPES, dtype))
+    if calib_mode not in CALIB_MODES:
+        raise ValueError('calib_mode must be one of %s, not %r' % (CALIB_MODES, calib_mode))
+    ctx = ctx or mx.cpu()
+    on_cpu = ctx.device_type == 'cpu'
+    if dtype != 'float32' and not on_cpu:
+        raise ValueError('%s inference needs the CPU (oneDNN) in MXNet 1.9.1, not %s'
+                         % (dtype, ctx))
+    _check_initialized(net)
+    symbol, data = inference_symbol(net)
+    classifier = find_classifier(symbol)
+    keep_float = [classifier] + list(exclude_layers or [])
+    base = OptimizedSegmentation(symbol, data, params=net.collect_params(), dtype='float32',
+                                 classifier=classifier)
+    example = mx.nd.zeros((1, 3, 64, 64), ctx=ctx)
+
+    with warnings.catch_warnings():
+        # MXNet's SymbolBlocks warn that they cannot infer the input's type: it is float32.
+        warnings.filterwarnings('ignore', message='Cannot decide type')
+        if dtype == 'float32':
+            model = base
+        elif dtype == 'bfloat16':
+            model = _to_bfloat16(base, keep_float, ctx, classifier)
+        else:
+            batches = _calibration_batches(calib_data, num_calib_batches, calib_mode, ctx)
+            model = _to_int8(base, keep_float, batches, calib_mode, quantized_dtype, ctx,
+                             classifier)
+
+    if on_cpu and dtype != 'int8':  # int8 graphs are fused by the quantization itself
+        model.optimize_for(example, backend='MKLDNN', static_alloc=static_alloc)
+    else:
+        model.hybridize(static_alloc=static_alloc)
+    model._refresh_float_layers()
+    return model
+
+
+def _check_initialized(net):
+    for name, param in net.collect_params().items():
+        if param._data is None:  # not initialized, or deferred until the first call
+            raise ValueError('Parameter %s of %s has no value yet: initialize or load the '
+                             'weights (and run the network once if its shapes are inferred) '
+                             'before optimize()' % (name, type(net).__name__))
+
+
+def _to_bfloat16(base, keep_float, ctx, classifier):
+    from mxnet.contrib import amp
+    from mxnet.contrib.amp.amp import bfloat16
+    # Concat added to the bfloat16 list: see the module docstring.
+    target_ops = amp.list_lp16_ops(bfloat16) + ['Concat', 'concat']
+    with warnings.catch_warnings():  # AMP warns about params it leaves in float32
+        warnings.simplefilter('ignore', UserWarning)
+        converted = amp.convert_hybrid_block(base, target_dtype='bfloat16',
+                                             target_dtype_ops=target_ops,
+                                             excluded_sym_names=keep_float, ctx=ctx,
+                                             cast_optional_params=True)
+    return _rewrap(converted, 'bfloat16', classifier, ctx)
+
+
+def _rewrap(block, dtype, classifier, ctx):
+    """The graph and parameters of a SymbolBlock made by AMP or quantization, as an
+    OptimizedSegmentation. The parameters are copied with their dtypes (a SymbolBlock infers
+    float32 for parameters that a cast follows, so they cannot be shared)."""
+    inputs, out = block._cached_graph
+    model = OptimizedSegmentation(out, inputs, dtype=dtype, classifier=classifier)
+    source = block.collect_params()
+    values = {}
+    for name, param in model.collect_params().items():
+        value = source[name].data()
+        if param.dtype != value.dtype:
+            param.cast(value.dtype)
+        values[name] = value
+    model.collect_params().load_dict(values, ctx=ctx)
+    return model
+
+
+def _calibration_batches(calib_data, num_batches, calib_mode, ctx):
+    if calib_mode == 'none':
+        return None
+    if calib_data is None:
+        raise ValueError("int8 with calib_mode=%r needs calib_data (a few batches of "
+                         "normalized images); pass calib_mode='none' to compute the "
+                         "thresholds at run time instead" % (calib_mode,))
+    batches = []
+    for batch in calib_data:
+        if len(batches) >= num_batches:
+            break
+        if isinstance(batch, (list, tuple)):
+            batch = batch[0]  # (data, label) from a DataLoader
+        batch = mx.nd.array(batch, ctx=ctx) if isinstance(batch, np.ndarray) \
+            else batch.as_in_context(ctx)
+        if batch.ndim != 4 or batch.shape[1] != 3:
+            raise ValueError('calibration batches must be (N, 3, H, W), got %s'
+                             % (batch.shape,))
+        batches.append(batch)
+    if not batches:
+        raise ValueError('calib_data gave no batch')
+    return batches
+
+
+def _to_int8(base, keep_float, batches, calib_mode, quantized_dtype, ctx, classifier):
+    from mxnet.contrib.quantization import quantize_net_v2
+    base.hybridize()
+    kwargs = dict(quantized_dtype=quantized_dtype, quantize_mode='smart',
+                  exclude_layers=list(keep_float), calib_mode=calib_mode, ctx=ctx)
+    if batches is None:
+        kwargs['data_shapes'] = [mx.io.DataDesc('data', (1, 3, 64, 64))]
+    else:
+        # quantize_net_v2 iterates (data, ...) lists; num_calib_examples counts images.
+        kwargs['calib_data'] = [[b] for b in batches]
+        kwargs['num_calib_examples'] = sum(b.shape[0] for b in batches)
+    quantized = quantize_net_v2(base, **kwargs)
+    return _rewrap(quantized, 'int8', classifier, ctx)

@@ -1,0 +1,216 @@
+"""gluonseg.optimize: fused float32, bfloat16 and int8 CPU inference against float32.
+
+The small ResNet-18 Shapes models get the deterministic golden weights (BatchNorm statistics
+and scales like a trained network's, unlike a fresh initialization) and see Shapes scenes, so
+the reduced-precision errors are those of a realistic network on structured images.
+"""
+import json
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import gluonseg
+from gluonseg.data.shapes import ShapesSegmentation
+from gluonseg.data.transforms import normalize_image
+from gluonseg.model_zoo.multiscale import MultiScaleEvaluator
+from gluonseg.model_zoo.optimize import OptimizedSegmentation, optimize
+from spec_utils import fill_golden_weights
+
+METHODS = ['fcn', 'psp', 'deeplab']
+DTYPES = ['float32', 'bfloat16', 'int8']
+# Max |optimized - float32| / max |float32| over the logits, and the least share of pixels
+# whose class (argmax) agrees with float32. Measured: fused ~2e-6, bfloat16 0.4-0.7%,
+# int8 0.8-8.5% with argmax agreement >= 99.4%.
+MAX_RELATIVE_ERROR = {'float32': 1e-5, 'bfloat16': 0.03, 'int8': 0.2}
+MIN_ARGMAX_AGREEMENT = {'float32': 1.0, 'bfloat16': 0.98, 'int8': 0.95}
+
+
+def relative_error(actual, expected):
+    return float(np.abs(actual - expected).max() / np.abs(expected).max())
+
+
+def argmax_agreement(actual, expected):
+    return float((actual.argmax(axis=1) == expected.argmax(axis=1)).mean())
+
+
+@pytest.fixture(scope='module')
+def scenes():
+    """8 normalized 96x96 Shapes scenes: 4 to evaluate on, 4 to calibrate with."""
+    dataset = ShapesSegmentation('val', size=(96, 96))
+    images = np.stack([normalize_image(dataset[i][0]) for i in range(8)])
+    return mx.nd.array(images[:4]), mx.nd.array(images[4:])
+
+
+@pytest.fixture(scope='module')
+def nets():
+    models = {}
+    for method in METHODS:
+        net = gluonseg.get_model('%s_resnet18_shapes' % method, pretrained_base=False)
+        fill_golden_weights(net)
+        net.hybridize()
+        models[method] = net
+    return models
+
+
+@pytest.fixture(scope='module')
+def optimized(nets, scenes):
+    """(method, dtype) -> optimized model, built once per module (int8: naive calibration)."""
+    _, calib = scenes
+    cache = {}
+
+    def get(method, dtype):
+        if (method, dtype) not in cache:
+            cache[method, dtype] = optimize(nets[method], dtype=dtype, calib_data=[calib])
+        return cache[method, dtype]
+    return get
+
+
+def graph_nodes(model):
+    return json.loads(model._cached_graph[1].tojson(remove_amp_cast=False))['nodes']
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('method', METHODS)
+def test_optimized_logits_stay_close_to_float32(nets, scenes, optimized, method, dtype):
+    x, _ = scenes
+    expected = nets[method](x).asnumpy()
+    model = optimized(method, dtype)
+    assert isinstance(model, OptimizedSegmentation)
+    out = model(x)
+    assert out.dtype == np.float32 and out.shape == expected.shape
+    out = out.asnumpy()
+    error = relative_error(out, expected)
+    agreement = argmax_agreement(out, expected)
+    assert error < MAX_RELATIVE_ERROR[dtype], \
+        '%s %s: relative error %.3g of the logits' % (method, dtype, error)
+    assert agreement >= MIN_ARGMAX_AGREEMENT[dtype], \
+        '%s %s: only %.4f of the pixels keep their class' % (method, dtype, agreement)
+    if dtype != 'float32':
+        # The reduced precision is really used: its error is far above float32 round-off.
+        assert error > 1e-4, '%s %s: no reduced precision visible' % (method, dtype)
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_float32_path_fuses_conv_bn_relu(optimized, method):
+    ops = [n['op'] for n in graph_nodes(optimized(method, 'float32'))]
+    assert ops.count('_sg_mkldnn_conv') > 10
+    assert 'BatchNorm' not in ops and 'Convolution' not in ops, \
+        'unfused operators left: %s' % sorted(set(ops))
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_bfloat16_converts_every_convolution_but_the_classifier(optimized, method):
+    model = optimized(method, 'bfloat16')
+    float_convs = [name for name, op in model.float_layers if 'conv' in op.lower()]
+    assert len(float_convs) == 1, 'convolutions left in float32: %s' % float_convs
+    # The convolutions' weights are stored in bfloat16 (cast_optional_params).
+    dtypes = {str(p.dtype) for p in model.collect_params().values()}
+    assert any('bfloat16' in d for d in dtypes), dtypes
+    float_ops = {op for _, op in model.float_layers}
+    assert float_ops <= {'_sg_mkldnn_conv', '_contrib_BilinearResize2D',
+                         '_contrib_AdaptiveAvgPooling2D', 'broadcast_like', 'Dropout'}, float_ops
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_int8_quantizes_every_convolution_but_the_classifier(nets, optimized, method):
+    model = optimized(method, 'int8')
+    nodes = graph_nodes(model)
+    convs = [n for n in nodes if n['op'] == '_sg_mkldnn_conv']
+    quantized = [n for n in convs if n.get('attrs', {}).get('quantized') == 'true']
+    assert len(quantized) == len(convs) - 1 > 10
+    float_ops = sorted({op for _, op in model.float_layers})
+    expected = {'fcn': ['_contrib_BilinearResize2D', '_sg_mkldnn_conv'],
+                'psp': ['_contrib_AdaptiveAvgPooling2D', '_contrib_BilinearResize2D',
+                        '_sg_mkldnn_conv'],
+                'deeplab': ['_contrib_BilinearResize2D', '_sg_mkldnn_conv', 'broadcast_like']}
+    assert float_ops == expected[method]
+    # The layer kept in float32 is the head's final 1x1 convolution (head.block.4).
+    assert model.classifier.replace('_fwd', '_weight') == nets[method].head.block[4].weight.name
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_any_input_size_after_optimization(nets, optimized, dtype):
+    model = optimized('psp', dtype)
+    x = mx.nd.array(np.random.RandomState(3).uniform(-1.5, 1.5, (2, 3, 37, 51)))
+    out = model(x)
+    assert out.shape == (2, 4, 37, 51)
+    assert relative_error(out.asnumpy(), nets['psp'](x).asnumpy()) \
+        < MAX_RELATIVE_ERROR[dtype]
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_export_and_import_give_the_same_outputs(scenes, optimized, dtype, tmp_path):
+    x, _ = scenes
+    model = optimized('deeplab', dtype)
+    expected = model(x).asnumpy()
+    prefix = str(tmp_path / dtype)
+    model.export(prefix)
+    loaded = mx.gluon.SymbolBlock.imports(prefix + '-symbol.json', ['data'],
+                                          prefix + '-0000.params')
+    np.testing.assert_allclose(loaded(x).asnumpy(), expected, rtol=1e-5, atol=1e-5)
+    with open(prefix + '-symbol.json') as f:
+        ops = {n['op'] for n in json.load(f)['nodes']}
+    if dtype == 'bfloat16':
+        # MXNet's default export drops AMP's casts, which would give a float32 graph.
+        assert 'amp_cast' in ops
+        saved = mx.nd.load(prefix + '-0000.params')
+        assert any('bfloat16' in str(v.dtype) for v in saved.values())
+    if dtype == 'int8':
+        assert '_contrib_quantize_v2' in ops
+
+
+@pytest.mark.parametrize('dtype', ['bfloat16', 'int8'])
+def test_multiscale_evaluator_runs_an_optimized_model(nets, scenes, optimized, dtype):
+    x, _ = scenes
+    kwargs = dict(base_size=96, crop_size=64, scales=(0.75, 1.0), flip=True)
+    expected = MultiScaleEvaluator(nets['deeplab'], **kwargs).predict(x[:2]).asnumpy()
+    labels = MultiScaleEvaluator(optimized('deeplab', dtype), **kwargs).predict(x[:2])
+    assert labels.shape == (2, 96, 96)
+    agreement = float((labels.asnumpy() == expected).mean())
+    assert agreement >= MIN_ARGMAX_AGREEMENT[dtype], agreement
+
+
+def test_entropy_calibration_and_excluded_layers(nets, scenes):
+    x, calib = scenes
+    net = nets['fcn']
+    first_conv = [n['name'] for n in json.loads(net(mx.sym.var('data')).tojson())['nodes']
+                  if n['op'] == 'Convolution'][0]
+    # A DataLoader-style iterable of (data, label) batches; only the first 2 are used.
+    batches = [(calib[:2], None), (calib[2:], None), (None, None)]
+    model = optimize(net, dtype='int8', calib_data=batches, calib_mode='entropy',
+                     num_calib_batches=2, exclude_layers=[first_conv])
+    convs = [n for n in graph_nodes(model) if n['op'] == '_sg_mkldnn_conv']
+    float_convs = [n for n in convs if n.get('attrs', {}).get('quantized') != 'true']
+    assert len(float_convs) == 2, 'expected the first conv and the classifier in float32'
+    expected = net(x).asnumpy()
+    out = model(x).asnumpy()
+    assert relative_error(out, expected) < MAX_RELATIVE_ERROR['int8']
+    assert argmax_agreement(out, expected) >= MIN_ARGMAX_AGREEMENT['int8']
+
+
+def test_int8_without_calibration_computes_thresholds_at_run_time(nets, scenes):
+    x, _ = scenes
+    model = optimize(nets['fcn'], dtype='int8', calib_mode='none')
+    expected = nets['fcn'](x).asnumpy()
+    assert argmax_agreement(model(x).asnumpy(), expected) >= MIN_ARGMAX_AGREEMENT['int8']
+
+
+def test_bad_arguments_are_named(nets):
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        optimize(nets['fcn'], dtype='float16')
+    with pytest.raises(ValueError, match="calib_mode must be one of"):
+        optimize(nets['fcn'], dtype='int8', calib_mode='percentile')
+    with pytest.raises(ValueError, match="needs calib_data"):
+        optimize(nets['fcn'], dtype='int8')
+    with pytest.raises(ValueError, match=r"must be \(N, 3, H, W\)"):
+        optimize(nets['fcn'], dtype='int8', calib_data=[mx.nd.zeros((3, 32, 32))])
+    with pytest.raises(ValueError, match='needs the CPU'):
+        optimize(nets['fcn'], dtype='bfloat16', ctx=mx.gpu(0))
+    uninitialized = mx.gluon.nn.Conv2D(4, 1, in_channels=3)
+    with pytest.raises(ValueError, match='has no value yet'):
+        optimize(uninitialized)
+
+
+def test_gluonseg_optimize_is_the_function():
+    assert gluonseg.optimize is optimize
