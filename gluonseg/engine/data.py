@@ -65,9 +65,10 @@ class SeededTransformDataset(gluon.data.Dataset):
     Parameters
     ----------
     dataset : Dataset
-        Returns ``(image, mask)`` (no transform of its own).
+        Returns ``(image, mask)``, or any tuple of fields (e.g. ``(image, boxes, class_ids,
+        masks)`` for instance segmentation), with no transform of its own.
     transform : callable or None
-        ``transform(image, mask) -> (image, mask)``.
+        ``transform(*sample)``, e.g. ``transform(image, mask) -> (image, mask)``.
     seed : int
     """
 
@@ -79,15 +80,15 @@ class SeededTransformDataset(gluon.data.Dataset):
 
     def __getitem__(self, key):
         epoch, index = key if isinstance(key, tuple) else (0, key)
-        image, mask = self.dataset[index]
+        sample = self.dataset[index]
         if self.transform is None:
-            return image, mask
+            return sample
         transform = self.transform
         if hasattr(transform, 'rng'):
             transform = copy.copy(transform)
             seeds = np.random.SeedSequence([self.seed, int(epoch), int(index)])
             transform.rng = np.random.RandomState(seeds.generate_state(4))
-        return transform(image, mask)
+        return transform(*sample)
 
 
 # Dataset name -> (module, class, constructor keyword for the root folder). Loaders are found
