@@ -47,7 +47,13 @@ setup(
         'cpu': ['mxnet==1.9.1'],
         'cu112': ['mxnet-cu112==1.9.1'] + CUDA11_WHEELS,
         'coco': ['pycocotools>=2.0.6'],
-        'test': ['pytest>=7', 'pycocotools>=2.0.6'],
+        # ONNX export (gluonseg.model_zoo.onnx_export): MXNet 1.9.1's exporter needs
+        # onnx.mapping, gone from later onnx; 1.14.1 installs beside numpy<1.24.
+        # onnxruntime cannot be listed: its Python 3.11 wheels declare numpy>=1.24.2 (pip
+        # refuses the combination). It runs beside numpy 1.23.5 when installed with
+        # `pip install --no-deps onnxruntime==1.15.1` (tests/test_onnx_export.py needs it).
+        'onnx': ['onnx==1.14.1'],
+        'test': ['pytest>=7', 'pycocotools>=2.0.6', 'onnx==1.14.1'],
     },
     entry_points={'console_scripts': ['gluonseg=gluonseg.cli:main']},
     classifiers=[
