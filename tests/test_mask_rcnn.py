@@ -220,9 +220,9 @@ def test_a_batch_gives_each_images_own_detections(small_nets):
             np.testing.assert_allclose(one.asnumpy()[0], both[i], rtol=1e-4, atol=1e-4)
 
 
-def test_training_is_refused_with_an_explanation(small_nets):
+def test_training_without_targets_is_refused_with_an_explanation(small_nets):
     with autograd.record():
-        with pytest.raises(NotImplementedError, match='training'):
+        with pytest.raises(TypeError, match='training mode .* needs the targets'):
             small_nets[False](mx.nd.zeros((1, 3, 64, 64)))
 
 

@@ -176,15 +176,33 @@ def get_model(name, pretrained=False, pretrained_base=True, ctx=mx.cpu(), root=N
         Weight cache folder (default ``$GLUONSEG_HOME/models``).
     **kwargs
         Passed to the builder (``norm_layer``, ``norm_kwargs``, ``aux``, ``dilated``, ...).
+        With ``pretrained``, ``classes=[...]`` other than the model's (for models with a
+        ``reset_class`` method, e.g. Mask R-CNN) loads the published weights, then replaces
+        the class-specific layers; ``reuse_weights`` is passed to ``reset_class`` (keep the
+        rows of classes of the original set).
     """
     entry = model_info(name)
     weights = entry.select_weights(pretrained) if pretrained else None
+    new_classes, reuse = kwargs.pop('classes', None), kwargs.pop('reuse_weights', None)
+    reset = weights is not None and isinstance(new_classes, (list, tuple)) and \
+        tuple(new_classes) != tuple(entry.classes)
+    if new_classes is not None and not reset:
+        kwargs['classes'] = new_classes
+    if reuse is not None and not reset:
+        raise ValueError('reuse_weights needs pretrained=True and classes other than those '
+                         'of %r' % entry.name)
     net = entry.builder(pretrained_base=bool(pretrained_base) and not pretrained, root=root,
                         **kwargs)
     net.gluonseg_info = entry
     ctx = ctx if isinstance(ctx, (list, tuple)) else [ctx]
     if weights is not None:
+        if reset and not hasattr(net, 'reset_class'):
+            raise ValueError('%r cannot change its classes after loading its weights (no '
+                             'reset_class); build it with pretrained=False instead'
+                             % entry.name)
         load_weights(net, fetch_weights(entry.name, weights, root), ctx=ctx)
+        if reset:
+            net.reset_class(new_classes, reuse_weights=reuse)
     else:
         _initialize_missing(net, ctx)
     return net

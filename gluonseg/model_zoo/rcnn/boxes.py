@@ -2,10 +2,12 @@
 
 Boxes are ``x1, y1, x2, y2`` in input pixels along the last axis. Widths are ``x2 - x1``
 (no "+1"), as in the box coder of the published models. Every function takes ``F``
-(``mx.nd`` or ``mx.sym``) first so that it works inside hybridized blocks.
+(``mx.nd`` or ``mx.sym``) first so that it works inside hybridized blocks, except
+:func:`iou_matrix`, the NumPy IoU the training target generators use.
 """
+import numpy as np
 
-__all__ = ['corner_to_center', 'clip_to_image', 'box_iou', 'nms']
+__all__ = ['corner_to_center', 'clip_to_image', 'box_iou', 'iou_matrix', 'nms']
 
 
 def corner_to_center(F, boxes):
@@ -27,6 +29,20 @@ def clip_to_image(F, boxes, image):
 def box_iou(F, a, b):
     """Pairwise IoU of (N, 4) and (M, 4) corner boxes, (N, M); areas are ``w * h``."""
     return F.contrib.box_iou(a, b, format='corner')
+
+
+def iou_matrix(a, b):
+    """Pairwise IoU (N, M) float64 of NumPy corner boxes a (N, 4) and b (M, 4); areas are
+    ``w * h`` like :func:`box_iou`. Degenerate boxes (no area) have IoU 0 with everything."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    width = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    height = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(width, 0, None) * np.clip(height, 0, None)
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def nms(F, detections, overlap_thresh, topk=-1, score_index=0, coord_start=1, id_index=-1,

@@ -59,8 +59,7 @@ class MaskHead(nn.HybridBlock):
 
     def __init__(self, num_classes, channels=256, num_convs=0, in_channels=0, **kwargs):
         super().__init__(**kwargs)
-        init = dict(weight_initializer=mx.init.Xavier(rnd_type='gaussian', factor_type='out',
-                                                      magnitude=2))
+        init = dict(weight_initializer=_mask_init())
         with self.name_scope():
             upsample = nn.Conv2DTranspose(channels, 2, strides=2,
                                           in_channels=channels if num_convs else in_channels,
@@ -75,10 +74,21 @@ class MaskHead(nn.HybridBlock):
                 self.deconv.add(upsample)
             else:
                 self.deconv = upsample
-            self.mask = nn.Conv2D(num_classes, 1, in_channels=channels, **init)
+        self.mask = self.new_predictor(num_classes, channels)
+
+    def new_predictor(self, num_classes, in_channels):
+        """A freshly initialised 1x1 class predictor (``mask``), created in this block's
+        scope; :meth:`~.mask_rcnn.MaskRCNN.reset_class` swaps it in."""
+        with self.name_scope():
+            return nn.Conv2D(num_classes, 1, in_channels=in_channels,
+                             weight_initializer=_mask_init())
 
     def hybrid_forward(self, F, x):
         return self.mask(F.relu(self.deconv(x)))
+
+
+def _mask_init():
+    return mx.init.Xavier(rnd_type='gaussian', factor_type='out', magnitude=2)
 
 
 def select_class_masks(F, logits, class_ids, num_classes):

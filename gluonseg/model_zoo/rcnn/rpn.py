@@ -10,6 +10,7 @@ turning its outputs into proposals.
                  per level (keys ``rpn_head.*``, ``anchor_generator.{i}.anchors``); the
                  ``pre_nms`` cut and the NMS run over all levels together.
 """
+import mxnet as mx
 from mxnet import autograd
 from mxnet.gluon import nn
 
@@ -150,6 +151,20 @@ class SingleLevelRPN(RPNHead):
             return scores, boxes, logits, deltas, anchors
         return scores, boxes
 
+    def forward_train(self, image, feature):
+        """Training pass, run imperatively (the proposal counts depend on the mode, which a
+        cached graph would freeze): logits (B, N, 1) and offsets (B, N, 4) with gradients,
+        anchors (1, N, 4), and the training proposals' scores (B, post_nms, 1) and boxes
+        (B, post_nms, 4)."""
+        F = mx.nd
+        anchors = self.anchor_generator(feature)
+        logits, deltas = RPNHead.hybrid_forward(self, F, feature)
+        with autograd.pause():
+            candidates = self.proposal.candidates(F, anchors, *_stop(F, logits, deltas),
+                                                  image)
+            scores, boxes = self.proposal.select(F, candidates)
+        return logits, deltas, anchors, scores, boxes
+
 
 class MultiLevelRPN(nn.HybridBlock):
     """RPN on a feature pyramid (the FPN models): one :class:`RPNHead` shared by all levels,
@@ -198,3 +213,24 @@ class MultiLevelRPN(nn.HybridBlock):
             return (scores, boxes, F.concat(*logits, dim=1), F.concat(*deltas, dim=1),
                     F.concat(*anchors, dim=1))
         return scores, boxes
+
+    def forward_train(self, image, *features):
+        """Training pass, run imperatively; returns what
+        :meth:`SingleLevelRPN.forward_train` returns, levels concatenated."""
+        F = mx.nd
+        if len(features) != len(self.anchor_generator):
+            raise ValueError('MultiLevelRPN got %d feature maps for %d levels'
+                             % (len(features), len(self.anchor_generator)))
+        anchors, logits, deltas, candidates = [], [], [], []
+        for generator, feature in zip(self.anchor_generator, features):
+            anchors.append(generator(feature))
+            level_logits, level_deltas = self.rpn_head(feature)
+            logits.append(level_logits)
+            deltas.append(level_deltas)
+            with autograd.pause():
+                candidates.append(self.proposal.candidates(
+                    F, anchors[-1], *_stop(F, level_logits, level_deltas), image))
+        with autograd.pause():
+            scores, boxes = self.proposal.select(F, F.concat(*candidates, dim=1))
+        return (F.concat(*logits, dim=1), F.concat(*deltas, dim=1),
+                F.concat(*anchors, dim=1), scores, boxes)
