@@ -23,12 +23,15 @@ What each path does with MXNet 1.9.1 (CPU build with oneDNN, called MKLDNN there
       ``Concat`` runs in bfloat16 (AMP casts its float32 inputs), so the model code needs
       no change and every convolution of FCN, PSPNet and DeepLabV3 converts.
     * ``cast_optional_params=True`` stores the convolution weights in bfloat16 (half the
-      memory, no per-call weight casts). The fused convolution then folds BatchNorm into
-      bfloat16 weights, which costs a little accuracy (DeepLabV3-R101 golden logits: max
-      relative error 0.43% unfused, 0.59% fused; ``scripts/benchmark/optimize_accuracy.py``).
+      memory, no per-call weight casts). The fusion runs after AMP (AMP's lists keep fused
+      ``_sg_mkldnn_conv`` in float32), so BatchNorm is folded into bfloat16 weights: with
+      every layer in bfloat16 the DeepLabV3-R101 golden logits had 0.43% max relative error
+      unfused, 0.59% fused; with the classifier kept in float32 (below) 0.38%
+      (``scripts/benchmark/optimize_accuracy.py``).
 
-    Ops without a bfloat16 kernel stay float32 by AMP's lists: ``BilinearResize2D``,
-    ``AdaptiveAvgPooling2D``, ``broadcast_like``, ``Dropout``. The output is float32.
+    The final 1x1 classifier and any ``exclude_layers`` stay in float32; so do, by AMP's
+    lists, ``BilinearResize2D``, ``AdaptiveAvgPooling2D``, ``broadcast_like`` and ``Dropout``.
+    The output is float32.
 ``'int8'``
     ``mx.contrib.quantization.quantize_net_v2`` (``quantize_net`` is its deprecated alias):
     conv + BN + ReLU (+ add) fused and quantized by oneDNN (VNNI), with thresholds

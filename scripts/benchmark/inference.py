@@ -6,6 +6,10 @@ time). Weights are random (the speed does not depend on them), so nothing is dow
 
     python scripts/benchmark/inference.py --models deeplab_resnet101_voc --sizes 480 \
         --static --csv results.csv
+
+``--dtype float32 bfloat16 int8`` times the paths of ``gluonseg.optimize()`` instead (fused
+float32, AMP bfloat16, calibrated int8; one row each, mode ``optimize-<dtype>``); int8 is
+calibrated on ``--calib-batches`` random batches of the benchmark's shape.
 """
 import argparse
 import csv
@@ -38,6 +42,12 @@ def parse_args(argv=None):
                         help='hybridize(static_alloc=True, static_shape=True)')
     parser.add_argument('--mkldnn', action='store_true',
                         help="fuse with optimize_for('MKLDNN') (oneDNN conv+bn+relu fusion)")
+    parser.add_argument('--dtype', nargs='+', choices=['float32', 'bfloat16', 'int8'],
+                        help='time gluonseg.optimize(net, dtype) for each dtype given')
+    parser.add_argument('--calib-mode', default='naive', choices=['naive', 'entropy', 'none'],
+                        help='int8 calibration (default naive)')
+    parser.add_argument('--calib-batches', type=int, default=2,
+                        help='int8: random calibration batches (default 2)')
     parser.add_argument('--csv', help='also write the rows to this CSV file')
     return parser.parse_args(argv)
 
@@ -47,11 +57,16 @@ def parse_size(text):
     return int(height), int(width or height)
 
 
-def prepare(name, shape, args):
+def prepare(name, shape, args, dtype=None):
     net = gluonseg.get_model(name, pretrained_base=False)
     macs = count_macs(net, shape)
     x = mx.nd.random.uniform(-2, 2, shape=shape)
-    if args.mkldnn:
+    if dtype is not None:
+        calib = [mx.nd.random.uniform(-2, 2, shape=shape) for _ in range(args.calib_batches)]
+        net = gluonseg.optimize(net, dtype=dtype, calib_data=calib, calib_mode=args.calib_mode,
+                                num_calib_batches=args.calib_batches)
+        mode = 'optimize-' + dtype
+    elif args.mkldnn:
         net.hybridize(static_alloc=args.static, static_shape=args.static)
         net.optimize_for(x, backend='MKLDNN')
         mode = 'mkldnn' + ('+static' if args.static else '')
@@ -82,17 +97,20 @@ def main(argv=None):
         for size in args.sizes:
             height, width = parse_size(size)
             shape = (args.batch, 3, height, width)
-            net, x, macs, mode = prepare(name, shape, args)
-            median = time_model(net, x, args.warmup, args.repeat)
-            row = dict(model=name, height=height, width=width, batch=args.batch, mode=mode,
-                       median_s=round(median, 4), images_per_s=round(args.batch / median, 3),
-                       gmacs=round(macs / 1e9, 2), gflops_per_s=round(2 * macs / 1e9 / median, 1),
-                       mxnet=mx.__version__, threads=os.environ.get('OMP_NUM_THREADS', 'default'),
-                       machine=machine)
-            rows.append(row)
-            print('%-24s %4dx%-4d batch %d %-14s median %.3f s  %.2f img/s  %.1f GFLOP/s'
-                  % (name, height, width, args.batch, mode, median, row['images_per_s'],
-                     row['gflops_per_s']), flush=True)
+            for dtype in args.dtype or [None]:
+                net, x, macs, mode = prepare(name, shape, args, dtype)
+                median = time_model(net, x, args.warmup, args.repeat)
+                row = dict(model=name, height=height, width=width, batch=args.batch, mode=mode,
+                           median_s=round(median, 4), images_per_s=round(args.batch / median, 3),
+                           gmacs=round(macs / 1e9, 2),
+                           gflops_per_s=round(2 * macs / 1e9 / median, 1),
+                           mxnet=mx.__version__,
+                           threads=os.environ.get('OMP_NUM_THREADS', 'default'),
+                           machine=machine)
+                rows.append(row)
+                print('%-24s %4dx%-4d batch %d %-18s median %.3f s  %.2f img/s  %.1f GFLOP/s'
+                      % (name, height, width, args.batch, mode, median, row['images_per_s'],
+                         row['gflops_per_s']), flush=True)
     if args.csv:
         with open(args.csv, 'w', newline='') as f:
             writer = csv.DictWriter(f, FIELDS)
