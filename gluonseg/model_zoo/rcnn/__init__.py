@@ -11,26 +11,37 @@ module             concept
 ``fpn``            feature pyramid and GluonCV's symbol names of its weights
 ``heads``          box head, class/box predictors, mask head
 ``postprocess``    test-time per-class NMS and top-k
-``mask_rcnn``      the model and the published COCO models
+``rpn_target``     RPN training targets: anchor labels and offsets, sampling
+``rcnn_target``    RoI sampling (ground truth appended) with class and box targets
+``mask_target``    mask targets: ground-truth masks seen through the positive RoIs
+``losses``         RPN, R-CNN and mask losses with the published normalisations
+``mask_rcnn``      the model (inference and training passes) and the published COCO models
 ``paste``          box masks -> full-size image masks (sub-pixel accurate)
 ``predict``        any image in, detections in its own pixels out
 =================  ===========================================================
 """
 from .anchors import AnchorGenerator, grid_anchors, reference_anchors
 from .box_coder import BoxCoder
-from .boxes import box_iou, clip_to_image, corner_to_center, nms
+from .boxes import box_iou, clip_to_image, corner_to_center, iou_matrix, nms
 from .fpn import FeaturePyramid, FPNFeatures
 from .heads import MaskHead, box_predictors, fpn_box_features, select_class_masks
-from .mask_rcnn import MaskRCNN, mask_rcnn
+from .losses import MaskRCNNLoss, mask_loss, rcnn_loss, rpn_loss
+from .mask_rcnn import MaskRCNN, MaskRCNNTrainOutput, mask_rcnn
+from .mask_target import MaskTargetGenerator
 from .paste import paste_masks
 from .postprocess import DetectionPostProcessor
 from .predict import InstancePrediction, predict_instances, resize_short_within
+from .rcnn_target import RCNNSamples, RCNNTargetSampler
 from .roi_align import RoIAlignExtractor, fpn_levels
 from .rpn import MultiLevelRPN, ProposalLayer, RPNHead, SingleLevelRPN
+from .rpn_target import RPNTargetGenerator
 
 __all__ = ['AnchorGenerator', 'grid_anchors', 'reference_anchors', 'BoxCoder', 'box_iou',
-           'clip_to_image', 'corner_to_center', 'nms', 'FeaturePyramid', 'FPNFeatures',
-           'MaskHead', 'box_predictors', 'fpn_box_features', 'select_class_masks', 'MaskRCNN',
-           'mask_rcnn', 'paste_masks', 'DetectionPostProcessor', 'InstancePrediction',
-           'predict_instances', 'resize_short_within', 'RoIAlignExtractor', 'fpn_levels',
-           'MultiLevelRPN', 'ProposalLayer', 'RPNHead', 'SingleLevelRPN']
+           'clip_to_image', 'corner_to_center', 'iou_matrix', 'nms', 'FeaturePyramid',
+           'FPNFeatures', 'MaskHead', 'box_predictors', 'fpn_box_features',
+           'select_class_masks', 'MaskRCNNLoss', 'mask_loss', 'rcnn_loss', 'rpn_loss',
+           'MaskRCNN', 'MaskRCNNTrainOutput', 'mask_rcnn', 'MaskTargetGenerator',
+           'paste_masks', 'DetectionPostProcessor', 'InstancePrediction', 'predict_instances',
+           'resize_short_within', 'RCNNSamples', 'RCNNTargetSampler', 'RoIAlignExtractor',
+           'fpn_levels', 'MultiLevelRPN', 'ProposalLayer', 'RPNHead', 'SingleLevelRPN',
+           'RPNTargetGenerator']

@@ -1,0 +1,174 @@
+"""Mask R-CNN training loop and scripts on a few tiny Shapes images: the loss falls,
+checkpoints are written and resume exactly, evaluation runs on them; plus the data pieces
+(transform, batching, COCO conversion)."""
+import importlib.util
+import json
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gluonseg.data import ShapesInstance
+from gluonseg.data.coco_format import instances_to_coco
+from gluonseg.data.instance_transforms import InstanceTrainTransform, instance_batchify
+from gluonseg.engine import load_checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_script(name):
+    path = os.path.join(ROOT, 'scripts', 'instance', name)
+    spec = importlib.util.spec_from_file_location(name[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TINY = ['--train-length', '4', '--val-length', '2', '--image-size', '64', '--short', '64',
+        '--max-size', '64', '--batch-size', '2', '--epochs', '3', '--lr', '0.02',
+        '--lr-warmup', '1', '--lr-decay-epoch', '--seed', '1', '--no-progress', '--quiet']
+
+
+def weights(path):
+    return {k: v.asnumpy() for k, v in load_checkpoint(path).weights().items()}
+
+
+# ---------------------------------------------------------------- data pieces
+
+def test_train_transform_resizes_flips_and_keeps_boxes_on_the_masks():
+    image, boxes, ids, masks = ShapesInstance('train', length=1, size=(60, 80))[0]
+    transform = InstanceTrainTransform(short=30, max_size=1000, flip=True)
+    transform.rng = np.random.RandomState(0)
+    flipped = None
+    for seed in range(8):  # find one flipped and one plain draw
+        transform.rng = np.random.RandomState(seed)
+        out = transform(image, boxes, ids, masks)
+        assert out[0].shape == (3, 30, 40) and out[3].shape == (len(boxes), 30, 40)
+        np.testing.assert_allclose(out[1][:, [1, 3]], boxes[:, [1, 3]] / 2, atol=1e-5)
+        if np.allclose(out[1][:, 0], boxes[:, 0] / 2):
+            continue
+        flipped = out
+    assert flipped is not None
+    for box, mask in zip(flipped[1], flipped[3]):
+        cols = np.flatnonzero(mask.any(axis=0))
+        # mirrored inclusive columns of the half-size mask: within a pixel of the box
+        assert abs(cols[0] - box[0]) <= 1 and abs(cols[-1] - box[2]) <= 1
+
+
+def test_batchify_pads_images_and_objects():
+    a = (np.ones((3, 10, 12), np.float32), np.array([[1, 1, 5, 5]], np.float32),
+         np.array([2.]), np.ones((1, 10, 12), np.uint8))
+    b = (np.ones((3, 8, 14), np.float32), np.zeros((2, 4), np.float32), np.array([0., 1.]),
+         np.ones((2, 8, 14), np.uint8))
+    images, boxes, ids, masks = instance_batchify([a, b])
+    assert images.shape == (2, 3, 10, 14) and masks.shape == (2, 2, 10, 14)
+    assert images[0, :, :, 12:].sum() == 0 and images[1, :, 8:].sum() == 0
+    np.testing.assert_array_equal(ids.asnumpy(), [[2, -1], [0, 1]])
+    np.testing.assert_array_equal(boxes.asnumpy()[0, 1], [-1, -1, -1, -1])
+    assert masks.dtype == np.uint8 and masks[0, 1].sum() == 0
+
+
+def test_instances_to_coco_keeps_boxes_masks_and_classes():
+    data = ShapesInstance('val', length=3, size=(48, 48))
+    coco = instances_to_coco(data)
+    assert sorted(coco.getImgIds()) == [1, 2, 3]
+    assert [c['name'] for c in coco.loadCats(coco.getCatIds())] == list(data.classes)
+    _, boxes, ids, masks = data[1]
+    anns = coco.loadAnns(coco.getAnnIds(imgIds=[2]))
+    assert len(anns) == len(boxes)
+    for ann, box, class_id, mask in zip(anns, boxes, ids, masks):
+        assert ann['category_id'] == class_id + 1
+        assert ann['bbox'] == [box[0], box[1], box[2] - box[0] + 1, box[3] - box[1] + 1]
+        np.testing.assert_array_equal(coco.annToMask(ann), mask)
+
+
+# ---------------------------------------------------------------- loop and scripts
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    """One uninterrupted tiny run and one stopped after 2 iterations then resumed."""
+    train = load_script('train_mask_rcnn.py')
+    base = tmp_path_factory.mktemp('mrcnn')
+    full, split = str(base / 'full'), str(base / 'split')
+    assert train.main(TINY + ['--save-dir', full]) == 0
+    assert train.main(TINY + ['--save-dir', split, '--max-iterations', '2']) == 0
+    stopped = load_checkpoint(os.path.join(split, 'latest.ckpt'))
+    assert train.main(TINY + ['--save-dir', split, '--resume']) == 0
+    return full, split, stopped
+
+
+def test_training_writes_checkpoints_and_the_loss_falls(tiny_run):
+    full, _, _ = tiny_run
+    for name in ('latest.ckpt', 'best.ckpt', 'train.log', 'metrics.jsonl'):
+        assert os.path.isfile(os.path.join(full, name)), name
+    with open(os.path.join(full, 'metrics.jsonl')) as f:
+        records = [json.loads(line) for line in f]
+    assert [r['epoch'] for r in records] == [1, 2, 3]
+    assert records[-1]['train_loss'] < 0.8 * records[0]['train_loss'], records
+    for record in records:
+        assert 0 <= record['segm/AP'] <= 1 and 0 <= record['bbox/AP'] <= 1
+    latest = load_checkpoint(os.path.join(full, 'latest.ckpt'))
+    assert latest['iteration'] == 6 and latest.has_trainer_states
+    assert latest['model']['builder'] == 'mask_rcnn'
+    assert latest['model']['kwargs']['classes'] == list(ShapesInstance.CLASSES)
+    best = load_checkpoint(os.path.join(full, 'best.ckpt'))
+    assert best['best']['segm/AP'] == max(r['segm/AP'] for r in records)
+
+
+def test_resume_continues_the_interrupted_run_exactly(tiny_run):
+    full, split, stopped = tiny_run
+    assert stopped['iteration'] == 2 and stopped['epoch'] == 1
+    resumed = load_checkpoint(os.path.join(split, 'latest.ckpt'))
+    assert resumed['iteration'] == 6
+    a, b = weights(os.path.join(full, 'latest.ckpt')), weights(os.path.join(split,
+                                                                            'latest.ckpt'))
+    assert set(a) == set(b)
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    with open(os.path.join(split, 'metrics.jsonl')) as f:
+        assert [json.loads(line)['epoch'] for line in f] == [1, 2, 3]  # none repeated
+
+
+def test_eval_script_scores_a_checkpoint_and_writes_results(tiny_run, tmp_path, capsys):
+    full, _, _ = tiny_run
+    evaluate = load_script('eval_mask_rcnn.py')
+    prefix = str(tmp_path / 'shapes_eval')
+    capsys.readouterr()
+    assert evaluate.main(['--checkpoint', os.path.join(full, 'best.ckpt'), '--save-prefix',
+                          prefix, '--no-progress']) == 0
+    out = capsys.readouterr().out
+    assert 'Average Precision' in out and out.count('segm') >= 2
+    for suffix in ('_bbox.json', '_segm.json', '_metrics.json'):
+        assert os.path.isfile(prefix + suffix), suffix
+    with open(prefix + '_metrics.json') as f:
+        metrics = json.load(f)
+    assert metrics['dataset'] == 'shapes' and metrics['images'] == 2
+    assert metrics['short'] == 64 and metrics['score_thresh'] == 0.001
+    # the same numbers as the training run's last validation of this checkpoint
+    best = load_checkpoint(os.path.join(full, 'best.ckpt'))
+    np.testing.assert_allclose(metrics['segm/AP'], best['best']['segm/AP'], atol=1e-6)
+    with open(prefix + '_segm.json') as f:
+        results = json.load(f)
+    assert all(r['image_id'] in (1, 2) and r['score'] >= 0.001 for r in results)
+
+
+def test_eval_script_needs_a_model_or_a_checkpoint():
+    evaluate = load_script('eval_mask_rcnn.py')
+    with pytest.raises(SystemExit):
+        evaluate.parse_args([])
+    with pytest.raises(SystemExit):
+        evaluate.parse_args(['--model', 'mask_rcnn_resnet18_v1b_coco'])
+
+
+def test_train_script_defaults_are_the_published_recipe_on_coco():
+    train = load_script('train_mask_rcnn.py')
+    args = train.parse_args(['--dataset', 'coco', '--gpus', '0,1,2,3,4,5,6,7'])
+    assert (args.network, args.fpn, args.batch_size, args.epochs) == ('resnet50_v1b', False,
+                                                                      1, 26)
+    assert args.lr == pytest.approx(0.01) and args.lr_warmup == 1000
+    assert args.lr_decay_epoch == [17, 23] and args.lr_warmup_factor == pytest.approx(1 / 3)
+    assert args.freeze_stages == 1 and args.freeze_bn and args.pretrained_base
+    assert (args.short, args.max_size, args.wd, args.seed) == (800, 1333, 1e-4, 233)
+    shapes = train.parse_args([])
+    assert shapes.dataset == 'shapes' and shapes.small and shapes.fpn
