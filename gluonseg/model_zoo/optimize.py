@@ -197,7 +197,8 @@ def optimize(net, dtype='float32', calib_data=None, calib_mode='naive', num_cali
         An initialized network returning logits (N, C, H, W) for (N, 3, H, W) inputs, e.g. a
         gluonseg FCN, PSPNet or DeepLabV3 (only the main output is kept), or a
         ``SymbolBlock`` loaded from an export. It is not modified; the float32 result shares
-        its parameters, the others get their own.
+        its parameters (oneDNN folds BatchNorm into the weights when it first runs: call
+        ``optimize`` again after changing the weights), the others get their own copies.
     dtype : {'float32', 'bfloat16', 'int8'}
         Precision of the convolutions (see the module docstring for what each path does).
     calib_data : iterable, optional
