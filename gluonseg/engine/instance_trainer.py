@@ -315,7 +315,7 @@ class InstanceTrainer(object):
             logger.info('Training %s: %d epochs x %d iterations, batch %d (%d per device on '
                         '%s), lr %g (warmup %d from x%.3g, x%g at epochs %s), momentum %g, '
                         'wd %g, %d parameters frozen',
-                        self.model_info.get('name', type(self.net).__name__),
+                        self.model_info.get('name') or type(self.net).__name__,
                         c.epochs, self.iters_per_epoch, self.total_batch_size, c.batch_size,
                         ','.join(str(x) for x in self.ctx), c.lr,
                         self.lr_scheduler.warmup_steps, c.warmup_factor, c.step_factor,
@@ -488,8 +488,8 @@ class InstanceTrainer(object):
 def mask_rcnn_model_info(name=None, **builder_kwargs):
     """The ``model_info`` of a checkpoint from which :func:`mask_rcnn_from_checkpoint`
     rebuilds the network: the keyword arguments of
-    :func:`gluonseg.model_zoo.rcnn.mask_rcnn` (JSON-serialisable), and the zoo name it
-    started from, if any."""
+    :func:`gluonseg.model_zoo.rcnn.mask_rcnn` (JSON-serialisable), and a name for logs (the
+    zoo name it started from, if any)."""
     kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in builder_kwargs.items()
               if k not in ('pretrained_base', 'root')}
     return {'builder': 'mask_rcnn', 'name': name, 'kwargs': kwargs}

@@ -49,7 +49,7 @@ SMALL_MODEL = dict(frozen_bn=False, fpn_channels=64, rpn_channels=64, box_units=
 # COCO: GluonCV's published recipe (lr and warmup follow the total batch, see fill_defaults).
 PRESETS = {
     'shapes': dict(network='resnet18_v1b', fpn=True, small=True, pretrained_base=False,
-                   image_size=128, short=128, max_size=128, train_length=2000,
+                   image_size=128, short=128, max_size=128, train_length=1000,
                    val_length=100, batch_size=4, epochs=2, lr=0.02, lr_warmup=100,
                    lr_decay_epoch=[1.5], freeze_stages=-1, freeze_bn=False, seed=0,
                    flip=True),
@@ -196,7 +196,7 @@ def build_model(args, classes, ctx):
     net = mask_rcnn(pretrained_base=args.pretrained_base, **kwargs)
     net.initialize(mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2),
                    ctx=ctx)
-    return net, mask_rcnn_model_info(None, **kwargs)
+    return net, mask_rcnn_model_info(args.model, **kwargs)
 
 
 def setup_logging(args):
