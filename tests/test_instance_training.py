@@ -5,7 +5,6 @@ import importlib.util
 import json
 import os
 
-import mxnet as mx
 import numpy as np
 import pytest
 
@@ -172,3 +171,39 @@ def test_train_script_defaults_are_the_published_recipe_on_coco():
     assert (args.short, args.max_size, args.wd, args.seed) == (800, 1333, 1e-4, 233)
     shapes = train.parse_args([])
     assert shapes.dataset == 'shapes' and shapes.small and shapes.fpn
+
+
+def test_train_script_runs_on_coco_format_files_and_eval_reads_them(tmp_path, capsys):
+    from fixtures_data import rle_of, write_coco
+    images = [{'id': i, 'height': 64, 'width': 64} for i in (1, 2)]
+    annotations = []
+    for image_id, (y0, x0) in ((1, (8, 10)), (2, (20, 24))):
+        mask = np.zeros((64, 64), np.uint8)
+        mask[y0:y0 + 30, x0:x0 + 28] = 1
+        annotations.append({'image_id': image_id, 'category_id': 5, 'area': 840.0,
+                            'segmentation': rle_of(mask), 'bbox': [x0, y0, 28, 30]})
+    for split in ('train', 'val'):
+        write_coco(tmp_path, split, [dict(i) for i in images], [(5, 'block')], annotations)
+    save_dir = str(tmp_path / 'run')
+    train = load_script('train_mask_rcnn.py')
+    assert train.main(['--dataset', 'coco', '--root', str(tmp_path), '--network',
+                       'resnet18_v1b', '--fpn', '--small', '--no-pretrained-base',
+                       '--freeze-stages', '-1', '--no-freeze-bn', '--short', '64',
+                       '--max-size', '64', '--batch-size', '1', '--epochs', '1',
+                       '--lr', '0.01', '--lr-warmup', '1', '--save-dir', save_dir,
+                       '--no-progress', '--quiet']) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary['dataset'] == 'coco' and summary['iteration'] == 2
+    assert 0 <= summary['segm/AP'] <= 1
+    ckpt = load_checkpoint(os.path.join(save_dir, 'latest.ckpt'))
+    assert ckpt['classes'] == ['block'] and ckpt['args']['root'] == str(tmp_path)
+    evaluate = load_script('eval_mask_rcnn.py')
+    prefix = str(tmp_path / 'eval')
+    assert evaluate.main(['--checkpoint', os.path.join(save_dir, 'latest.ckpt'),
+                          '--save-prefix', prefix, '--no-progress']) == 0
+    with open(prefix + '_metrics.json') as f:
+        metrics = json.load(f)
+    assert metrics['dataset'] == 'coco' and metrics['images'] == 2
+    with open(prefix + '_segm.json') as f:
+        results = json.load(f)
+    assert results and all(r['category_id'] == 5 for r in results)  # the file's category id

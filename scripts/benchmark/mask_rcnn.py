@@ -90,7 +90,6 @@ def main(argv=None):
         print('%-36s %9.2f %9.2f %7.1fx %9.3f %6d' % (name, raw, lean, raw / lean, paste,
                                                       kept))
         sys.stdout.flush()
-        del net
     return rows
 
 
