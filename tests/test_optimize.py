@@ -163,7 +163,7 @@ def test_export_and_import_give_the_same_outputs(scenes, optimized, dtype, tmp_p
 @pytest.mark.parametrize('dtype', ['bfloat16', 'int8'])
 def test_multiscale_evaluator_runs_an_optimized_model(nets, scenes, optimized, dtype):
     x, _ = scenes
-    kwargs = dict(base_size=96, crop_size=64, scales=(0.75, 1.0), flip=True)
+    kwargs = dict(base_size=64, crop_size=64, scales=(0.75, 1.0), flip=True)
     expected = MultiScaleEvaluator(nets['deeplab'], **kwargs).predict(x[:2]).asnumpy()
     labels = MultiScaleEvaluator(optimized('deeplab', dtype), **kwargs).predict(x[:2])
     assert labels.shape == (2, 96, 96)

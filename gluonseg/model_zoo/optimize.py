@@ -69,9 +69,6 @@ __all__ = ['optimize', 'OptimizedSegmentation', 'DTYPES', 'CALIB_MODES',
 DTYPES = ('float32', 'bfloat16', 'int8')
 CALIB_MODES = ('naive', 'entropy', 'none')
 
-# Operators MXNet 1.9.1 cannot run in int8 (no quantized kernel): they stay float32.
-INT8_FLOAT_OPS = ('_contrib_BilinearResize2D', '_contrib_AdaptiveAvgPooling2D', 'broadcast_like')
-
 
 def inference_symbol(net, input_name='data'):
     """The inference graph of ``net`` as ``(symbol, data_variable)``: the main output only.
@@ -98,9 +95,9 @@ def find_classifier(symbol):
     ValueError
         When no Convolution feeds the output through first inputs.
     """
-    nodes = json.loads(symbol.tojson(remove_amp_cast=False))['nodes']
-    heads = json.loads(symbol.tojson(remove_amp_cast=False))['heads']
-    index = heads[0][0]
+    graph = json.loads(symbol.tojson(remove_amp_cast=False))
+    nodes = graph['nodes']
+    index = graph['heads'][0][0]
     while nodes[index]['op'] != 'null':
         if nodes[index]['op'] == 'Convolution':
             return nodes[index]['name']
