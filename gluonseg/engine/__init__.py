@@ -16,3 +16,12 @@ from .evaluation import evaluate_segmentation, predict_batch  # noqa: F401
 from .trainer import (BEST_CHECKPOINT, LATEST_CHECKPOINT, LOG_FILE, METRICS_FILE,  # noqa: F401
                       NonFiniteLossError, SegmentationTrainer, TqdmLoggingHandler, TrainConfig,
                       iteration_seed)
+
+__all__ = ['LR_MODES', 'SegmentationLRScheduler', 'SegmentationLoss', 'count_labelled_pixels',
+           'pixel_cross_entropy_sum', 'CHECKPOINT_FORMAT', 'Checkpoint', 'CheckpointError',
+           'capture_rng_state', 'initialize_from', 'load_checkpoint', 'load_weights_from',
+           'restore_rng_state', 'save_checkpoint', 'EpochBatchSampler', 'SeededTransformDataset',
+           'epoch_permutation', 'get_segmentation_dataset', 'dataset_short_name',
+           'evaluate_segmentation', 'predict_batch', 'BEST_CHECKPOINT', 'LATEST_CHECKPOINT',
+           'LOG_FILE', 'METRICS_FILE', 'NonFiniteLossError', 'SegmentationTrainer',
+           'TqdmLoggingHandler', 'TrainConfig', 'iteration_seed']

@@ -313,8 +313,9 @@ class SegmentationTrainer(object):
         self._epoch_loss = list(meta.get('epoch_loss', [0.0, 0]))
         restore_rng_state(meta['rng'])
         self._truncate_metrics_file(self.iteration)
-        logger.info('Resumed from %s at epoch %d, iteration %d/%d (best mIoU %s)', path,
-                    self.epoch, self.iteration, self.total_iters, _fmt(self.best['mIoU']))
+        logger.info('Resumed from %s at iteration %d/%d (epoch %d, batch %d; best mIoU %s)',
+                    path, self.iteration, self.total_iters, self.epoch + 1,
+                    self.iteration - self.epoch * self.iters_per_epoch, _fmt(self.best['mIoU']))
         return ckpt
 
     def _truncate_metrics_file(self, iteration):
