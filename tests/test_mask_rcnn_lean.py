@@ -103,3 +103,20 @@ def test_benchmark_script_times_both_paths(capsys):
     assert name == 'mask_rcnn_fpn_resnet18_v1b_coco' and raw > 0 and lean > 0 and paste >= 0
     assert 0 < kept <= 10
     assert 'speedup' in capsys.readouterr().out
+
+
+def test_a_single_kept_detection_and_a_single_roi(small_fpn):
+    x = mx.nd.array(np.random.RandomState(6).randn(1, 3, 64, 80))
+    small_fpn.hybridize()
+    try:
+        ids, scores, boxes, masks = [o.asnumpy() for o in small_fpn.detect(x, 0.0, 1)]
+        roi = mx.nd.array([[0, 4, 4, 40, 30]])
+        features = small_fpn.features(x)
+        pooled = small_fpn.roi_align(roi, *features[:4]).asnumpy()
+    finally:
+        small_fpn.hybridize(False)
+    assert ids.shape == (1, 1, 1) and ids[0, 0, 0] >= 0 and masks[0, 0].max() > 0
+    # one RoI pools as the first of two (the first RoI is re-pooled on its own)
+    two = small_fpn.roi_align(mx.nd.array([[0, 4, 4, 40, 30], [0, 1, 1, 9, 9]]),
+                              *small_fpn.features(x)[:4]).asnumpy()
+    np.testing.assert_allclose(pooled[0], two[0], rtol=1e-5, atol=1e-6)

@@ -100,4 +100,7 @@ class RoIAlignExtractor(nn.HybridBlock):
         first = F.slice_axis(rois, axis=0, begin=0, end=1)
         first_pooled = self._pool_by_level(F, first, F.slice_axis(levels, axis=0, begin=0,
                                                                   end=1), features)
-        return F.concat(first_pooled, F.slice_axis(pooled, axis=0, begin=1, end=None), dim=0)
+        # Replace row 0 with a `where` rather than a slice from row 1, which would be
+        # empty (an error) with a single RoI.
+        is_first = F.contrib.arange_like(rois, axis=0) == 0
+        return F.where(is_first, F.broadcast_like(first_pooled, pooled), pooled)
