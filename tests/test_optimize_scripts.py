@@ -44,6 +44,20 @@ def test_shapes_miou_script_runs_on_a_tiny_setting():
     assert rows[0]['delta_mIoU_points'] == 0 and 0 <= rows[1]['mIoU'] <= 100
 
 
+def test_shapes_miou_script_loads_saved_weights(tmp_path):
+    import gluonseg
+    net = gluonseg.get_model('deeplab_resnet18_shapes', pretrained_base=False, aux=False)
+    net.save_parameters(str(tmp_path / 'w.params'))
+    script = load_script('scripts/benchmark/optimize_shapes_miou.py')
+    rows = script.main(['--method', 'deeplab', '--params', str(tmp_path / 'w.params'),
+                        '--val-length', '4', '--size', '32', '--paths', 'float32',
+                        'fused-float32', '--max-drop', '0.01'])
+    assert [r['delta_mIoU_points'] for r in rows] == [0, 0]
+    with pytest.raises(ValueError, match='lacks'):  # the file has no auxiliary head
+        script.main(['--method', 'deeplab', '--aux', '--params', str(tmp_path / 'w.params'),
+                     '--val-length', '4', '--size', '32', '--paths', 'float32'])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('method', ['fcn', 'deeplab'])
 def test_reduced_precision_keeps_shapes_miou_within_one_point(method):

@@ -9,7 +9,8 @@ path's mIoU is more than ``--max-drop`` points (default 1.0) below float32's.
 
     python scripts/benchmark/optimize_shapes_miou.py                 # train FCN, ~5 min
     python scripts/benchmark/optimize_shapes_miou.py --method deeplab --epochs 8
-    python scripts/benchmark/optimize_shapes_miou.py --params runs/shapes/best.params
+    python scripts/segmentation/train.py --save-dir runs/shapes            # then:
+    python scripts/benchmark/optimize_shapes_miou.py --params runs/shapes/best.ckpt
 """
 import argparse
 import csv
@@ -22,7 +23,8 @@ import numpy as np
 
 import gluonseg
 from gluonseg.data import SegmentationTrainTransform, SegmentationValTransform, ShapesSegmentation
-from gluonseg.engine import SegmentationTrainer, TrainConfig, evaluate_segmentation
+from gluonseg.engine import (SegmentationTrainer, TrainConfig, evaluate_segmentation,
+                             load_weights_from)
 
 FIELDS = ['method', 'path', 'mIoU', 'pixAcc', 'delta_mIoU_points', 'eval_s']
 PATHS = ['float32', 'fused-float32', 'bfloat16', 'int8-naive', 'int8-entropy']
@@ -31,8 +33,9 @@ PATHS = ['float32', 'fused-float32', 'bfloat16', 'int8-naive', 'int8-entropy']
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--method', default='fcn', choices=['fcn', 'psp', 'deeplab'])
-    parser.add_argument('--params', help='weights to load instead of training '
-                                         '(save_parameters() of <method>_resnet18_shapes)')
+    parser.add_argument('--params', help='weights to load instead of training: a checkpoint '
+                                         'of scripts/segmentation/train.py (best.ckpt) or '
+                                         'save_parameters() of <method>_resnet18_shapes')
     parser.add_argument('--aux', action='store_true', help='the loaded/trained model has aux')
     parser.add_argument('--size', type=int, default=64)
     parser.add_argument('--epochs', type=int, default=6)
@@ -53,7 +56,14 @@ def build_net(args):
     net = gluonseg.get_model('%s_resnet18_shapes' % args.method, pretrained_base=False,
                              aux=args.aux)
     if args.params:
-        net.load_parameters(args.params, ctx=mx.cpu())
+        weights = load_weights_from(args.params)
+        params = net._collect_params_with_prefix()
+        missing = sorted(set(params) - set(weights))
+        if missing:
+            raise ValueError('%s lacks %d arrays of %s_resnet18_shapes (aux=%s), e.g. %s'
+                             % (args.params, len(missing), args.method, args.aux, missing[0]))
+        for name, param in params.items():
+            param.set_data(weights[name])
         return net
     train = ShapesSegmentation('train', length=args.train_length, size=args.size)
     val = ShapesSegmentation('val', length=args.val_length, size=args.size,
