@@ -19,7 +19,8 @@ import gluonseg
 from gluonseg.data import SegmentationTrainTransform, SegmentationValTransform, ShapesSegmentation
 from gluonseg.engine import (CheckpointError, NonFiniteLossError, SegmentationLoss,
                              SegmentationLRScheduler, SegmentationTrainer, TrainConfig,
-                             initialize_from, load_checkpoint, save_checkpoint)
+                             evaluate_segmentation, initialize_from, load_checkpoint,
+                             save_checkpoint)
 from gluonseg.engine import checkpoint as checkpoint_module
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -266,6 +267,11 @@ def test_data_parallel_two_cpu_contexts_match_one(tmp_path):
     for param in pair_net.collect_params().values():  # both devices hold the same weights
         np.testing.assert_allclose(param.data(mx.cpu(0)).asnumpy(),
                                    param.data(mx.cpu(1)).asnumpy(), rtol=1e-6)
+    # Evaluation splits batches the same way, including a last batch of 1 image < 2 devices.
+    val = ShapesSegmentation('val', length=5, size=24, transform=SegmentationValTransform(24))
+    one = evaluate_segmentation(single_net, val, ctx=[mx.cpu(0)], batch_size=2)
+    two = evaluate_segmentation(pair_net, val, ctx=pair_ctx, batch_size=2)
+    np.testing.assert_array_equal(one.confusion_matrix, two.confusion_matrix)
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):

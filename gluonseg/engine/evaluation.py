@@ -97,11 +97,12 @@ def evaluate_segmentation(net, dataset, ctx=mx.cpu(), batch_size=8, nclass=None,
         batches = tqdm(loader, desc='evaluate', leave=False, dynamic_ncols=True)
     start = time.time()
     for images, masks in batches:
-        preds = predict_batch(net, images, ctx_list, evaluator)
+        used = ctx_list[:images.shape[0]]  # a last batch smaller than the device count
+        preds = predict_batch(net, images, used, evaluator)
         if len(preds) == 1:
             labels = [masks]
         else:
-            labels = gluon.utils.split_data(masks, len(ctx_list), even_split=False)
+            labels = gluon.utils.split_data(masks, len(used), even_split=False)
         metric.update(labels, preds)
     metric.seconds = time.time() - start
     return metric
