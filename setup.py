@@ -53,7 +53,13 @@ setup(
         # refuses the combination). It runs beside numpy 1.23.5 when installed with
         # `pip install --no-deps onnxruntime==1.15.1` (tests/test_onnx_export.py needs it).
         'onnx': ['onnx==1.14.1'],
-        'test': ['pytest>=7', 'pycocotools>=2.0.6', 'onnx==1.14.1'],
+        # Tutorials (docs/tutorials, executed by tests/test_notebooks.py) and the API
+        # reference (pdoc, tests/test_api_docs.py). matplotlib < 3.10 and its contourpy
+        # resolve beside numpy < 1.24 (verified: matplotlib 3.9.4, contourpy 1.3.0).
+        'docs': ['pdoc>=14', 'nbformat>=5.7', 'nbclient>=0.7', 'ipykernel>=6',
+                 'matplotlib>=3.7,<3.10'],
+        'test': ['pytest>=7', 'pycocotools>=2.0.6', 'onnx==1.14.1', 'pdoc>=14',
+                 'nbformat>=5.7', 'nbclient>=0.7', 'ipykernel>=6', 'matplotlib>=3.7,<3.10'],
     },
     entry_points={'console_scripts': ['gluonseg=gluonseg.cli:main']},
     classifiers=[
