@@ -302,6 +302,7 @@ def test_default_train_command_reaches_080_miou_and_test_reproduces_it(tmp_path)
     train = subprocess.run([sys.executable, os.path.join(REPO, 'scripts/segmentation/train.py')],
                            cwd=str(tmp_path), env=env, capture_output=True, text=True)
     assert train.returncode == 0, train.stderr[-3000:]
+    print(train.stdout)  # the measured mIoU and wall time, shown with pytest -s
     final = json.loads(re.search(r'^FINAL (.*)$', train.stdout, re.M).group(1))
     assert final['mIoU'] >= 0.80, train.stdout
     checkpoint = os.path.join(str(tmp_path), final['checkpoint'])
@@ -310,6 +311,7 @@ def test_default_train_command_reaches_080_miou_and_test_reproduces_it(tmp_path)
                            checkpoint, '--output', out_json], cwd=str(tmp_path), env=env,
                           capture_output=True, text=True)
     assert test.returncode == 0, test.stderr[-3000:]
+    print(test.stdout)
     with open(out_json) as f:
         result = json.load(f)
     assert result['mIoU'] == pytest.approx(final['mIoU'], abs=1e-6)

@@ -9,7 +9,7 @@ from .lr_scheduler import LR_MODES, SegmentationLRScheduler  # noqa: F401
 from .loss import SegmentationLoss, count_labelled_pixels, pixel_cross_entropy_sum  # noqa: F401
 from .checkpoint import (CHECKPOINT_FORMAT, Checkpoint, CheckpointError,  # noqa: F401
                          capture_rng_state, initialize_from, load_checkpoint, load_weights_from,
-                         restore_rng_state, save_checkpoint)
+                         restore_rng_state, save_checkpoint, seed_everything)
 from .data import (EpochBatchSampler, SeededTransformDataset, epoch_permutation,  # noqa: F401
                    get_segmentation_dataset, dataset_short_name)
 from .evaluation import evaluate_segmentation, predict_batch  # noqa: F401
@@ -20,8 +20,8 @@ from .trainer import (BEST_CHECKPOINT, LATEST_CHECKPOINT, LOG_FILE, METRICS_FILE
 __all__ = ['LR_MODES', 'SegmentationLRScheduler', 'SegmentationLoss', 'count_labelled_pixels',
            'pixel_cross_entropy_sum', 'CHECKPOINT_FORMAT', 'Checkpoint', 'CheckpointError',
            'capture_rng_state', 'initialize_from', 'load_checkpoint', 'load_weights_from',
-           'restore_rng_state', 'save_checkpoint', 'EpochBatchSampler', 'SeededTransformDataset',
-           'epoch_permutation', 'get_segmentation_dataset', 'dataset_short_name',
-           'evaluate_segmentation', 'predict_batch', 'BEST_CHECKPOINT', 'LATEST_CHECKPOINT',
-           'LOG_FILE', 'METRICS_FILE', 'NonFiniteLossError', 'SegmentationTrainer',
-           'TqdmLoggingHandler', 'TrainConfig', 'iteration_seed']
+           'restore_rng_state', 'save_checkpoint', 'seed_everything', 'EpochBatchSampler',
+           'SeededTransformDataset', 'epoch_permutation', 'get_segmentation_dataset',
+           'dataset_short_name', 'evaluate_segmentation', 'predict_batch', 'BEST_CHECKPOINT',
+           'LATEST_CHECKPOINT', 'LOG_FILE', 'METRICS_FILE', 'NonFiniteLossError',
+           'SegmentationTrainer', 'TqdmLoggingHandler', 'TrainConfig', 'iteration_seed']

@@ -26,7 +26,8 @@ import mxnet as mx
 import numpy as np
 
 __all__ = ['CHECKPOINT_FORMAT', 'Checkpoint', 'CheckpointError', 'save_checkpoint',
-           'load_checkpoint', 'atomic_copy', 'capture_rng_state', 'restore_rng_state',
+           'load_checkpoint', 'atomic_copy', 'seed_everything', 'capture_rng_state',
+           'restore_rng_state',
            'load_weights_from', 'initialize_from']
 
 CHECKPOINT_FORMAT = 'gluonseg-checkpoint-1'
@@ -243,6 +244,16 @@ def _json_default(obj):
 
 
 # ---------------------------------------------------------------------------------- RNG state
+def seed_everything(seed):
+    """Seed python ``random``, numpy's global generator and MXNet's (all devices).
+
+    Call it before building a network: MXNet draws the initial weights from its generator.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    mx.random.seed(seed)
+
+
 def capture_rng_state(mxnet_seed=None):
     """JSON-serialisable states of python ``random`` and numpy's global generator.
 

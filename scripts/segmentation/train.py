@@ -29,7 +29,7 @@ import gluonseg  # noqa: E402
 from gluonseg.data import SegmentationTrainTransform, SegmentationValTransform  # noqa: E402
 from gluonseg.engine import (CheckpointError, NonFiniteLossError, SegmentationTrainer,  # noqa: E402
                              TqdmLoggingHandler, TrainConfig, dataset_short_name,
-                             get_segmentation_dataset, initialize_from)
+                             get_segmentation_dataset, initialize_from, seed_everything)
 from gluonseg.engine.trainer import LATEST_CHECKPOINT  # noqa: E402
 
 # Per-dataset defaults for the options left unset.
@@ -196,6 +196,7 @@ def main(argv=None):
     log = setup_logging(args.quiet)
     start = time.time()
     ctx = contexts(args)
+    seed_everything(args.seed)  # the initial weights come from MXNet's generator
     train_set, val_set, train_transform = build_datasets(args)
     net, model_info = build_model(args, train_set.num_class, ctx)
     if args.init_from and not args.resume:
