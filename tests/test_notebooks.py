@@ -39,6 +39,12 @@ NOTEBOOKS = {
 
 SHAPES_IMAGE_SIZE = (64, 96)   # (H, W) of the picture the semantic tutorials segment
 
+# Tutorial 2 trains the Shapes model that tutorials 1, 4 and 8 use: 84 s on the 2-core machine
+# when lightly shared, 260 s when other jobs loaded it (load average ~4). With it, the default
+# run measured 11 min there (the rest of the suite: ~4.7 min), past the 10-minute budget, so
+# these four are `slow`; `python -m pytest -m slow` runs them (and tutorials 3 and 6).
+uses_shapes_training = pytest.mark.slow
+
 
 @contextlib.contextmanager
 def environment(**values):
@@ -152,6 +158,7 @@ def test_every_notebook_is_tested():
         assert name in globals(), name
 
 
+@uses_shapes_training
 def test_02_train_on_shapes(trained_shapes):
     executed, _ = trained_shapes
     miou = executed.number(r'Shapes val mIoU: ([\d.]+)')
@@ -184,6 +191,7 @@ def test_03_voc_recipe(tmp_path, tutorial_home):
     assert executed.images() == 2
 
 
+@uses_shapes_training
 def test_01_segment_an_image(tmp_path, tutorial_home, shapes_env):
     executed = execute('01_segment_an_image.ipynb', tmp_path, tutorial_home, **shapes_env)
     height, width = SHAPES_IMAGE_SIZE
@@ -195,6 +203,7 @@ def test_01_segment_an_image(tmp_path, tutorial_home, shapes_env):
     assert executed.images() == 2
 
 
+@uses_shapes_training
 def test_04_evaluate(tmp_path, tutorial_home, shapes_env):
     executed = execute('04_evaluate.ipynb', tmp_path, tutorial_home, **shapes_env,
                        GLUONSEG_TUTORIAL_DATASET='shapes', GLUONSEG_TUTORIAL_LIMIT=12,
@@ -268,6 +277,7 @@ def test_07_your_own_dataset(tmp_path, tutorial_home):
     assert executed.images() == 2
 
 
+@uses_shapes_training
 def test_08_deploy(tmp_path, tutorial_home, shapes_env):
     executed = execute('08_deploy.ipynb', tmp_path, tutorial_home, **shapes_env,
                        GLUONSEG_TUTORIAL_REPEAT=3)

@@ -99,7 +99,11 @@ suffix = MODEL.rsplit('_', 1)[-1]
 palette = {'voc': 'voc', 'coco': 'voc', 'ade': 'ade20k', 'citys': 'cityscapes'}.get(
     suffix, info.num_classes)
 coloured = viz.colorize_mask(mask, palette)
-blended = viz.overlay(image, mask, palette, alpha=0.5, classes=info.classes)
+# The legend's text has a minimum size: on a small picture, draw on an enlarged copy.
+factor = max(1, 400 // max(image.size))
+blended = viz.overlay(image.resize((image.width * factor, image.height * factor), Image.BICUBIC),
+                      np.kron(mask, np.ones((factor, factor), mask.dtype)), palette, alpha=0.5,
+                      classes=info.classes)
 coloured.save('prediction.png')
 blended.save('overlay.png')
 

@@ -78,8 +78,8 @@ print('another batch and size:', other.shape, '->', loaded(other).shape)
 #   addition; same numbers to ~1e-6.
 # - `dtype='int8'`: quantized convolutions with thresholds calibrated on a few batches of
 #   your data (`calib_data`), the classifier kept in float32. About 3.5x faster than float32
-#   for DeepLabV3-ResNet-101 on the development machine, with the same argmax on the test
-#   pictures.
+#   for DeepLabV3-ResNet-101 on the development machine, with the same argmax as float32 on
+#   every pixel of the golden test input (deploy.md).
 # - `dtype='bfloat16'`: only worthwhile on CPUs with fast native bfloat16 (see deploy.md).
 #
 # The results take the same input and return float32 logits.
