@@ -1,2 +1,2 @@
 """Model zoo: registry, backbones and segmentation networks."""
-from .registry import get_model, list_models, register_model, model_info  # noqa: F401
+from .registry import get_model, list_models, model_info, register_model, register_weights  # noqa: F401
