@@ -7,6 +7,7 @@ is the re-read file, not the array that was encoded) and ``mask`` the int32 labe
 Shared by several test modules; import as ``from fixtures_data import write_voc`` (tests/ is on
 ``sys.path`` under pytest's default rootdir-relative import mode).
 """
+import hashlib
 import json
 import os
 
@@ -16,8 +17,21 @@ from PIL import Image
 
 from gluonseg.utils.viz import voc_palette
 
-__all__ = ['make_image', 'make_mask', 'write_jpeg', 'write_palette_png', 'write_voc', 'write_sbd',
+__all__ = ['payload', 'sha1_of', 'make_image', 'make_mask', 'write_jpeg', 'write_palette_png', 'write_voc', 'write_sbd',
            'write_folder', 'write_sbd_mat', 'write_coco', 'rle_of', 'write_ade20k', 'write_cityscapes']
+
+
+def payload(size, seed=0):
+    """Deterministic non-repeating bytes (a repeated pattern would hide offset bugs)."""
+    out, counter = bytearray(), 0
+    while len(out) < size:
+        out += hashlib.sha256(b'%d-%d' % (seed, counter)).digest()
+        counter += 1
+    return bytes(out[:size])
+
+
+def sha1_of(data):
+    return hashlib.sha1(data).hexdigest()
 
 
 def make_image(height, width, seed):

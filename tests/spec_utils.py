@@ -46,3 +46,16 @@ def fill_golden_weights(net):
     """Set every parameter of ``net`` (keyed as save_parameters() names them) by golden_fill."""
     for key, param in net._collect_params_with_prefix().items():
         param.set_data(golden_fill(key, param.shape))
+
+
+def golden_shapes_models(methods=('fcn', 'psp', 'deeplab')):
+    """``{method: <method>_resnet18_shapes}`` with golden-rule weights, hybridized: small
+    models whose logits are far from zero, for export and optimization tests."""
+    import gluonseg
+    models = {}
+    for method in methods:
+        net = gluonseg.get_model('%s_resnet18_shapes' % method, pretrained_base=False)
+        fill_golden_weights(net)
+        net.hybridize()
+        models[method] = net
+    return models

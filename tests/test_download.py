@@ -1,5 +1,4 @@
 """gluonseg.utils.download and gluonseg.utils.filelock against a local HTTP server."""
-import hashlib
 import io
 import os
 import signal
@@ -12,6 +11,7 @@ import zipfile
 
 import pytest
 
+from fixtures_data import payload, sha1_of
 from gluonseg.utils import download as dl
 from gluonseg.utils.download import (ChecksumError, DownloadError, UnsafeArchiveError,
                                      download, extract_archive, sha1_file)
@@ -26,19 +26,6 @@ package = types.ModuleType('gluonseg')
 package.__path__ = [sys.argv[1] + '/gluonseg']
 sys.modules['gluonseg'] = package
 '''
-
-
-def payload(size, seed=0):
-    """Deterministic non-repeating bytes (a repeated pattern would hide offset bugs)."""
-    out, counter = bytearray(), 0
-    while len(out) < size:
-        out += hashlib.sha256(b'%d-%d' % (seed, counter)).digest()
-        counter += 1
-    return bytes(out[:size])
-
-
-def sha1_of(data):
-    return hashlib.sha1(data).hexdigest()
 
 
 @pytest.fixture(autouse=True)

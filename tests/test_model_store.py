@@ -1,5 +1,4 @@
 """gluonseg.model_zoo.model_store end to end against a local "repo" HTTP server."""
-import hashlib
 import io
 import os
 import threading
@@ -7,6 +6,7 @@ import zipfile
 
 import pytest
 
+from fixtures_data import payload, sha1_of
 from gluonseg.model_zoo import model_store
 from gluonseg.model_zoo.model_store import (DEFAULT_REPO_URL, ModelStoreError, get_model_file,
                                             model_url, purge, repo_url)
@@ -14,18 +14,6 @@ from gluonseg.utils import download as dl
 from gluonseg.utils.download import DownloadError, UnsafeArchiveError
 
 NAME = 'fcn_resnet101_voc'
-
-
-def fake_weights(seed=0, size=64_000):
-    out, counter = bytearray(), 0
-    while len(out) < size:
-        out += hashlib.sha256(b'%d-%d' % (seed, counter)).digest()
-        counter += 1
-    return bytes(out[:size])
-
-
-def sha1_of(data):
-    return hashlib.sha1(data).hexdigest()
 
 
 def zipped(members):
@@ -91,7 +79,7 @@ def test_repo_url_environment_override(monkeypatch):
 # -- the store --------------------------------------------------------------------------------
 
 def test_download_from_repo_then_cache_hit(repo, cache):
-    weights = fake_weights()
+    weights = payload(64_000)
     sha1, url_path = publish(repo, NAME, weights)
     path = get_model_file(NAME, sha1, progress=False)
     assert path == str(cache / ('%s-%s.params' % (NAME, sha1[:8])))
@@ -105,7 +93,7 @@ def test_download_from_repo_then_cache_hit(repo, cache):
 
 
 def test_explicit_root_wins_over_environment(repo, tmp_path, cache):
-    weights = fake_weights()
+    weights = payload(64_000)
     sha1, _ = publish(repo, NAME, weights)
     root = tmp_path / 'explicit'
     path = get_model_file(NAME, sha1, root=str(root), progress=False)
@@ -122,7 +110,7 @@ def test_reuses_verified_file_from_gluoncv_cache(tmp_path, monkeypatch, closed_p
     else:
         monkeypatch.delenv('MXNET_HOME')
         gluoncv_dir = tmp_path / 'home' / '.mxnet' / 'models'
-    weights = fake_weights()
+    weights = payload(64_000)
     sha1 = sha1_of(weights)
     gluoncv_dir.mkdir(parents=True)
     gluoncv_file = gluoncv_dir / ('%s-%s.params' % (NAME, sha1[:8]))
@@ -136,7 +124,7 @@ def test_reuses_verified_file_from_gluoncv_cache(tmp_path, monkeypatch, closed_p
 
 
 def test_gluoncv_file_with_wrong_sha1_is_not_used(repo, tmp_path, cache):
-    weights = fake_weights()
+    weights = payload(64_000)
     sha1, url_path = publish(repo, NAME, weights)
     gluoncv_dir = tmp_path / 'mxnet' / 'models'
     gluoncv_dir.mkdir(parents=True)
@@ -148,7 +136,7 @@ def test_gluoncv_file_with_wrong_sha1_is_not_used(repo, tmp_path, cache):
 
 
 def test_cached_file_with_wrong_sha1_is_downloaded_again(repo, cache):
-    weights = fake_weights()
+    weights = payload(64_000)
     sha1, url_path = publish(repo, NAME, weights)
     cache.mkdir(parents=True)
     stale = cache / ('%s-%s.params' % (NAME, sha1[:8]))
@@ -159,7 +147,7 @@ def test_cached_file_with_wrong_sha1_is_downloaded_again(repo, cache):
 
 
 def test_corrupt_zip_is_downloaded_again_once(repo):
-    weights = fake_weights()
+    weights = payload(64_000)
     sha1, url_path = publish(repo, NAME, weights)
     repo.add_faults(url_path, 'corrupt')  # first answer is not even a zip
     path = get_model_file(NAME, sha1, progress=False)
@@ -169,7 +157,7 @@ def test_corrupt_zip_is_downloaded_again_once(repo):
 
 
 def test_wrong_weights_raise_naming_file_and_hashes(repo, cache):
-    weights, other = fake_weights(0), fake_weights(1)
+    weights, other = payload(64_000, seed=0), payload(64_000, seed=1)
     sha1, url_path = publish(repo, NAME, weights, member_data=other)
     with pytest.raises(ModelStoreError) as info:
         get_model_file(NAME, sha1, progress=False)
@@ -183,7 +171,7 @@ def test_wrong_weights_raise_naming_file_and_hashes(repo, cache):
 
 
 def test_user_url_to_bare_params_file(file_server, cache):
-    weights = fake_weights()
+    weights = payload(64_000)
     sha1 = sha1_of(weights)
     url = file_server.add('/custom/my_weights.params', weights)
     path = get_model_file('my_model', sha1, url=url, progress=False)
@@ -194,7 +182,7 @@ def test_user_url_to_bare_params_file(file_server, cache):
 
 
 def test_user_url_to_zip_with_other_member_name(file_server, cache):
-    weights = fake_weights()
+    weights = payload(64_000)
     sha1 = sha1_of(weights)
     url = file_server.add('/custom/export.zip', zipped([('export/best.params', weights)]))
     path = get_model_file('my_model', sha1, url=url, progress=False)
@@ -246,7 +234,7 @@ def test_missing_file_in_repo_fails_fast(repo, cache):
 
 
 def test_zip_escaping_the_cache_is_refused(repo, tmp_path, cache):
-    weights = fake_weights()
+    weights = payload(64_000)
     sha1 = sha1_of(weights)
     stem = '%s-%s' % (NAME, sha1[:8])
     repo.add('/gluon/models/%s.zip' % stem, zipped([('../../%s.params' % stem, weights)]))
@@ -257,7 +245,7 @@ def test_zip_escaping_the_cache_is_refused(repo, tmp_path, cache):
 
 
 def test_concurrent_calls_download_once(repo):
-    weights = fake_weights(size=200_000)
+    weights = payload(200_000)
     sha1, url_path = publish(repo, NAME, weights)
     repo.chunk_delay = 0.01
     results, errors = [], []
@@ -277,7 +265,7 @@ def test_concurrent_calls_download_once(repo):
 
 
 def test_purge_removes_cached_weights(repo, cache):
-    sha1, _ = publish(repo, NAME, fake_weights())
+    sha1, _ = publish(repo, NAME, payload(64_000))
     path = get_model_file(NAME, sha1, progress=False)
     (cache / 'other-00000000.params').write_bytes(b'w')
     (cache / 'notes.txt').write_text('kept')

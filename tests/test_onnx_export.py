@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import gluonseg
-from spec_utils import fill_golden_weights
+from spec_utils import golden_shapes_models
 
 onnx = pytest.importorskip(
     'onnx', reason='onnx is not installed: pip install -e ".[onnx]" (onnx==1.14.1)')
@@ -27,13 +27,7 @@ SIZES = [(1, 3, 64, 64), (2, 3, 97, 131), (1, 3, 33, 50)]
 
 @pytest.fixture(scope='module')
 def nets():
-    models = {}
-    for method in METHODS:
-        net = gluonseg.get_model('%s_resnet18_shapes' % method, pretrained_base=False)
-        fill_golden_weights(net)
-        net.hybridize()
-        models[method] = net
-    return models
+    return golden_shapes_models(METHODS)
 
 
 @pytest.fixture(scope='module')

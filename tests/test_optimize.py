@@ -15,7 +15,7 @@ from gluonseg.data.shapes import ShapesSegmentation
 from gluonseg.data.transforms import normalize_image
 from gluonseg.model_zoo.multiscale import MultiScaleEvaluator
 from gluonseg.model_zoo.optimize import OptimizedSegmentation, optimize
-from spec_utils import fill_golden_weights
+from spec_utils import golden_shapes_models
 
 METHODS = ['fcn', 'psp', 'deeplab']
 DTYPES = ['float32', 'bfloat16', 'int8']
@@ -44,13 +44,7 @@ def scenes():
 
 @pytest.fixture(scope='module')
 def nets():
-    models = {}
-    for method in METHODS:
-        net = gluonseg.get_model('%s_resnet18_shapes' % method, pretrained_base=False)
-        fill_golden_weights(net)
-        net.hybridize()
-        models[method] = net
-    return models
+    return golden_shapes_models(METHODS)
 
 
 @pytest.fixture(scope='module')

@@ -102,7 +102,23 @@ def check_mask(mask, num_class, ignore_index, source, image_shape=None):
                                  ignore_index))
 
 
-class SegmentationDataset(mx.gluon.data.Dataset):
+class NamedClassesMixin(object):
+    """``classes`` and ``num_class`` of a dataset whose class names are its ``CLASSES``."""
+
+    CLASSES = ()
+
+    @property
+    def classes(self):
+        """Class names, index = class id."""
+        return list(self.CLASSES)
+
+    @property
+    def num_class(self):
+        """Number of classes (the ignore value is not a class)."""
+        return len(self.CLASSES)
+
+
+class SegmentationDataset(NamedClassesMixin, mx.gluon.data.Dataset):
     """Base class: ``(image, mask)`` samples of a semantic segmentation dataset.
 
     Subclasses set :attr:`CLASSES` (and, for on-disk datasets, :attr:`NAME`, :attr:`DISPLAY_NAME`
@@ -143,16 +159,6 @@ class SegmentationDataset(mx.gluon.data.Dataset):
         self.split = split
         self.transform = transform
         self.ids = []
-
-    @property
-    def classes(self):
-        """Class names, index = class id."""
-        return list(self.CLASSES)
-
-    @property
-    def num_class(self):
-        """Number of classes (the ignore value is not a class)."""
-        return len(self.CLASSES)
 
     def _not_found(self, path, detail=None):
         return DatasetNotFoundError(self.DISPLAY_NAME or type(self).__name__, path,

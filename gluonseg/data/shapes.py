@@ -20,7 +20,7 @@ import zlib
 import mxnet as mx
 import numpy as np
 
-from .base import SegmentationDataset
+from .base import NamedClassesMixin, SegmentationDataset
 
 __all__ = ['SHAPE_CLASSES', 'ShapesSegmentation', 'ShapesInstance', 'generate_scene']
 
@@ -277,7 +277,7 @@ class ShapesSegmentation(_ShapesBase, SegmentationDataset):
             self.split, self.length, self.height, self.width, self.seed)
 
 
-class ShapesInstance(_ShapesBase, mx.gluon.data.Dataset):
+class ShapesInstance(_ShapesBase, NamedClassesMixin, mx.gluon.data.Dataset):
     """Synthetic instance segmentation on the same scenes as :class:`ShapesSegmentation`.
 
     Same parameters as :class:`ShapesSegmentation`; with equal arguments, scene ``i`` is the same
@@ -304,15 +304,6 @@ class ShapesInstance(_ShapesBase, mx.gluon.data.Dataset):
         self._init_shapes(split, length, size, seed, max_shapes, size_range, max_rotation)
         self.split = split
         self.transform = transform
-
-    @property
-    def classes(self):
-        """Instance class names (no background), index = class id."""
-        return list(self.CLASSES)
-
-    @property
-    def num_class(self):
-        return len(self.CLASSES)
 
     def __len__(self):
         return self.length
