@@ -1,4 +1,5 @@
-"""The ``gluonseg`` command: ``gluonseg models``, ``gluonseg download``, ``gluonseg env``."""
+"""The ``gluonseg`` command: ``gluonseg models``, ``gluonseg download``, ``gluonseg env``,
+``gluonseg eval``, ``gluonseg predict``."""
 import argparse
 import sys
 
@@ -49,7 +50,22 @@ def main(argv=None):
     env = sub.add_parser('env', help='describe the installation and what is wrong with it')
     env.add_argument('--json', action='store_true')
     env.set_defaults(run=_env)
+    from .tools import evaluate, predict
+    checks = {}  # sub-command -> its parser and the check of the combination of options
+    for name, tool, text in (
+            ('eval', evaluate, 'pixAcc / mIoU of a semantic model, prediction PNGs '
+             '(scripts/segmentation/test.py)'),
+            ('predict', predict, 'segment images and draw the results, semantic or Mask R-CNN '
+             '(scripts/segmentation/demo.py, scripts/instance/demo_mask_rcnn.py)')):
+        tool_parser = sub.add_parser(name, help=text, description=text,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        tool.add_arguments(tool_parser)
+        tool_parser.set_defaults(run=tool.run)
+        checks[name] = (tool_parser, tool.check_arguments)
     args = parser.parse_args(argv)
+    if args.command in checks:
+        tool_parser, check = checks[args.command]
+        check(tool_parser, args)
     return args.run(args)
 
 

@@ -1,1 +1,1 @@
-"""Command-line tools shared by the scripts and the ``gluonseg`` command: train, evaluate, predict."""
+"""Command-line tools shared by the scripts and the ``gluonseg`` command."""

@@ -1,0 +1,359 @@
+"""Evaluate a segmentation model: pixAcc, mIoU and per-class IoU, printed and written as JSON;
+optionally the predictions as palette PNGs (the format of the VOC test server).
+
+The code of ``scripts/segmentation/test.py`` and ``gluonseg eval``::
+
+    gluonseg eval runs/shapes/fcn_resnet18_shapes/best.ckpt
+    gluonseg eval --model deeplab_resnet101_voc --pretrained --dataset voc --split test \\
+        --multi-scale --save-predictions results/VOC2012/Segmentation/comp6_test_cls
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import mxnet as mx
+import numpy as np
+
+__all__ = ['DATASET_OF_SUFFIX', 'add_arguments', 'check_arguments', 'parse_args', 'contexts',
+           'network_from_checkpoint', 'load_network', 'build_dataset', 'palette_of',
+           'iter_predictions', 'write_atomically', 'save_label_png', 'run', 'main']
+
+# The dataset part of model names -> the dataset evaluated by default for a zoo model.
+DATASET_OF_SUFFIX = {'voc': 'voc', 'coco': 'coco', 'ade': 'ade', 'citys': 'citys',
+                     'shapes': 'shapes'}
+
+
+def add_arguments(p):
+    """The options of test.py / ``gluonseg eval`` on an ``argparse`` parser."""
+    from ..model_zoo.multiscale import DEFAULT_SCALES
+    p.add_argument('checkpoint', nargs='?', help='a .ckpt written by train.py')
+    p.add_argument('--model', help='registered model name (with --pretrained or --params)')
+    p.add_argument('--pretrained', nargs='?', const=True, default=False, metavar='SHA1',
+                   help='load the published weights of --model (or the file whose SHA-1 '
+                   'starts with SHA1)')
+    p.add_argument('--params', help='a .params weight file for --model')
+    p.add_argument('--aux', action='store_true',
+                   help='build --model with its auxiliary head (when the weight file has it)')
+    p.add_argument('--dataset', choices=['shapes', 'voc', 'voc_aug', 'coco', 'ade', 'citys'],
+                   help="default: the checkpoint's, or the model name's")
+    p.add_argument('--root', help='dataset folder')
+    p.add_argument('--split', help="default: the checkpoint's validation split, else val. A "
+                   "split without labels (VOC or Cityscapes test) needs --save-predictions")
+    p.add_argument('--mode', choices=['val', 'testval'],
+                   help="val: short side to crop size and centre crop (train.py's validation); "
+                   "testval: full-size images. Default: val for a checkpoint, testval for a "
+                   "model or with --save-predictions")
+    p.add_argument('--base-size', type=int, help='multi-scale base (default: the run\'s)')
+    p.add_argument('--crop-size', type=int, help='val crop / sliding window (default: the '
+                   'run\'s)')
+    p.add_argument('--length', type=int, help='shapes: number of scenes')
+    p.add_argument('--multi-scale', action='store_true',
+                   help='average over scales and flips (MultiScaleEvaluator)')
+    p.add_argument('--scales', type=float, nargs='+', default=list(DEFAULT_SCALES))
+    p.add_argument('--no-flip', action='store_true')
+    p.add_argument('--combine', choices=['softmax', 'gluoncv'], default='softmax',
+                   help="how multi-scale scores are combined ('gluoncv': its protocol)")
+    p.add_argument('--absent-class', choices=['nan', 'zero'], default='nan',
+                   help="IoU of a class absent from labels and predictions ('zero': GluonCV)")
+    p.add_argument('--batch-size', type=int,
+                   help='total (default: 1 for testval / multi-scale, else 8)')
+    p.add_argument('--gpus', default='', help='e.g. 0,1 (default: CPU)')
+    p.add_argument('--ctx-cpus', type=int, default=1)
+    p.add_argument('--workers', type=int, default=0)
+    p.add_argument('--output', help='JSON result path (default: next to the checkpoint, or '
+                   'runs/eval/)')
+    p.add_argument('--save-predictions', metavar='DIR',
+                   help='also write each prediction as DIR/<image id>.png: class ids as the '
+                   'indices of an 8-bit palette PNG (the dataset\'s colours), at the original '
+                   'image size. DIR results/VOC2012/Segmentation/comp6_test_cls with --dataset '
+                   'voc --split test is a VOC test-server submission')
+    p.add_argument('--no-progress', action='store_true')
+    return p
+
+
+def check_arguments(p, args):
+    """Exit through ``p.error`` on a contradictory or incomplete command line."""
+    if not args.checkpoint and not args.model:
+        p.error('give a checkpoint, or --model NAME with --pretrained or --params FILE')
+    if args.checkpoint and (args.model or args.pretrained or args.params):
+        p.error('give either a checkpoint or --model, not both')
+    if args.model and not (args.pretrained or args.params):
+        p.error('--model %s needs --pretrained (published weights) or --params FILE'
+                % args.model)
+    if args.save_predictions and args.mode == 'val':
+        p.error('--save-predictions writes predictions at the original image size: use '
+                '--mode testval (the default with --save-predictions)')
+    return args
+
+
+def parse_args(argv=None, description=None):
+    p = argparse.ArgumentParser(description=description or __doc__.split('\n\n')[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_arguments(p)
+    return check_arguments(p, p.parse_args(argv))
+
+
+def contexts(args):
+    if args.gpus.strip():
+        return [mx.gpu(int(i)) for i in args.gpus.split(',') if i.strip()]
+    return [mx.cpu(i) for i in range(max(args.ctx_cpus, 1))]
+
+
+def network_from_checkpoint(ckpt, ctx):
+    """The semantic network of a train.py checkpoint, with its weights; and its name."""
+    from ..model_zoo import get_model
+    model = ckpt.get('model') or {}
+    if not model.get('name'):
+        raise ValueError('%s does not say which model it holds (no model name in its '
+                         'metadata)' % ckpt.path)
+    net = get_model(model['name'], pretrained=False, pretrained_base=False, ctx=ctx,
+                    **model.get('kwargs', {}))
+    ckpt.load_into(net, ctx=ctx)
+    return net, model['name']
+
+
+def load_network(args, ctx):
+    """The network and the run settings it comes with (empty for zoo weights).
+
+    ``args`` has ``checkpoint``, or ``model`` with ``pretrained`` or ``params`` (and ``aux``).
+
+    Returns
+    -------
+    (net, model name, run arguments dict, Checkpoint or None)
+    """
+    from ..engine import load_checkpoint
+    from ..model_zoo import get_model
+    from ..model_zoo.registry import load_weights
+    if args.checkpoint:
+        ckpt = load_checkpoint(args.checkpoint)
+        net, name = network_from_checkpoint(ckpt, ctx)
+        return net, name, ckpt.get('args') or {}, ckpt
+    kwargs = {'aux': args.aux}
+    if args.params:
+        net = get_model(args.model, pretrained=False, pretrained_base=False, ctx=ctx, **kwargs)
+        load_weights(net, args.params, ctx=ctx)
+    else:
+        net = get_model(args.model, pretrained=args.pretrained, ctx=ctx, **kwargs)
+    return net, args.model, {}, None
+
+
+def build_dataset(args, run, model_name):
+    """The dataset to evaluate and its settings (dataset, split, mode, crop and base size)."""
+    from ..data import SegmentationTestValTransform, SegmentationValTransform
+    from ..engine import get_segmentation_dataset
+    dataset = args.dataset or run.get('dataset') or \
+        DATASET_OF_SUFFIX.get(model_name.rsplit('_', 1)[-1])
+    if dataset is None:
+        raise ValueError('Cannot tell the dataset of %s: pass --dataset' % model_name)
+    split = args.split or run.get('val_split') or 'val'
+    mode = args.mode or ('val' if run and not args.save_predictions else 'testval')
+    crop = args.crop_size or run.get('crop_size') or 480
+    base = args.base_size or run.get('base_size') or 520
+    transform = SegmentationValTransform(crop) if mode == 'val' \
+        else SegmentationTestValTransform()
+    kwargs = {}
+    if dataset == 'shapes':
+        kwargs = {'size': run.get('base_size') or base, 'seed': 0,
+                  'length': args.length or run.get('val_length')}
+    ds = get_segmentation_dataset(dataset, split, root=args.root or run.get('root'),
+                                  transform=transform, **kwargs)
+    return ds, dict(dataset=dataset, split=split, mode=mode, crop_size=crop, base_size=base)
+
+
+def palette_of(dataset):
+    """The :func:`gluonseg.utils.viz.get_palette` name for a dataset name of
+    :func:`gluonseg.engine.get_segmentation_dataset` (VOC's colours for VOC, COCO and Shapes)."""
+    from ..engine import dataset_short_name
+    short = dataset_short_name(dataset)
+    return 'voc' if short in ('voc', 'coco', 'shapes') else short
+
+
+def _batchify_with_sizes(samples):
+    """Pad ``(image, mask)`` samples or bare images (unlabeled splits) to one batch, and add
+    each image's own (H, W): ``(images, masks or None, sizes)``."""
+    from ..data.transforms import pad_batchify
+    paired = isinstance(samples[0], (tuple, list))
+    sizes = mx.nd.array([(s[0] if paired else s).shape[-2:] for s in samples], dtype='int32')
+    if paired:
+        images, masks = pad_batchify(samples, image_pad=0.0, mask_pad=255)
+        return images, masks, sizes
+    return pad_batchify(samples, image_pad=0.0), sizes
+
+
+def iter_predictions(net, dataset, ctx=mx.cpu(), batch_size=1, evaluator=None, num_workers=0,
+                     progress=False):
+    """Predict every image of a dataset, in order.
+
+    Parameters
+    ----------
+    net : Block
+    dataset : Dataset
+        Transformed samples: ``(image float32 CHW, mask HxW)``, or the image alone on splits
+        without labels.
+    ctx : Context or list of Context
+        Batches are split across these (``evaluator`` runs on the first).
+    batch_size : int
+        Images of different sizes are padded (use 1 with a multi-scale ``evaluator``).
+    evaluator : callable, optional
+        E.g. a :class:`~gluonseg.model_zoo.multiscale.MultiScaleEvaluator`.
+    num_workers : int
+    progress : bool
+        Show a tqdm bar.
+
+    Yields
+    ------
+    (int, numpy.ndarray, numpy.ndarray or None)
+        The index, the int32 class ids at the image's own size, and its mask (None without
+        labels).
+    """
+    from ..engine import predict_batch
+    ctx_list = ctx if isinstance(ctx, (list, tuple)) else [ctx]
+    loader = mx.gluon.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                                      last_batch='keep', num_workers=num_workers,
+                                      batchify_fn=_batchify_with_sizes)
+    if progress:
+        from tqdm import tqdm
+        loader = tqdm(loader, desc='predict', leave=False, dynamic_ncols=True)
+    index = 0
+    for batch in loader:
+        images, sizes = batch[0], batch[-1].asnumpy()
+        masks = batch[1].asnumpy() if len(batch) == 3 else None
+        used = ctx_list[:images.shape[0]]  # a last batch smaller than the device count
+        preds = np.concatenate([p.asnumpy() for p in predict_batch(net, images, used,
+                                                                   evaluator)])
+        for k, (height, width) in enumerate(sizes):
+            yield (index, preds[k, :height, :width],
+                   None if masks is None else masks[k, :height, :width])
+            index += 1
+
+
+def write_atomically(path, write, binary=True):
+    """Call ``write(file)`` on a temporary file beside ``path`` (opened in binary or text
+    mode), then rename it to ``path``: readers see the old file or the complete new one, never
+    a partial one."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path), suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb' if binary else 'w') as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def save_label_png(path, labels, palette):
+    """Write class ids as an 8-bit palette PNG, atomically.
+
+    The pixel values are the class ids; the colours are ``palette``'s (for ``'voc'`` exactly
+    the 256 colours of the VOC annotations, so the file reads like a ``SegmentationClass``
+    PNG)."""
+    from ..utils.viz import colorize_mask
+    image = colorize_mask(labels, palette, ignore_index=None)
+    return write_atomically(path, lambda f: image.save(f, format='PNG'))
+
+
+def _prediction_names(dataset):
+    ids = getattr(dataset, 'ids', None)
+    if not ids or len(ids) != len(dataset):
+        ids = ['%06d' % i for i in range(len(dataset))]
+    names = [str(i) for i in ids]
+    bad = [n for n in names if not n or os.sep in n or n.startswith('.')]
+    if bad:
+        raise ValueError('image ids such as %r cannot name prediction files' % bad[0])
+    return names
+
+
+def print_table(summary, classes):
+    width = max(8, max(len(c) for c in classes))
+    print('%-*s  %8s  %8s' % (width, 'class', 'IoU', 'acc'))
+    for name in classes:
+        iou, acc = summary['per_class_iou'][name], summary['per_class_acc'][name]
+        print('%-*s  %8s  %8s' % (width, name, '-' if iou is None else '%.4f' % iou,
+                                  '-' if acc is None else '%.4f' % acc))
+
+
+def run(args):
+    """Evaluate (and/or write the predictions) as ``args`` of :func:`parse_args` say."""
+    from ..model_zoo.multiscale import MultiScaleEvaluator
+    from ..utils.metrics import SegmentationMetric
+    ctx = contexts(args)
+    net, model_name, run_args, ckpt = load_network(args, ctx)
+    net.hybridize(static_alloc=True)
+    dataset, setting = build_dataset(args, run_args, model_name)
+    labeled = getattr(dataset, 'has_labels', True)
+    if not labeled and not args.save_predictions:
+        print('error: the %s split of %s has no labels, so there is nothing to score: pass '
+              '--save-predictions DIR to write the predictions'
+              % (setting['split'], setting['dataset']), file=sys.stderr)
+        return 2
+    evaluator = None
+    if args.multi_scale:
+        info = getattr(net, 'gluonseg_info', None)
+        evaluator = MultiScaleEvaluator(
+            net, base_size=setting['base_size'], crop_size=setting['crop_size'],
+            scales=args.scales, flip=not args.no_flip, combine=args.combine,
+            **({'mean': info.mean, 'std': info.std} if info is not None else {}))
+    batch_size = args.batch_size or (1 if args.multi_scale or setting['mode'] == 'testval'
+                                     else 8)
+    folder, names, palette = args.save_predictions, None, None
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        names, palette = _prediction_names(dataset), palette_of(setting['dataset'])
+    metric = SegmentationMetric(dataset.num_class, ignore_index=dataset.ignore_index,
+                                absent_class=args.absent_class)
+    start = time.time()
+    for index, pred, mask in iter_predictions(net, dataset, ctx, batch_size, evaluator,
+                                              args.workers, not args.no_progress):
+        if mask is not None:
+            metric.update(mask, pred)
+        if folder:
+            save_label_png(os.path.join(folder, names[index] + '.png'), pred, palette)
+    seconds = time.time() - start
+    scales = ('multi-scale %s%s' % (args.scales, '' if args.no_flip else ' + flip')
+              if args.multi_scale else 'single scale')
+    if folder:
+        print('Wrote %d palette PNGs (%s colours) to %s' % (len(dataset), palette, folder))
+    if not labeled:
+        print('%s on %s %s (%s, %d images, %s): no labels, predictions only (%.1f s)'
+              % (model_name, setting['dataset'], setting['split'], setting['mode'],
+                 len(dataset), scales, seconds))
+        return 0
+    summary = metric.summary(dataset.classes)
+    result = {'model': model_name, 'checkpoint': args.checkpoint,
+              'checkpoint_epoch': ckpt.get('epoch') if ckpt else None,
+              'weights': 'checkpoint' if ckpt else (args.params or 'published'),
+              'num_images': len(dataset), 'multi_scale': args.multi_scale,
+              'scales': args.scales if args.multi_scale else [1.0],
+              'flip': args.multi_scale and not args.no_flip,
+              'combine': args.combine if args.multi_scale else None,
+              'absent_class': args.absent_class, 'seconds': round(seconds, 2),
+              'predictions': folder}
+    result.update(setting)
+    result.update(summary)
+    result['confusion_matrix'] = metric.state_dict()['confusion_matrix']
+
+    print('%s on %s %s (%s, %d images, %s): pixAcc %.4f  mIoU %.4f'
+          % (model_name, setting['dataset'], setting['split'], setting['mode'], len(dataset),
+             scales, summary['pixAcc'], summary['mIoU']))
+    print_table(summary, dataset.classes)
+    output = args.output
+    if output is None:
+        parent = os.path.dirname(os.path.abspath(args.checkpoint)) if args.checkpoint \
+            else os.path.join('runs', 'eval')
+        output = os.path.join(parent, 'eval_%s_%s_%s%s.json' % (
+            model_name, setting['dataset'], setting['split'], '_ms' if args.multi_scale
+            else ''))
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    write_atomically(output, lambda f: json.dump(result, f, indent=1), binary=False)
+    print('Wrote %s (%.1f s)' % (output, seconds))
+    return 0
+
+
+def main(argv=None, description=None):
+    return run(parse_args(argv, description))

@@ -1,0 +1,260 @@
+"""Segment images (files, folders, wildcards) and write the results as pictures.
+
+The code of ``scripts/segmentation/demo.py``, ``scripts/instance/demo_mask_rcnn.py`` and
+``gluonseg predict``. A semantic model writes ``<name>_mask.png`` (palette PNG of the class
+ids) and ``<name>_overlay.png`` (the colours over the picture, with a legend); a Mask R-CNN
+writes ``<name>_instances.png`` (masks, boxes, class names and scores)::
+
+    gluonseg predict photos/*.jpg --model deeplab_resnet101_voc --pretrained
+    gluonseg predict photos/ --checkpoint runs/shapes/fcn_resnet18_shapes/best.ckpt
+    gluonseg predict street.jpg --model mask_rcnn_fpn_resnet50_v1b_coco --pretrained
+"""
+import argparse
+import collections
+import glob
+import os
+import sys
+
+import mxnet as mx
+
+__all__ = ['IMAGE_EXTENSIONS', 'add_arguments', 'check_arguments', 'parse_args',
+           'expand_inputs', 'model_task', 'load_semantic', 'load_instance', 'predict_semantic',
+           'predict_instance', 'run', 'main']
+
+# Files taken from a folder given as input (any file named explicitly is tried).
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm')
+
+
+def add_arguments(p, task=None):
+    """The options of ``gluonseg predict`` on an ``argparse`` parser; ``task`` 'semantic' or
+    'instance' leaves out the other task's options (the demo scripts)."""
+    p.add_argument('inputs', nargs='+', metavar='IMAGE',
+                   help='image files, folders (their images) or wildcards such as "dir/*.jpg"')
+    g = p.add_argument_group('model (one of)')
+    g.add_argument('--model', help='registered model name, with --pretrained or --params')
+    g.add_argument('--pretrained', nargs='?', const=True, default=False, metavar='SHA1',
+                   help='the published weights of --model (or the file whose SHA-1 starts '
+                   'with SHA1)')
+    g.add_argument('--params', help='a .params weight file of --model\'s layout')
+    g.add_argument('--checkpoint', help='a checkpoint of %s' % {
+        'semantic': 'train.py', 'instance': 'train_mask_rcnn.py'}.get(
+            task, 'train.py or train_mask_rcnn.py'))
+    if task != 'instance':
+        g.add_argument('--aux', action='store_true',
+                       help='build --model with its auxiliary head (when --params has it)')
+    g = p.add_argument_group('output')
+    g.add_argument('--output', default=os.path.join('runs', 'predict'),
+                   help='folder of the pictures written')
+    g.add_argument('--alpha', type=float, default=0.5, help='opacity of the colours')
+    g.add_argument('--no-legend', action='store_true')
+    if task != 'semantic':
+        g = p.add_argument_group('Mask R-CNN')
+        g.add_argument('--short', type=int, help='resize: short side (default 800, or the '
+                       'checkpoint\'s)')
+        g.add_argument('--max-size', type=int, help='resize: long side at most (default 1333, '
+                       'or the checkpoint\'s)')
+        g.add_argument('--score-thresh', type=float, default=0.5,
+                       help='draw detections scoring at least this')
+        g.add_argument('--max-dets', type=int, default=100)
+        g.add_argument('--mask-thresh', type=float, default=0.5)
+    p.add_argument('--gpu', type=int, help='GPU index (default: CPU)')
+    return p
+
+
+def check_arguments(p, args):
+    """Exit through ``p.error`` unless exactly one model source is given."""
+    if bool(args.model) == bool(args.checkpoint):
+        p.error('give either --model NAME (with --pretrained or --params FILE) or '
+                '--checkpoint FILE')
+    if args.model and not (args.pretrained or args.params):
+        p.error('--model %s needs --pretrained (published weights) or --params FILE'
+                % args.model)
+    if args.model and args.pretrained and args.params:
+        p.error('give --pretrained or --params, not both')
+    if not 0.0 <= args.alpha <= 1.0:
+        p.error('--alpha must be between 0 and 1, got %g' % args.alpha)
+    return args
+
+
+def parse_args(argv=None, description=None, task=None):
+    p = argparse.ArgumentParser(description=description or __doc__.split('\n\n')[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_arguments(p, task)
+    return check_arguments(p, p.parse_args(argv))
+
+
+def expand_inputs(inputs):
+    """Image paths from files, folders (their images, sorted) and wildcards, in the given
+    order, each once.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming an input that is no file and matches no image.
+    """
+    paths = []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = sorted(os.path.join(item, name) for name in os.listdir(item)
+                           if name.lower().endswith(IMAGE_EXTENSIONS)
+                           and os.path.isfile(os.path.join(item, name)))
+            what = 'no image (%s) in the folder %s' % (', '.join(IMAGE_EXTENSIONS), item)
+        elif os.path.isfile(item):
+            found, what = [item], None
+        else:
+            found = sorted(path for path in glob.glob(item, recursive=True)
+                           if os.path.isfile(path))
+            what = 'no file %s' % item if not glob.has_magic(item) else \
+                'no file matches %s' % item
+        if not found:
+            raise FileNotFoundError(what)
+        paths.extend(path for path in found if path not in paths)
+    return paths
+
+
+def _output_names(paths):
+    """A name per image (its file name without extension), refusing two the same."""
+    names = {}
+    for path in paths:
+        name = os.path.splitext(os.path.basename(path))[0]
+        if name in names:
+            raise ValueError('%s and %s would write the same output files (%s_*): segment '
+                             'them in separate runs' % (names[name], path, name))
+        names[name] = path
+    return list(names)
+
+
+def model_task(args):
+    """``'semantic'`` or ``'instance'``: the registry's task of ``--model``, or what the
+    ``--checkpoint`` holds. Returns ``(task, Checkpoint or None)``."""
+    if args.checkpoint:
+        from ..engine import load_checkpoint
+        ckpt = load_checkpoint(args.checkpoint)
+        model = ckpt.get('model') or {}
+        return ('instance' if model.get('builder') == 'mask_rcnn' else 'semantic'), ckpt
+    from ..model_zoo import model_info
+    task = model_info(args.model).task
+    if task not in ('semantic', 'instance'):
+        raise ValueError('%s is a %s model; predict draws semantic or instance segmentation'
+                         % (args.model, task))
+    return task, None
+
+
+def load_semantic(args, ctx, ckpt=None):
+    """A semantic network with its weights, its palette and its class names."""
+    from ..model_zoo import model_info
+    from .evaluate import DATASET_OF_SUFFIX, load_network, network_from_checkpoint, palette_of
+    if ckpt is not None:
+        net, name = network_from_checkpoint(ckpt, ctx)
+        dataset = (ckpt.get('args') or {}).get('dataset')
+    else:
+        net, name, _, _ = load_network(args, ctx)
+        dataset = None
+    dataset = dataset or DATASET_OF_SUFFIX.get(name.rsplit('_', 1)[-1], 'voc')
+    classes = model_info(name).classes
+    if len(classes) != net.nclass:  # a checkpoint trained on other classes
+        classes = None
+    return net, palette_of(dataset), classes
+
+
+def load_instance(args, ctx):
+    """A Mask R-CNN with its weights and the resize of its run: ``(net, short, max_size)``."""
+    if args.checkpoint:
+        from ..engine.instance_trainer import mask_rcnn_from_checkpoint
+        net, ckpt = mask_rcnn_from_checkpoint(args.checkpoint, ctx=ctx)
+        run_args = ckpt.get('args') or {}
+    else:
+        from ..model_zoo.registry import get_model, load_weights
+        if args.params:
+            net = get_model(args.model, pretrained=False, pretrained_base=False, ctx=ctx)
+            load_weights(net, args.params, ctx=ctx)
+        else:
+            net = get_model(args.model, pretrained=args.pretrained, ctx=ctx)
+        run_args = {}
+    short = args.short or run_args.get('short') or 800
+    max_size = args.max_size or run_args.get('max_size') or 1333
+    return net, short, max_size
+
+
+def predict_semantic(net, paths, names, output, palette, classes=None, alpha=0.5,
+                     legend=True):
+    """Write ``<name>_mask.png`` and ``<name>_overlay.png`` for every image; returns the
+    written paths."""
+    from ..data.transforms import load_image
+    from ..utils import viz
+    from .evaluate import save_label_png, write_atomically
+    written = []
+    for path, name in zip(paths, names):
+        image = load_image(path)
+        labels = net.predict(image)
+        mask_path = save_label_png(os.path.join(output, name + '_mask.png'), labels, palette)
+        picture = viz.overlay(image, labels, palette, alpha=alpha, classes=classes,
+                              legend=legend)
+        overlay_path = write_atomically(os.path.join(output, name + '_overlay.png'),
+                                        lambda f: picture.save(f, format='PNG'))
+        present = sorted(set(labels.ravel().tolist()))
+        print('%s: %dx%d, classes %s -> %s' % (
+            path, image.shape[1], image.shape[0],
+            ', '.join(classes[c] if classes else str(c) for c in present), overlay_path))
+        written += [mask_path, overlay_path]
+    return written
+
+
+def predict_instance(net, paths, names, output, short=800, max_size=1333, score_thresh=0.5,
+                     max_dets=100, mask_thresh=0.5, alpha=0.5, legend=True):
+    """Write ``<name>_instances.png`` for every image; returns the written paths."""
+    from ..data.transforms import load_image
+    from ..model_zoo.rcnn.predict import predict_instances
+    from ..utils import viz
+    from .evaluate import write_atomically
+    written = []
+    for path, name in zip(paths, names):
+        image = load_image(path)
+        found = predict_instances(net, image, short=short, max_size=max_size,
+                                  score_thresh=score_thresh, max_dets=max_dets,
+                                  mask_thresh=mask_thresh)
+        picture = viz.draw_instances(image, found, alpha=alpha, legend=legend)
+        target = write_atomically(os.path.join(output, name + '_instances.png'),
+                                  lambda f: picture.save(f, format='PNG'))
+        counts = collections.Counter(found.class_names)  # in the order of the best score
+        print('%s: %dx%d, %d detections%s -> %s' % (
+            path, image.shape[1], image.shape[0], len(found),
+            ''.join(' %s %d,' % item for item in counts.items()).rstrip(','), target))
+        written.append(target)
+    return written
+
+
+def run(args, task=None):
+    """Segment ``args.inputs`` with the model ``args`` name; ``task`` refuses models of the
+    other task (the demo scripts). Returns the exit status."""
+    from ..model_zoo.registry import UnknownModelError
+    try:
+        paths = expand_inputs(args.inputs)
+        names = _output_names(paths)
+        found, ckpt = model_task(args)
+        if task is not None and found != task:
+            raise ValueError('%s is a model for %s segmentation; use %s' % (
+                args.checkpoint or args.model, found,
+                'scripts/instance/demo_mask_rcnn.py' if found == 'instance'
+                else 'scripts/segmentation/demo.py'))
+    except (OSError, ValueError, UnknownModelError) as err:  # CheckpointError is an OSError
+        print('error: %s' % err, file=sys.stderr)
+        return 2
+    ctx = mx.gpu(args.gpu) if args.gpu is not None else mx.cpu()
+    os.makedirs(args.output, exist_ok=True)
+    if found == 'instance':
+        net, short, max_size = load_instance(args, ctx)
+        net.hybridize()
+        predict_instance(net, paths, names, args.output, short, max_size, args.score_thresh,
+                         args.max_dets, args.mask_thresh, args.alpha, not args.no_legend)
+    else:
+        net, palette, classes = load_semantic(args, ctx, ckpt)
+        net.hybridize(static_alloc=True)
+        predict_semantic(net, paths, names, args.output, palette, classes, args.alpha,
+                         not args.no_legend)
+    print('%d image(s) -> %s' % (len(paths), args.output))
+    return 0
+
+
+def main(argv=None, description=None, task=None):
+    return run(parse_args(argv, description, task), task)

@@ -1,0 +1,28 @@
+"""Segment images with a semantic segmentation model: coloured masks and overlays.
+
+For every image (files, folders of images, wildcards) it writes ``<name>_mask.png``, the class
+ids as an 8-bit palette PNG in the dataset's colours, and ``<name>_overlay.png``, the colours
+blended over the picture with a legend of the classes present::
+
+    python scripts/segmentation/demo.py photos/*.jpg --model deeplab_resnet101_voc --pretrained
+    python scripts/segmentation/demo.py scene.png \\
+        --checkpoint runs/shapes/fcn_resnet18_shapes/best.ckpt
+    python scripts/segmentation/demo.py photos/ --model fcn_resnet50_ade --params my.params \\
+        --output runs/demo --alpha 0.6
+
+The same as ``gluonseg predict`` (code: ``gluonseg/tools/predict.py``).
+"""
+import os
+import sys
+
+os.environ.setdefault('OMP_NUM_THREADS', str(min(os.cpu_count() or 1, 4)))
+
+from gluonseg.tools import predict  # noqa: E402
+
+
+def main(argv=None):
+    return predict.main(argv, description=__doc__.split('\n\n')[0], task='semantic')
+
+
+if __name__ == '__main__':
+    sys.exit(main())
