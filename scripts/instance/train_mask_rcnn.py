@@ -25,7 +25,6 @@ continues where it stopped with ``--resume`` (same arguments otherwise).
 """
 import argparse
 import json
-import logging
 import os
 import sys
 
@@ -35,10 +34,11 @@ os.environ.setdefault('OMP_NUM_THREADS', str(min(os.cpu_count() or 1, 4)))
 import mxnet as mx  # noqa: E402
 
 from gluonseg.data.instance_transforms import InstanceTrainTransform  # noqa: E402
-from gluonseg.engine import NonFiniteLossError, TqdmLoggingHandler  # noqa: E402
 from gluonseg.engine.instance_trainer import (InstanceTrainConfig,  # noqa: E402
                                               InstanceTrainer, mask_rcnn_model_info)
-from gluonseg.engine.trainer import LATEST_CHECKPOINT  # noqa: E402
+from gluonseg.engine.run_options import (add_run_arguments, console_logging,  # noqa: E402
+                                         contexts, resume_and_fit, run_args_record,
+                                         run_config_kwargs)
 
 NETWORKS = {'resnet18_v1b': (18, 'v1b'), 'resnet50_v1b': (50, 'v1b'),
             'resnet101_v1d': (101, 'v1d')}
@@ -114,24 +114,10 @@ def parse_args(argv=None):
                    help='backbone stages frozen with the stem (-1: none; coco default 1)')
     g.add_argument('--freeze-bn', action=argparse.BooleanOptionalAction, default=None,
                    help='freeze the backbone BatchNorm parameters (coco default: on)')
-    g = p.add_argument_group('devices and run')
-    g.add_argument('--gpus', default='', help='e.g. 0,1 (default: CPU)')
-    g.add_argument('--ctx-cpus', type=int, default=1,
-                   help='split each batch over this many CPU contexts')
-    g.add_argument('--seed', type=int)
-    g.add_argument('--val-interval', type=int, default=1, help='validate every N epochs')
+    g = add_run_arguments(p, 'runs/instance/DATASET/MODEL', seed_default=None,
+                          seed_help='default: 0 on shapes, 233 on coco')
     g.add_argument('--val-limit', type=int, default=0,
                    help='validate on the first N images only (0: all)')
-    g.add_argument('--checkpoint-interval', type=int, default=0,
-                   help='also save latest.ckpt every N iterations (0: at epoch ends)')
-    g.add_argument('--max-iterations', type=int,
-                   help='stop after this many iterations in all (resume later)')
-    g.add_argument('--save-dir', help='default runs/instance/DATASET/MODEL')
-    g.add_argument('--resume', nargs='?', const=LATEST_CHECKPOINT, metavar='CKPT',
-                   help='continue a run: a checkpoint, or SAVE_DIR/latest.ckpt when no path')
-    g.add_argument('--no-hybridize', action='store_true')
-    g.add_argument('--no-progress', action='store_true', help='no tqdm bars')
-    g.add_argument('--quiet', action='store_true', help='only warnings and the final result')
     args = p.parse_args(argv)
     fill_defaults(args)
     return args
@@ -142,8 +128,7 @@ def fill_defaults(args):
     for key, value in PRESETS[args.dataset].items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
-    devices = len([g for g in args.gpus.split(',') if g.strip()]) or max(args.ctx_cpus, 1)
-    total_batch = args.batch_size * devices
+    total_batch = args.batch_size * len(contexts(args))
     if args.lr is None:
         args.lr = 0.00125 * total_batch
     if args.lr_warmup is None:
@@ -155,12 +140,6 @@ def fill_defaults(args):
                                             'small' if args.small else 'coco')
     if args.save_dir is None:
         args.save_dir = os.path.join('runs', 'instance', args.dataset, args.model)
-
-
-def contexts(args):
-    if args.gpus.strip():
-        return [mx.gpu(int(i)) for i in args.gpus.split(',') if i.strip()]
-    return [mx.cpu(i) for i in range(max(args.ctx_cpus, 1))]
 
 
 def datasets(args):
@@ -204,20 +183,9 @@ def build_model(args, classes, ctx):
     return net, mask_rcnn_model_info(args.model, **kwargs)
 
 
-def setup_logging(args):
-    logger = logging.getLogger('gluonseg.train')
-    logger.setLevel(logging.DEBUG)
-    handler = TqdmLoggingHandler() if not args.no_progress else logging.StreamHandler()
-    handler.setLevel(logging.WARNING if args.quiet else logging.INFO)
-    handler.setFormatter(logging.Formatter('%(asctime)s %(message)s', '%H:%M:%S'))
-    logger.addHandler(handler)
-    return logger, handler
-
-
 def main(argv=None):
     args = parse_args(argv)
-    logger, handler = setup_logging(args)
-    try:
+    with console_logging(args):
         mx.random.seed(args.seed)
         ctx = contexts(args)
         train_set, val_set = datasets(args)
@@ -228,24 +196,14 @@ def main(argv=None):
             step_epochs=tuple(args.lr_decay_epoch), step_factor=args.lr_decay,
             momentum=args.momentum, wd=args.wd, clip_gradient=args.clip_gradient,
             freeze_stages=args.freeze_stages, freeze_bn=args.freeze_bn, short=args.short,
-            max_size=args.max_size, val_interval=args.val_interval, val_limit=args.val_limit,
-            checkpoint_interval=args.checkpoint_interval, seed=args.seed,
-            num_workers=args.workers, hybridize=not args.no_hybridize,
-            progress=not args.no_progress and not args.quiet)
+            max_size=args.max_size, val_limit=args.val_limit, **run_config_kwargs(args))
         trainer = InstanceTrainer(
             net, train_set, InstanceTrainTransform(args.short, args.max_size, args.flip),
             val_set, ctx=ctx, config=config, save_dir=args.save_dir, model_info=info,
-            run_args=vars(args))
-        if args.resume:
-            path = args.resume
-            if path == LATEST_CHECKPOINT and not os.path.isfile(path):
-                path = trainer.latest_path
-            trainer.resume(path)
-        try:
-            result = trainer.fit(args.max_iterations)
-        except NonFiniteLossError as err:
-            print('error: %s' % err, file=sys.stderr)
-            return 2
+            run_args=run_args_record(args))
+        code, result = resume_and_fit(trainer, args)
+        if result is None:
+            return code
         metrics = result['metrics'] or {}
         summary = {'model': args.model, 'dataset': args.dataset,
                    'iteration': result['iteration'], 'epoch': result['epoch'],
@@ -258,8 +216,6 @@ def main(argv=None):
                    'best_checkpoint': result['best_checkpoint']}
         print(json.dumps(summary))
         return 0
-    finally:
-        logger.removeHandler(handler)
 
 
 if __name__ == '__main__':

@@ -15,7 +15,6 @@ A killed run continues where it stopped with ``--resume`` (same arguments otherw
 """
 import argparse
 import json
-import logging
 import os
 import sys
 import time
@@ -27,10 +26,11 @@ import mxnet as mx  # noqa: E402
 
 import gluonseg  # noqa: E402
 from gluonseg.data import SegmentationTrainTransform, SegmentationValTransform  # noqa: E402
-from gluonseg.engine import (CheckpointError, NonFiniteLossError, SegmentationTrainer,  # noqa: E402
-                             TqdmLoggingHandler, TrainConfig, dataset_short_name,
+from gluonseg.engine import (SegmentationTrainer, TrainConfig, dataset_short_name,  # noqa: E402
                              get_segmentation_dataset, initialize_from, seed_everything)
-from gluonseg.engine.trainer import LATEST_CHECKPOINT  # noqa: E402
+from gluonseg.engine.run_options import (add_run_arguments, console_logging,  # noqa: E402
+                                         contexts, resume_and_fit, run_args_record,
+                                         run_config_kwargs)
 
 # Per-dataset defaults for the options left unset.
 # - shapes: reaches mIoU >= 0.80 on Shapes val in about 4-5 minutes on 2 CPU cores from a random
@@ -106,23 +106,7 @@ def parse_args(argv=None):
     g.add_argument('--no-wd', action='store_true',
                    help='no weight decay on biases and BatchNorm gamma/beta')
     g.add_argument('--head-lr-mult', type=float, help='learning-rate multiplier of the heads')
-    g = p.add_argument_group('devices and run')
-    g.add_argument('--gpus', default='', help='e.g. 0,1 (default: CPU)')
-    g.add_argument('--ctx-cpus', type=int, default=1,
-                   help='split each batch over this many CPU contexts (exercises the '
-                   'data-parallel path without GPUs)')
-    g.add_argument('--seed', type=int, default=0)
-    g.add_argument('--val-interval', type=int, default=1, help='validate every N epochs')
-    g.add_argument('--checkpoint-interval', type=int, default=0,
-                   help='also save latest.ckpt every N iterations (0: at epoch ends)')
-    g.add_argument('--max-iterations', type=int,
-                   help='stop after this many iterations in all (resume later)')
-    g.add_argument('--save-dir', help='default runs/DATASET/MODEL')
-    g.add_argument('--resume', nargs='?', const=LATEST_CHECKPOINT, metavar='CKPT',
-                   help='continue a run: a checkpoint, or SAVE_DIR/latest.ckpt when no path')
-    g.add_argument('--no-hybridize', action='store_true')
-    g.add_argument('--no-progress', action='store_true', help='no tqdm bars')
-    g.add_argument('--quiet', action='store_true', help='only warnings and the final result')
+    add_run_arguments(p, 'runs/DATASET/MODEL')
     args = p.parse_args(argv)
     fill_defaults(args)
     return args
@@ -141,12 +125,6 @@ def fill_defaults(args):
         args.train_split = TRAIN_SPLITS[args.dataset]
     if args.save_dir is None:
         args.save_dir = os.path.join('runs', args.dataset, args.model)
-
-
-def contexts(args):
-    if args.gpus.strip():
-        return [mx.gpu(int(i)) for i in args.gpus.split(',') if i.strip()]
-    return [mx.cpu(i) for i in range(max(args.ctx_cpus, 1))]
 
 
 def dataset_kwargs(args, split):
@@ -181,19 +159,13 @@ def build_model(args, nclass, ctx):
     return net, info
 
 
-def setup_logging(quiet):
-    handler = TqdmLoggingHandler()
-    handler.setFormatter(logging.Formatter('%(asctime)s %(message)s', '%H:%M:%S'))
-    handler.setLevel(logging.WARNING if quiet else logging.INFO)
-    log = logging.getLogger('gluonseg.train')
-    log.addHandler(handler)
-    log.setLevel(logging.DEBUG)
-    return log
-
-
 def main(argv=None):
     args = parse_args(argv)
-    log = setup_logging(args.quiet)
+    with console_logging(args) as log:
+        return train(args, log)
+
+
+def train(args, log):
     start = time.time()
     ctx = contexts(args)
     seed_everything(args.seed)  # the initial weights come from MXNet's generator
@@ -210,28 +182,13 @@ def main(argv=None):
         warmup_epochs=args.warmup_epochs, step_epochs=tuple(args.step_epochs),
         momentum=args.momentum, wd=args.wd, no_wd_bias_bn=args.no_wd,
         head_lr_mult=args.head_lr_mult, aux_weight=args.aux_weight if args.aux else 0.0,
-        val_interval=args.val_interval, val_batch_size=args.val_batch_size,
-        checkpoint_interval=args.checkpoint_interval, seed=args.seed,
-        num_workers=args.workers, hybridize=not args.no_hybridize,
-        progress=not args.no_progress and not args.quiet)
-    run_args = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
+        val_batch_size=args.val_batch_size, **run_config_kwargs(args))
     trainer = SegmentationTrainer(net, train_set, val_set, ctx=ctx, config=config,
                                   save_dir=args.save_dir, train_transform=train_transform,
-                                  model_info=model_info, run_args=run_args)
-    if args.resume:
-        path = args.resume
-        if path == LATEST_CHECKPOINT and not os.path.isfile(path):
-            path = os.path.join(args.save_dir, LATEST_CHECKPOINT)
-        try:
-            trainer.resume(path)
-        except (ValueError, CheckpointError) as err:
-            print('error: cannot resume: %s' % err, file=sys.stderr)
-            return 2
-    try:
-        result = trainer.fit(max_iterations=args.max_iterations)
-    except NonFiniteLossError as err:
-        print('error: %s' % err, file=sys.stderr)
-        return 2
+                                  model_info=model_info, run_args=run_args_record(args))
+    code, result = resume_and_fit(trainer, args)
+    if result is None:
+        return code
     wall = time.time() - start
     metrics = result['metrics']
     if metrics is None:

@@ -1,0 +1,478 @@
+"""What every training loop of the engine shares: the run's files, checkpoints and exact
+resume, the epoch loop with its progress bar and logs, the per-iteration learning rate and
+seeding, and the stop on a non-finite loss.
+
+:class:`~gluonseg.engine.SegmentationTrainer` and
+:class:`~gluonseg.engine.InstanceTrainer` derive from :class:`BaseTrainer` and add what
+differs: how a batch becomes a loss (``_forward_backward``), the validation (``validate``,
+which records its result with ``_record_validation``) and the name of the metric that picks
+``best.ckpt`` (``BEST_METRIC``).
+
+What makes a resumed run continue exactly where the killed one was:
+
+- batch ``b`` of epoch ``e`` is drawn from ``(seed, e, b)`` (:mod:`gluonseg.engine.data`), so the
+  resumed run skips the consumed batches of the epoch and sees the same next ones;
+- the learning rate is a function of the iteration (:mod:`gluonseg.engine.lr_scheduler`);
+- MXNet's generators (dropout) and NumPy's global one (e.g. Mask R-CNN's anchor and RoI
+  sampling) are reseeded from ``(seed, iteration)`` before every iteration, because MXNet
+  cannot save its generators' state;
+- weights, BatchNorm statistics, momentum, best score and the python/numpy RNG states are in
+  the checkpoint (:mod:`gluonseg.engine.checkpoint`).
+"""
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+
+from .checkpoint import (atomic_copy, capture_rng_state, load_checkpoint, restore_rng_state,
+                         save_checkpoint)
+from .data import EpochBatchSampler
+
+__all__ = ['BaseTrainConfig', 'BaseTrainer', 'NonFiniteLossError', 'iteration_seed',
+           'disable_bias_bn_weight_decay', 'TqdmLoggingHandler', 'LATEST_CHECKPOINT',
+           'BEST_CHECKPOINT', 'METRICS_FILE', 'LOG_FILE']
+
+LATEST_CHECKPOINT = 'latest.ckpt'
+BEST_CHECKPOINT = 'best.ckpt'
+METRICS_FILE = 'metrics.jsonl'
+LOG_FILE = 'train.log'
+
+logger = logging.getLogger('gluonseg.train')
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; training stopped before applying that update."""
+
+
+@dataclasses.dataclass
+class BaseTrainConfig:
+    """Settings every training run has (JSON-serialisable; saved in every checkpoint).
+
+    Parameters
+    ----------
+    epochs : int
+    batch_size : int
+        Images per device.
+    lr : float
+        Base learning rate.
+    momentum, wd : float
+        SGD momentum and weight decay.
+    val_interval : int
+        Validate every this many epochs (and always after the last one); 0: never.
+    checkpoint_interval : int
+        Also write ``latest.ckpt`` every this many iterations inside an epoch (0: only at the
+        end of each epoch), so a killed run loses at most that much work.
+    seed : int
+    num_workers : int
+        DataLoader worker processes (0: load in the training process).
+    hybridize : bool
+    progress : bool
+        Show a tqdm bar.
+    log_interval : int
+        Write a line to the log file every this many iterations.
+    """
+
+    epochs: int = 10
+    batch_size: int = 4
+    lr: float = 0.01
+    momentum: float = 0.9
+    wd: float = 1e-4
+    val_interval: int = 1
+    checkpoint_interval: int = 0
+    seed: int = 0
+    num_workers: int = 0
+    hybridize: bool = True
+    progress: bool = True
+    log_interval: int = 20
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def iteration_seed(seed, iteration):
+    """The MXNet seed used before iteration ``iteration`` of a run seeded with ``seed``."""
+    return (int(seed) * 1000003 + int(iteration)) % (2 ** 31 - 1)
+
+
+def disable_bias_bn_weight_decay(net):
+    """Set ``wd_mult = 0`` on biases and normalization gammas/betas; returns their names."""
+    names = []
+    for name, param in net.collect_params().items():
+        if name.endswith(('bias', 'gamma', 'beta')):
+            param.wd_mult = 0.0
+            names.append(name)
+    return names
+
+
+class TqdmLoggingHandler(logging.Handler):
+    """Console logging that does not break tqdm progress bars (for the scripts)."""
+
+    def emit(self, record):
+        from tqdm import tqdm
+        try:
+            tqdm.write(self.format(record))
+        except Exception:  # pragma: no cover - never let logging kill training
+            self.handleError(record)
+
+
+class BaseTrainer(object):
+    """The loop, files and resume of a training run; subclasses define the model's step and
+    validation.
+
+    A subclass calls ``BaseTrainer.__init__``, then sets ``self.lr_scheduler`` (a
+    :class:`~gluonseg.engine.SegmentationLRScheduler` over ``self.total_iters``) and
+    ``self.trainer`` (from :meth:`_make_trainer`), and implements:
+
+    - ``_forward_backward(batch) -> (loss, terms)``: forward and backward of one batch on
+      ``self.ctx``; ``loss`` is the sum of the losses of the devices (a python float) and
+      ``terms`` a dict of named parts of it (summed the same way), or empty;
+    - ``validate() -> dict``: evaluate, then return ``self._record_validation(record)``;
+    - ``_describe() -> str``: the settings for the first line of the log;
+    - ``_task_meta() -> dict``: what checkpoints of this task hold besides the common state.
+
+    Parameters
+    ----------
+    net : Block
+        Initialized.
+    train_data : Dataset
+        Indexed by the ``(epoch, index)`` keys of :class:`EpochBatchSampler`.
+    val_dataset : Dataset or None
+        What ``validate()`` evaluates; without it the run never validates.
+    ctx : Context or list of Context
+    config : BaseTrainConfig
+    save_dir : str or None
+    model_info, run_args : dict or None
+        Stored in checkpoints.
+    batchify_fn : callable, optional
+        Of the training DataLoader.
+    """
+
+    #: Name of the validation metric that picks ``best.ckpt`` (higher is better).
+    BEST_METRIC = None
+    #: ``meta['task']`` of this trainer's checkpoints; resume refuses another task's.
+    TASK = None
+    #: Last sentence of the message of :class:`NonFiniteLossError`.
+    NONFINITE_ADVICE = 'Lower the learning rate or add warmup'
+    #: True: each device's loss is a mean over its own images, and the update averages the
+    #: devices. False: each device's loss is already its share of one mean over the whole
+    #: batch, and the update sums them.
+    DEVICE_MEAN_LOSS = False
+
+    def __init__(self, net, train_data, val_dataset, ctx, config, save_dir=None,
+                 model_info=None, run_args=None, batchify_fn=None):
+        self.net = net
+        self.config = config
+        self.ctx = list(ctx) if isinstance(ctx, (list, tuple)) else [ctx or mx.cpu()]
+        self.save_dir = save_dir
+        self.train_data = train_data
+        self.val_dataset = val_dataset
+        self.batchify_fn = batchify_fn
+        self.model_info = dict(model_info or {})
+        self.run_args = dict(run_args or {})
+        self.total_batch_size = config.batch_size * len(self.ctx)
+        self.iters_per_epoch = len(train_data) // self.total_batch_size
+        if self.iters_per_epoch < 1:
+            raise ValueError('The training set has %d samples, fewer than one batch of %d '
+                             '(%d per device x %d devices)'
+                             % (len(train_data), self.total_batch_size, config.batch_size,
+                                len(self.ctx)))
+        self.total_iters = config.epochs * self.iters_per_epoch
+        # The summed gradients (and the summed losses, for the logs) are divided by this.
+        self.loss_divisor = len(self.ctx) if self.DEVICE_MEAN_LOSS else 1
+        self.lr_scheduler = None
+        self.trainer = None
+
+        self.iteration = 0
+        self.best = {self.BEST_METRIC: None, 'epoch': None, 'iteration': None}
+        self.last_metrics = None
+        self.last_loss = None
+        self.train_seconds = 0.0
+        self._epoch_loss = [0.0, 0]
+        self._log_handler = None
+
+    def _make_trainer(self, params, optimizer_params):
+        """The ``gluon.Trainer`` (SGD) of ``params``.
+
+        update_on_kvstore=False: gradients are summed across devices, then every device
+        applies the same update; the optimizer states then save and load the same way for
+        one device or many.
+        """
+        return gluon.Trainer(params, 'sgd', optimizer_params,
+                             kvstore='device' if len(self.ctx) > 1 else None,
+                             update_on_kvstore=False)
+
+    # ------------------------------------------------------------------------------ paths
+    def _path(self, name):
+        return os.path.join(self.save_dir, name) if self.save_dir else None
+
+    @property
+    def latest_path(self):
+        return self._path(LATEST_CHECKPOINT)
+
+    @property
+    def best_path(self):
+        return self._path(BEST_CHECKPOINT)
+
+    @property
+    def epoch(self):
+        """The epoch in progress (0-based), i.e. completed epochs at an epoch boundary."""
+        return self.iteration // self.iters_per_epoch
+
+    # ------------------------------------------------------------------------- checkpoints
+    def _meta(self):
+        meta = {'task': self.TASK, 'epoch': self.epoch, 'iteration': self.iteration,
+                'iters_per_epoch': self.iters_per_epoch,
+                'total_batch_size': self.total_batch_size, 'num_devices': len(self.ctx),
+                'train_samples': len(self.train_data),
+                'lr_scheduler': self.lr_scheduler.state_dict(), 'best': dict(self.best),
+                'last_metrics': self.last_metrics, 'train_seconds': self.train_seconds,
+                'epoch_loss': list(self._epoch_loss),
+                'rng': capture_rng_state(self.config.seed), 'model': self.model_info,
+                'config': self.config.to_dict(), 'args': self.run_args}
+        meta.update(self._task_meta())
+        return meta
+
+    def save(self):
+        """Write ``latest.ckpt`` (and ``best.ckpt`` when the last validation is the best)."""
+        if not self.save_dir:
+            return None
+        path = save_checkpoint(self.latest_path, self.net, self.trainer, self._meta())
+        if self.last_metrics is not None and self.best['iteration'] == self.iteration:
+            atomic_copy(path, self.best_path)
+        return path
+
+    def resume(self, path=None):
+        """Continue from a checkpoint (default ``save_dir/latest.ckpt``).
+
+        Restores weights, optimizer states, iteration, scheduler position, best score and RNG
+        states, checks that the run's batch layout and schedule are the same, and drops
+        metric records written after the checkpoint. Returns the :class:`Checkpoint`.
+        """
+        path = path or self.latest_path
+        if path is None:
+            raise ValueError('resume() needs a checkpoint path or a save_dir')
+        ckpt = load_checkpoint(path)
+        meta = ckpt.meta
+        # Checkpoints of semantic runs written before the task was recorded have none.
+        task = meta.get('task', 'semantic')
+        if task != self.TASK:
+            raise ValueError('%s is a %s training checkpoint, not a %s one'
+                             % (path, task, self.TASK))
+        if meta['iters_per_epoch'] != self.iters_per_epoch or \
+                meta['total_batch_size'] != self.total_batch_size:
+            raise ValueError(
+                'Cannot resume %s: it was written with %d iterations per epoch of %d images '
+                '(%d training samples), this run has %d of %d (%d samples). Use the same '
+                'dataset and total batch size (per-device batch x devices)'
+                % (path, meta['iters_per_epoch'], meta['total_batch_size'],
+                   meta['train_samples'], self.iters_per_epoch, self.total_batch_size,
+                   len(self.train_data)))
+        self.lr_scheduler.load_state_dict(meta['lr_scheduler'])
+        ckpt.load_into(self.net, ctx=self.ctx)
+        ckpt.restore_trainer(self.trainer)
+        self.iteration = int(meta['iteration'])
+        self.best = dict(meta['best'])
+        self.last_metrics = meta.get('last_metrics')
+        self.train_seconds = float(meta.get('train_seconds', 0.0))
+        self._epoch_loss = list(meta.get('epoch_loss', [0.0, 0]))
+        restore_rng_state(meta['rng'])
+        self._truncate_metrics_file(self.iteration)
+        logger.info('Resumed from %s at iteration %d/%d (epoch %d, batch %d; best %s %s)',
+                    path, self.iteration, self.total_iters, self.epoch + 1,
+                    self.iteration - self.epoch * self.iters_per_epoch, self.BEST_METRIC,
+                    _fmt(self.best[self.BEST_METRIC]))
+        return ckpt
+
+    def _truncate_metrics_file(self, iteration):
+        """Drop metric records of iterations after ``iteration`` (written after the
+        checkpoint we resume from, they would be repeated)."""
+        path = self._path(METRICS_FILE)
+        if not path or not os.path.isfile(path):
+            return
+        with open(path) as f:
+            lines = [line for line in f if line.strip()]
+        kept = [line for line in lines if json.loads(line).get('iteration', 0) <= iteration]
+        if len(kept) != len(lines):
+            tmp = path + '.tmp'
+            with open(tmp, 'w') as f:
+                f.writelines(kept)
+            os.replace(tmp, path)
+
+    # ------------------------------------------------------------------------------ loop
+    def fit(self, max_iterations=None):
+        """Train until ``config.epochs`` are done (or ``max_iterations`` in all, for a run
+        stopped on purpose; its ``latest.ckpt`` then resumes it).
+
+        Returns
+        -------
+        dict
+            ``iteration``, ``epoch``, ``metrics`` (the last validation's record), ``best``,
+            ``latest_checkpoint``, ``best_checkpoint``, ``train_seconds``, ``last_loss``.
+
+        Raises
+        ------
+        NonFiniteLossError
+            When the loss becomes NaN or infinite; ``latest.ckpt`` is left as it was.
+        """
+        end = self.total_iters if max_iterations is None else min(self.total_iters,
+                                                                   int(max_iterations))
+        self._open_log()
+        try:
+            logger.info('Training %s', self._describe())
+            while self.iteration < end:
+                self._run_epoch(end)
+                if self.iteration % self.iters_per_epoch == 0:
+                    self._end_epoch()
+                else:  # stopped inside an epoch by max_iterations
+                    self.save()
+            return {'iteration': self.iteration, 'epoch': self.epoch,
+                    'metrics': self.last_metrics, 'best': dict(self.best),
+                    'latest_checkpoint': self.latest_path,
+                    'best_checkpoint': self.best_path
+                    if self.best[self.BEST_METRIC] is not None else None,
+                    'train_seconds': self.train_seconds, 'last_loss': self.last_loss}
+        except NonFiniteLossError as err:
+            logger.error('%s', err)
+            raise
+        finally:
+            self._close_log()
+
+    def _run_epoch(self, end):
+        epoch = self.epoch
+        start_batch = self.iteration - epoch * self.iters_per_epoch
+        if start_batch == 0:
+            self._epoch_loss = [0.0, 0]
+        sampler = EpochBatchSampler(len(self.train_data), self.total_batch_size,
+                                    self.config.seed, epoch, start_batch)
+        loader = gluon.data.DataLoader(self.train_data, batch_sampler=sampler,
+                                       batchify_fn=self.batchify_fn,
+                                       num_workers=self.config.num_workers)
+        bar = None
+        if self.config.progress:
+            from tqdm import tqdm
+            bar = tqdm(total=self.iters_per_epoch, initial=start_batch, dynamic_ncols=True,
+                       desc='epoch %d/%d' % (epoch + 1, self.config.epochs), leave=False)
+        tic = time.time()
+        images = 0
+        try:
+            for batch in loader:
+                step_tic = time.time()
+                loss, terms, lr = self._train_step(batch)
+                self.train_seconds += time.time() - step_tic
+                self._epoch_loss[0] += loss
+                self._epoch_loss[1] += 1
+                images += batch[0].shape[0]
+                speed = images / max(time.time() - tic, 1e-9)
+                mean_loss = self._epoch_loss[0] / self._epoch_loss[1]
+                if bar is not None:
+                    bar.set_postfix(loss='%.4f' % mean_loss, lr='%.2e' % lr,
+                                    speed='%.1f img/s' % speed, refresh=False)
+                    bar.update(1)
+                if self.config.log_interval and self.iteration % self.config.log_interval == 0:
+                    detail = ('(%s), epoch mean %.4f' % (_terms(terms), mean_loss) if terms
+                              else '(epoch mean %.4f)' % mean_loss)
+                    logger.debug('epoch %d iteration %d/%d: loss %.4f %s, lr %.3e, %.1f img/s',
+                                 epoch + 1, self.iteration, self.total_iters, loss, detail, lr,
+                                 speed)
+                at_epoch_end = self.iteration % self.iters_per_epoch == 0
+                if self.config.checkpoint_interval and not at_epoch_end and \
+                        self.iteration % self.config.checkpoint_interval == 0 and \
+                        self.iteration < end:
+                    self.save()
+                if self.iteration >= end:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        logger.info('epoch %d/%d: %d iterations, mean loss %.4f, lr %.3e, %.1f img/s',
+                    epoch + 1, self.config.epochs, self.iteration - epoch * self.iters_per_epoch,
+                    self._epoch_loss[0] / max(self._epoch_loss[1], 1),
+                    self.lr_scheduler(max(self.iteration - 1, 0)),
+                    images / max(time.time() - tic, 1e-9))
+
+    def _train_step(self, batch):
+        """One update; returns (loss, terms, lr). Raises NonFiniteLossError before updating."""
+        seed = iteration_seed(self.config.seed, self.iteration)
+        mx.random.seed(seed)
+        np.random.seed(seed)
+        loss, terms = self._forward_backward(batch)
+        loss /= self.loss_divisor
+        terms = {name: value / self.loss_divisor for name, value in terms.items()}
+        lr = self.lr_scheduler(self.iteration)
+        if not math.isfinite(loss):
+            latest = self.latest_path
+            kept = ('the last good checkpoint, %s, is unchanged' % latest
+                    if latest and os.path.isfile(latest) else 'no checkpoint had been written')
+            raise NonFiniteLossError(
+                'Loss is %s%s at epoch %d, iteration %d (lr %.3e): training stopped before '
+                'applying this update; %s. %s'
+                % (loss, ' (%s)' % _terms(terms) if terms else '', self.epoch + 1,
+                   self.iteration, lr, kept, self.NONFINITE_ADVICE))
+        self.trainer.set_learning_rate(lr)
+        self.trainer.step(self.loss_divisor)
+        self.iteration += 1
+        self.last_loss = loss
+        return loss, terms, lr
+
+    def _backward(self, losses):
+        autograd.backward(losses)
+
+    def _end_epoch(self):
+        done = self.epoch  # completed epochs
+        interval = self.config.val_interval
+        if self.val_dataset is not None and interval and \
+                (done % interval == 0 or done == self.config.epochs):
+            self.validate()
+        self.save()
+
+    def _record_validation(self, record):
+        """Complete a validation ``record`` (``BEST_METRIC`` and the metrics of the task)
+        with the training state, update ``best``, append it to the metrics file; return it."""
+        record = dict({'epoch': self.epoch, 'iteration': self.iteration}, **record)
+        record['train_loss'] = self._epoch_loss[0] / max(self._epoch_loss[1], 1)
+        record['lr'] = self.lr_scheduler(max(self.iteration - 1, 0))
+        record['train_seconds'] = round(self.train_seconds, 2)
+        score = record.get(self.BEST_METRIC)
+        best = self.best[self.BEST_METRIC]
+        if score is not None and (best is None or score > best):
+            self.best = {self.BEST_METRIC: score, 'epoch': self.epoch,
+                         'iteration': self.iteration}
+        record['best_' + self.BEST_METRIC] = self.best[self.BEST_METRIC]
+        self.last_metrics = record
+        if self.save_dir:
+            os.makedirs(self.save_dir, exist_ok=True)
+            with open(self._path(METRICS_FILE), 'a') as f:
+                f.write(json.dumps(record) + '\n')
+        return record
+
+    # ---------------------------------------------------------------------------- logging
+    def _open_log(self):
+        if self.save_dir and self._log_handler is None:
+            os.makedirs(self.save_dir, exist_ok=True)
+            handler = logging.FileHandler(self._path(LOG_FILE))
+            handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
+            handler.setLevel(logging.DEBUG)
+            logger.addHandler(handler)
+            if logger.level == logging.NOTSET or logger.level > logging.DEBUG:
+                logger.setLevel(logging.DEBUG)
+            self._log_handler = handler
+
+    def _close_log(self):
+        if self._log_handler is not None:
+            logger.removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
+
+
+def _terms(terms):
+    return ', '.join('%s %.4f' % kv for kv in terms.items())
+
+
+def _fmt(value):
+    return 'none' if value is None else '%.4f' % value
