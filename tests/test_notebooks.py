@@ -183,7 +183,9 @@ def test_03_voc_recipe(tmp_path, tutorial_home):
     multi = executed.number(r'32 images, multi-scale \[0.75, 1.0, 1.25\] \+ flip\): '
                             r'pixAcc [\d.]+ +mIoU ([\d.]+)')
     assert 0 < single <= 1 and 0 < multi <= 1
-    assert '12 PNGs in results/VOC2012/Segmentation/comp6_test_cls, e.g. 2008_000000.png' \
+    assert 'Wrote 12 palette PNGs (voc colours) to results/VOC2012/Segmentation/' \
+        'comp6_test_cls' in executed.text
+    assert '12 PNGs in results/VOC2012/Segmentation/comp6_test_cls, e.g. 0.png' \
         in executed.text
     assert os.path.isfile(tmp_path / 'results.tgz')
     assert executed.images() == 2

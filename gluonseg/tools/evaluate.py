@@ -317,12 +317,12 @@ def run(args):
     seconds = time.time() - start
     scales = ('multi-scale %s%s' % (args.scales, '' if args.no_flip else ' + flip')
               if args.multi_scale else 'single scale')
-    if folder:
-        print('Wrote %d palette PNGs (%s colours) to %s' % (len(dataset), palette, folder))
+    written = 'Wrote %d palette PNGs (%s colours) to %s' % (len(dataset), palette, folder)
     if not labeled:
         print('%s on %s %s (%s, %d images, %s): no labels, predictions only (%.1f s)'
               % (model_name, setting['dataset'], setting['split'], setting['mode'],
                  len(dataset), scales, seconds))
+        print(written)
         return 0
     summary = metric.summary(dataset.classes)
     result = {'model': model_name, 'checkpoint': args.checkpoint,
@@ -342,6 +342,8 @@ def run(args):
           % (model_name, setting['dataset'], setting['split'], setting['mode'], len(dataset),
              scales, summary['pixAcc'], summary['mIoU']))
     print_table(summary, dataset.classes)
+    if folder:
+        print(written)
     output = args.output
     if output is None:
         parent = os.path.dirname(os.path.abspath(args.checkpoint)) if args.checkpoint \

@@ -158,13 +158,15 @@ plt.show()
 # ```
 
 # %%
-def evaluate(*extra):
-    command = [sys.executable, TEST, 'runs/recipe/stage3_voc/best.ckpt', '--length', '32',
-               '--no-progress'] + list(extra)
+def evaluate(*extra, scenes=32):
+    """test.py on stage 3's checkpoint; prints its result line, returns its whole output."""
+    command = [sys.executable, TEST, 'runs/recipe/stage3_voc/best.ckpt', '--length',
+               str(scenes), '--no-progress'] + list(extra)
     print('$ python scripts/segmentation/test.py ' + ' '.join(command[2:]))
     run = subprocess.run(command, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     print(run.stdout.splitlines()[0])
+    return run.stdout
 
 
 evaluate()
@@ -174,70 +176,51 @@ evaluate('--multi-scale', '--scales', '0.75', '1.0', '1.25')
 # ## A VOC2012 test-server submission
 #
 # The server takes a tar archive of PNGs, one per test image, named by the image id, with the
-# class ids as palette indices (VOC's own palette), in `results/VOC2012/Segmentation/
-# comp6_test_cls/` ("comp6": trained with data from outside VOC, here COCO; "comp5" is VOC
-# data only). The test images come from the VOC2012 test archive of the evaluation server
-# (see [datasets.md](../datasets.md)). The function below writes such a folder from any
-# dataset of test images; on VOC you would call it as
-# `write_submission(net, VOCSegmentation(split='test', transform=SegmentationTestValTransform()))`
-# with `base_size=520, crop_size=480` and the default scales. Here it predicts a stream of
-# Shapes "test" scenes.
+# class ids as palette indices (VOC's own palette) at the original image size, in
+# `results/VOC2012/Segmentation/comp6_test_cls/` ("comp6": trained with data from outside VOC,
+# here COCO; "comp5" is VOC data only). The test images come from the VOC2012 test archive of
+# the evaluation server (see [datasets.md](../datasets.md)) and have no labels, so `test.py`
+# only predicts them; `--save-predictions DIR` writes the PNGs (any split, single- or
+# multi-scale; `gluonseg eval` is the same command):
+#
+# ```bash
+# python scripts/segmentation/test.py runs/sota/voc/best.ckpt --dataset voc --split test \
+#     --multi-scale --gpus 0 --save-predictions results/VOC2012/Segmentation/comp6_test_cls
+# tar -czf results.tgz results
+# ```
+#
+# The stand-in predicts 12 Shapes "test" scenes, named by their index (Shapes scenes have
+# labels, so test.py scores them too).
 
 # %%
 import tarfile
 
-import mxnet as mx
-import numpy as np
-from gluonseg.data import SegmentationTestValTransform, ShapesSegmentation
-from gluonseg.engine import load_checkpoint
-from gluonseg.model_zoo.multiscale import MultiScaleEvaluator
-from gluonseg.utils import viz
-
-
-def write_submission(net, dataset, base_size, crop_size, scales=None,
-                     folder='results/VOC2012/Segmentation/comp6_test_cls'):
-    """Multi-scale + flip predictions of every image of ``dataset`` as VOC palette PNGs."""
-    kwargs = {} if scales is None else {'scales': scales}
-    evaluator = MultiScaleEvaluator(net, base_size=base_size, crop_size=crop_size, flip=True,
-                                    **kwargs)
-    os.makedirs(folder, exist_ok=True)
-    for i in range(len(dataset)):
-        sample = dataset[i]
-        image = sample[0] if isinstance(sample, tuple) else sample
-        pred = evaluator.predict(mx.nd.array(image)[None])[0].asnumpy()
-        viz.colorize_mask(pred, 'voc').save(os.path.join(folder, '%s.png' % dataset.ids[i]))
-    return folder
-
-
-checkpoint = load_checkpoint('runs/recipe/stage3_voc/best.ckpt')
-net = gluonseg.get_model(checkpoint['model']['name'], pretrained_base=False,
-                         **checkpoint['model']['kwargs'])
-checkpoint.load_into(net)
-net.hybridize(static_alloc=True)
-
-test_set = ShapesSegmentation('test', length=12, size=64,
-                              transform=SegmentationTestValTransform())
-test_set.ids = ['2008_%06d' % i for i in range(len(test_set))]   # VOC-style names
-folder = write_submission(net, test_set, base_size=64, crop_size=64, scales=[0.75, 1.0, 1.25])
+SUBMISSION = 'results/VOC2012/Segmentation/comp6_test_cls'
+output = evaluate('--split', 'test', '--multi-scale', '--scales', '0.75', '1.0', '1.25',
+                  '--save-predictions', SUBMISSION, scenes=12)
+print([line for line in output.splitlines() if 'palette PNGs' in line][0])
 with tarfile.open('results.tgz', 'w:gz') as archive:
     archive.add('results')
-files = sorted(os.listdir(folder))
+files = sorted(os.listdir(SUBMISSION))
 print('%d PNGs in %s, e.g. %s; archive results.tgz (%d bytes)'
-      % (len(files), folder, files[0], os.path.getsize('results.tgz')))
+      % (len(files), SUBMISSION, files[0], os.path.getsize('results.tgz')))
 
 # %%
+import numpy as np
 from PIL import Image
 
-plain = ShapesSegmentation('test', length=12, size=64)
+from gluonseg.data import ShapesSegmentation
+
+scenes = ShapesSegmentation('test', length=12, size=64)   # the images test.py predicted
 fig, axes = plt.subplots(2, 6, figsize=(14, 5))
 for col in range(6):
-    png = Image.open(os.path.join(folder, files[col]))
-    assert png.mode == 'P'   # palette PNG: pixel values are the class ids
-    axes[0, col].imshow(plain[col][0])
-    axes[0, col].set_title(files[col], fontsize=8)
+    name = '%s.png' % scenes.ids[col]
+    png = Image.open(os.path.join(SUBMISSION, name))
+    assert png.mode == 'P' and png.size == (64, 64)   # palette PNG: pixel values are class ids
+    axes[0, col].imshow(scenes[col][0])
+    axes[0, col].set_title(name, fontsize=8)
     axes[1, col].imshow(png.convert('RGB'))
 for ax in axes.ravel():
     ax.axis('off')
 plt.show()
-print('class ids in the first PNG:', sorted(np.unique(np.array(Image.open(
-    os.path.join(folder, files[0])))).tolist()))
+print('class ids in %s:' % name, sorted(np.unique(np.array(png)).tolist()))
