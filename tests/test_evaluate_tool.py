@@ -13,6 +13,8 @@ from PIL import Image
 import gluonseg
 from fixtures_data import write_voc
 from gluonseg.cli import main as cli
+from gluonseg.data import SegmentationTestValTransform, VOCSegmentation
+from gluonseg.engine import evaluate_segmentation
 from gluonseg.utils.metrics import SegmentationMetric
 from gluonseg.utils.viz import voc_palette
 
@@ -100,7 +102,7 @@ def test_multi_scale_submission_has_the_original_sizes(voc, model, tmp_path, mon
 
 def test_cli_scores_val_and_writes_the_predictions_it_scored(voc, model, tmp_path, capsys):
     root, expected = voc
-    params, _ = model
+    params, net = model
     folder, output = str(tmp_path / 'val_png'), str(tmp_path / 'val.json')
     # batches of 2 images of different sizes on 2 contexts: padded, split, cropped back
     status = cli(['eval'] + model_args(params, root) + [
@@ -118,6 +120,11 @@ def test_cli_scores_val_and_writes_the_predictions_it_scored(voc, model, tmp_pat
     np.testing.assert_allclose(metric.state_dict()['confusion_matrix'],
                                result['confusion_matrix'])
     assert 'pixAcc %.4f' % result['pixAcc'] in capsys.readouterr().out
+    # the same numbers as the engine's evaluation loop (train.py's validation)
+    dataset = VOCSegmentation(root, 'val', transform=SegmentationTestValTransform())
+    engine = evaluate_segmentation(net, dataset, batch_size=2)
+    np.testing.assert_array_equal(engine.state_dict()['confusion_matrix'],
+                                  result['confusion_matrix'])
 
 
 def test_unlabelled_split_without_save_predictions_is_an_error(voc, model, tmp_path,

@@ -11,15 +11,14 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 
 import mxnet as mx
 import numpy as np
 
 __all__ = ['DATASET_OF_SUFFIX', 'add_arguments', 'check_arguments', 'parse_args', 'contexts',
-           'network_from_checkpoint', 'load_network', 'build_dataset', 'palette_of',
-           'iter_predictions', 'write_atomically', 'save_label_png', 'run', 'main']
+           'network_from_checkpoint', 'zoo_network', 'load_network', 'build_dataset',
+           'palette_of', 'iter_predictions', 'write_atomically', 'save_label_png', 'run', 'main']
 
 # The dataset part of model names -> the dataset evaluated by default for a zoo model.
 DATASET_OF_SUFFIX = {'voc': 'voc', 'coco': 'coco', 'ade': 'ade', 'citys': 'citys',
@@ -115,6 +114,18 @@ def network_from_checkpoint(ckpt, ctx):
     return net, model['name']
 
 
+def zoo_network(name, pretrained=False, params=None, ctx=mx.cpu(), **kwargs):
+    """A registered model with its published weights (``pretrained``: True or a SHA-1 prefix)
+    or the weights of a ``.params`` file (loaded strictly)."""
+    from ..model_zoo import get_model
+    from ..model_zoo.registry import load_weights
+    if params:
+        net = get_model(name, pretrained=False, pretrained_base=False, ctx=ctx, **kwargs)
+        load_weights(net, params, ctx=ctx)
+        return net
+    return get_model(name, pretrained=pretrained, ctx=ctx, **kwargs)
+
+
 def load_network(args, ctx):
     """The network and the run settings it comes with (empty for zoo weights).
 
@@ -125,18 +136,11 @@ def load_network(args, ctx):
     (net, model name, run arguments dict, Checkpoint or None)
     """
     from ..engine import load_checkpoint
-    from ..model_zoo import get_model
-    from ..model_zoo.registry import load_weights
     if args.checkpoint:
         ckpt = load_checkpoint(args.checkpoint)
         net, name = network_from_checkpoint(ckpt, ctx)
         return net, name, ckpt.get('args') or {}, ckpt
-    kwargs = {'aux': args.aux}
-    if args.params:
-        net = get_model(args.model, pretrained=False, pretrained_base=False, ctx=ctx, **kwargs)
-        load_weights(net, args.params, ctx=ctx)
-    else:
-        net = get_model(args.model, pretrained=args.pretrained, ctx=ctx, **kwargs)
+    net = zoo_network(args.model, args.pretrained, args.params, ctx, aux=args.aux)
     return net, args.model, {}, None
 
 
@@ -232,17 +236,16 @@ def iter_predictions(net, dataset, ctx=mx.cpu(), batch_size=1, evaluator=None, n
 
 def write_atomically(path, write, binary=True):
     """Call ``write(file)`` on a temporary file beside ``path`` (opened in binary or text
-    mode), then rename it to ``path``: readers see the old file or the complete new one, never
-    a partial one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path), suffix='.tmp', dir=folder)
+    mode), then move it over ``path``: readers see the old file or the complete new one, never
+    a partial one (the checkpoints' temporary-file and publish steps)."""
+    from ..engine.checkpoint import _publish, _remove_quietly, _temp_path_beside
+    tmp = _temp_path_beside(path)
     try:
-        with os.fdopen(fd, 'wb' if binary else 'w') as f:
+        with open(tmp, 'wb' if binary else 'w') as f:
             write(f)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        _remove_quietly(tmp)
         raise
     return path
 

@@ -164,13 +164,8 @@ def load_instance(args, ctx):
         net, ckpt = mask_rcnn_from_checkpoint(args.checkpoint, ctx=ctx)
         run_args = ckpt.get('args') or {}
     else:
-        from ..model_zoo.registry import get_model, load_weights
-        if args.params:
-            net = get_model(args.model, pretrained=False, pretrained_base=False, ctx=ctx)
-            load_weights(net, args.params, ctx=ctx)
-        else:
-            net = get_model(args.model, pretrained=args.pretrained, ctx=ctx)
-        run_args = {}
+        from .evaluate import zoo_network
+        net, run_args = zoo_network(args.model, args.pretrained, args.params, ctx), {}
     short = args.short or run_args.get('short') or 800
     max_size = args.max_size or run_args.get('max_size') or 1333
     return net, short, max_size
