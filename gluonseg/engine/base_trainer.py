@@ -18,6 +18,13 @@ What makes a resumed run continue exactly where the killed one was:
   cannot save its generators' state;
 - weights, BatchNorm statistics, momentum, best score and the python/numpy RNG states are in
   the checkpoint (:mod:`gluonseg.engine.checkpoint`).
+
+Several machines (``kvstore='dist_sync'`` or ``'dist_device_sync'``, each process started as a
+worker of MXNet's parameter server): every worker takes its slice of each batch of the shared
+``(seed, epoch)`` order, the gradients (and the few numbers the loss needs, such as the
+labelled-pixel count of the whole batch) are summed over the workers before every worker
+applies the same update, iterations and the learning rate count global batches, and only worker
+0 validates and writes the run's files. Every worker resumes from the same checkpoint.
 """
 import dataclasses
 import json
@@ -25,6 +32,7 @@ import logging
 import math
 import os
 import time
+from typing import Optional
 
 import mxnet as mx
 import numpy as np
@@ -35,8 +43,13 @@ from .checkpoint import (atomic_copy, capture_rng_state, load_checkpoint, restor
 from .data import EpochBatchSampler
 
 __all__ = ['BaseTrainConfig', 'BaseTrainer', 'NonFiniteLossError', 'iteration_seed',
-           'disable_bias_bn_weight_decay', 'TqdmLoggingHandler', 'LATEST_CHECKPOINT',
-           'BEST_CHECKPOINT', 'METRICS_FILE', 'LOG_FILE']
+           'create_kvstore', 'disable_bias_bn_weight_decay', 'TqdmLoggingHandler', 'KVSTORES',
+           'LATEST_CHECKPOINT', 'BEST_CHECKPOINT', 'METRICS_FILE', 'LOG_FILE']
+
+#: The ``kvstore`` settings: how gradients are summed across devices (``local``: on the CPU,
+#: ``device``: on the devices, ``nccl``: NCCL between GPUs) and across machines (``dist_sync``,
+#: ``dist_device_sync``: through MXNet's parameter server, synchronously).
+KVSTORES = ('local', 'device', 'nccl', 'dist_sync', 'dist_device_sync')
 
 LATEST_CHECKPOINT = 'latest.ckpt'
 BEST_CHECKPOINT = 'best.ckpt'
@@ -76,6 +89,8 @@ class BaseTrainConfig:
         Show a tqdm bar.
     log_interval : int
         Write a line to the log file every this many iterations.
+    kvstore : str or None
+        One of :data:`KVSTORES`; None: ``'device'`` with several devices, none with one.
     """
 
     epochs: int = 10
@@ -90,14 +105,54 @@ class BaseTrainConfig:
     hybridize: bool = True
     progress: bool = True
     log_interval: int = 20
+    kvstore: Optional[str] = None
 
     def to_dict(self):
         return dataclasses.asdict(self)
 
 
-def iteration_seed(seed, iteration):
-    """The MXNet seed used before iteration ``iteration`` of a run seeded with ``seed``."""
-    return (int(seed) * 1000003 + int(iteration)) % (2 ** 31 - 1)
+def iteration_seed(seed, iteration, rank=0):
+    """The MXNet (and NumPy) seed used before iteration ``iteration`` of a run seeded with
+    ``seed``, on worker ``rank`` (workers draw different dropout masks)."""
+    return (int(seed) * 1000003 + int(iteration) + int(rank) * 7777777) % (2 ** 31 - 1)
+
+
+def create_kvstore(name, ctx):
+    """What ``gluon.Trainer`` gets as ``kvstore`` for the setting ``name`` and the devices
+    ``ctx``, with this process's rank and the number of workers.
+
+    Returns
+    -------
+    (str or KVStore or None, int, int)
+        A dist kvstore is created here (it tells the rank); the others are created by the
+        Trainer, which uses none for a single device.
+    """
+    if name is None:
+        return ('device' if len(ctx) > 1 else None), 0, 1
+    if name not in KVSTORES:
+        raise ValueError('Unknown kvstore %r; choose one of %s' % (name, ', '.join(KVSTORES)))
+    features = mx.runtime.Features()
+    if name == 'nccl':
+        if any(c.device_type != 'gpu' for c in ctx):
+            raise ValueError("kvstore 'nccl' sums gradients between GPUs, but the devices are "
+                             "%s; use 'device' or 'local' on CPUs"
+                             % ', '.join(str(c) for c in ctx))
+        if not features.is_enabled('NCCL'):
+            raise ValueError("kvstore 'nccl' needs an MXNet built with NCCL; this one is not "
+                             "(use 'device')")
+    if name.startswith('dist'):
+        if not features.is_enabled('DIST_KVSTORE'):
+            raise ValueError('kvstore %r needs an MXNet built with the distributed kvstore '
+                             '(DIST_KVSTORE); this one is not' % name)
+        if os.environ.get('DMLC_ROLE') != 'worker':
+            raise ValueError(
+                'kvstore %r trains as one worker of a parameter-server job: start this process '
+                'with DMLC_ROLE=worker, DMLC_PS_ROOT_URI, DMLC_PS_ROOT_PORT, DMLC_NUM_SERVER '
+                'and DMLC_NUM_WORKER set, along with the scheduler and the servers (MXNet\'s '
+                'tools/launch.py does it; see docs/training.md, "Several machines")' % name)
+        kv = mx.kv.create(name)
+        return kv, kv.rank, kv.num_workers
+    return name, 0, 1
 
 
 def disable_bias_bn_weight_decay(net):
@@ -160,8 +215,8 @@ class BaseTrainer(object):
     #: Last sentence of the message of :class:`NonFiniteLossError`.
     NONFINITE_ADVICE = 'Lower the learning rate or add warmup'
     #: True: each device's loss is a mean over its own images, and the update averages the
-    #: devices. False: each device's loss is already its share of one mean over the whole
-    #: batch, and the update sums them.
+    #: devices (of all workers). False: each device's loss is already its share of one mean
+    #: over the whole batch, and the update sums them.
     DEVICE_MEAN_LOSS = False
 
     def __init__(self, net, train_data, val_dataset, ctx, config, save_dir=None,
@@ -175,16 +230,18 @@ class BaseTrainer(object):
         self.batchify_fn = batchify_fn
         self.model_info = dict(model_info or {})
         self.run_args = dict(run_args or {})
-        self.total_batch_size = config.batch_size * len(self.ctx)
+        self.kvstore, self.rank, self.num_workers = create_kvstore(config.kvstore, self.ctx)
+        self._reduce_keys = {}
+        self.total_batch_size = config.batch_size * len(self.ctx) * self.num_workers
         self.iters_per_epoch = len(train_data) // self.total_batch_size
         if self.iters_per_epoch < 1:
             raise ValueError('The training set has %d samples, fewer than one batch of %d '
-                             '(%d per device x %d devices)'
+                             '(%d per device x %d devices x %d workers)'
                              % (len(train_data), self.total_batch_size, config.batch_size,
-                                len(self.ctx)))
+                                len(self.ctx), self.num_workers))
         self.total_iters = config.epochs * self.iters_per_epoch
         # The summed gradients (and the summed losses, for the logs) are divided by this.
-        self.loss_divisor = len(self.ctx) if self.DEVICE_MEAN_LOSS else 1
+        self.loss_divisor = len(self.ctx) * self.num_workers if self.DEVICE_MEAN_LOSS else 1
         self.lr_scheduler = None
         self.trainer = None
 
@@ -199,17 +256,55 @@ class BaseTrainer(object):
     def _make_trainer(self, params, optimizer_params):
         """The ``gluon.Trainer`` (SGD) of ``params``.
 
-        update_on_kvstore=False: gradients are summed across devices, then every device
-        applies the same update; the optimizer states then save and load the same way for
-        one device or many.
+        update_on_kvstore=False: gradients are summed across devices (and workers), then
+        every device applies the same update; the optimizer states then save and load the
+        same way for one device or many, one worker or many.
         """
-        return gluon.Trainer(params, 'sgd', optimizer_params,
-                             kvstore='device' if len(self.ctx) > 1 else None,
+        # gluon.Trainer numbers the parameters' kvstore keys from 0; _allreduce uses the next.
+        self._first_free_key = len(list(params.values()))
+        return gluon.Trainer(params, 'sgd', optimizer_params, kvstore=self.kvstore,
                              update_on_kvstore=False)
+
+    def _share_initial_weights(self):
+        """Give every worker worker 0's weights (as the kvstore holds them) before the first
+        update, and wait until they are in place.
+
+        gluon.Trainer does it lazily inside its first ``step()``. There, on CPU contexts,
+        MXNet 1.9.1's dist kvstore can send the first gradient sum before the weights' pull
+        (``KVStoreDist::PushPullImpl`` replaces the key's buffer by the gradient array, which
+        drops the ordering of the two), and a worker then starts from the summed gradients
+        instead of the weights (seen in tests/test_dist_kvstore.py on a busy machine).
+        """
+        trainer = self.trainer
+        if not trainer._kv_initialized:
+            trainer._init_kvstore()
+        if trainer._params_to_init:
+            trainer._init_params()
+        mx.nd.waitall()
+
+    def _allreduce(self, values):
+        """The sums over the workers of ``values`` (python numbers); ``values`` itself when
+        there is one worker."""
+        if self.num_workers == 1:
+            return list(values)
+        # Every worker makes the same calls in the same order, so a key first used here is
+        # initialized by all of them at once (kvstore.init is collective).
+        key = self._reduce_keys.get(len(values))
+        if key is None:
+            key = self._reduce_keys[len(values)] = self._first_free_key + len(self._reduce_keys)
+            self.kvstore.init(key, mx.nd.zeros(len(values)))
+        array = mx.nd.array(values)
+        self.kvstore.pushpull(key, array, out=array)
+        return array.asnumpy().tolist()
 
     # ------------------------------------------------------------------------------ paths
     def _path(self, name):
         return os.path.join(self.save_dir, name) if self.save_dir else None
+
+    @property
+    def writes_files(self):
+        """Whether this process writes the run's files (a save_dir, and worker 0)."""
+        return bool(self.save_dir) and self.rank == 0
 
     @property
     def latest_path(self):
@@ -229,7 +324,7 @@ class BaseTrainer(object):
         meta = {'task': self.TASK, 'epoch': self.epoch, 'iteration': self.iteration,
                 'iters_per_epoch': self.iters_per_epoch,
                 'total_batch_size': self.total_batch_size, 'num_devices': len(self.ctx),
-                'train_samples': len(self.train_data),
+                'num_workers': self.num_workers, 'train_samples': len(self.train_data),
                 'lr_scheduler': self.lr_scheduler.state_dict(), 'best': dict(self.best),
                 'last_metrics': self.last_metrics, 'train_seconds': self.train_seconds,
                 'epoch_loss': list(self._epoch_loss),
@@ -239,8 +334,9 @@ class BaseTrainer(object):
         return meta
 
     def save(self):
-        """Write ``latest.ckpt`` (and ``best.ckpt`` when the last validation is the best)."""
-        if not self.save_dir:
+        """Write ``latest.ckpt`` (and ``best.ckpt`` when the last validation is the best);
+        only worker 0 writes."""
+        if not self.writes_files:
             return None
         path = save_checkpoint(self.latest_path, self.net, self.trainer, self._meta())
         if self.last_metrics is not None and self.best['iteration'] == self.iteration:
@@ -269,7 +365,7 @@ class BaseTrainer(object):
             raise ValueError(
                 'Cannot resume %s: it was written with %d iterations per epoch of %d images '
                 '(%d training samples), this run has %d of %d (%d samples). Use the same '
-                'dataset and total batch size (per-device batch x devices)'
+                'dataset and total batch size (per-device batch x devices x workers)'
                 % (path, meta['iters_per_epoch'], meta['total_batch_size'],
                    meta['train_samples'], self.iters_per_epoch, self.total_batch_size,
                    len(self.train_data)))
@@ -293,7 +389,7 @@ class BaseTrainer(object):
         """Drop metric records of iterations after ``iteration`` (written after the
         checkpoint we resume from, they would be repeated)."""
         path = self._path(METRICS_FILE)
-        if not path or not os.path.isfile(path):
+        if not self.writes_files or not os.path.isfile(path):
             return
         with open(path) as f:
             lines = [line for line in f if line.strip()]
@@ -324,7 +420,13 @@ class BaseTrainer(object):
                                                                    int(max_iterations))
         self._open_log()
         try:
+            if self.num_workers > 1:
+                self._share_initial_weights()
             logger.info('Training %s', self._describe())
+            if self.num_workers > 1:
+                logger.info('Worker %d of %d (kvstore %s): %d images per iteration here, %d in '
+                            'all', self.rank, self.num_workers, self.config.kvstore,
+                            self.total_batch_size // self.num_workers, self.total_batch_size)
             while self.iteration < end:
                 self._run_epoch(end)
                 if self.iteration % self.iters_per_epoch == 0:
@@ -349,7 +451,8 @@ class BaseTrainer(object):
         if start_batch == 0:
             self._epoch_loss = [0.0, 0]
         sampler = EpochBatchSampler(len(self.train_data), self.total_batch_size,
-                                    self.config.seed, epoch, start_batch)
+                                    self.config.seed, epoch, start_batch,
+                                    num_parts=self.num_workers, part=self.rank)
         loader = gluon.data.DataLoader(self.train_data, batch_sampler=sampler,
                                        batchify_fn=self.batchify_fn,
                                        num_workers=self.config.num_workers)
@@ -398,12 +501,14 @@ class BaseTrainer(object):
 
     def _train_step(self, batch):
         """One update; returns (loss, terms, lr). Raises NonFiniteLossError before updating."""
-        seed = iteration_seed(self.config.seed, self.iteration)
+        seed = iteration_seed(self.config.seed, self.iteration, self.rank)
         mx.random.seed(seed)
         np.random.seed(seed)
         loss, terms = self._forward_backward(batch)
-        loss /= self.loss_divisor
-        terms = {name: value / self.loss_divisor for name, value in terms.items()}
+        # The loss of the whole batch, on every worker: all of them stop together on NaN.
+        totals = self._allreduce([loss] + list(terms.values()))
+        loss = totals[0] / self.loss_divisor
+        terms = {name: value / self.loss_divisor for name, value in zip(terms, totals[1:])}
         lr = self.lr_scheduler(self.iteration)
         if not math.isfinite(loss):
             latest = self.latest_path
@@ -426,7 +531,9 @@ class BaseTrainer(object):
     def _end_epoch(self):
         done = self.epoch  # completed epochs
         interval = self.config.val_interval
-        if self.val_dataset is not None and interval and \
+        # Workers other than 0 go on with the next epoch (and wait for worker 0 at its first
+        # gradient sum).
+        if self.rank == 0 and self.val_dataset is not None and interval and \
                 (done % interval == 0 or done == self.config.epochs):
             self.validate()
         self.save()
@@ -445,7 +552,7 @@ class BaseTrainer(object):
                          'iteration': self.iteration}
         record['best_' + self.BEST_METRIC] = self.best[self.BEST_METRIC]
         self.last_metrics = record
-        if self.save_dir:
+        if self.writes_files:
             os.makedirs(self.save_dir, exist_ok=True)
             with open(self._path(METRICS_FILE), 'a') as f:
                 f.write(json.dumps(record) + '\n')
@@ -453,7 +560,7 @@ class BaseTrainer(object):
 
     # ---------------------------------------------------------------------------- logging
     def _open_log(self):
-        if self.save_dir and self._log_handler is None:
+        if self.writes_files and self._log_handler is None:
             os.makedirs(self.save_dir, exist_ok=True)
             handler = logging.FileHandler(self._path(LOG_FILE))
             handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))

@@ -26,27 +26,40 @@ class EpochBatchSampler(gluon.data.Sampler):
     The last incomplete batch is dropped, so every epoch has ``num_samples // batch_size``
     batches and every batch the same size.
 
+    Data-parallel workers (processes) share one sample order, the permutation of ``(seed,
+    epoch)``: each batch is cut into ``num_parts`` consecutive slices, and worker ``part``
+    gets its slice of every batch.
+
     Parameters
     ----------
     num_samples, batch_size, seed, epoch : int
+        ``batch_size`` counts the images of all the parts.
     start_batch : int, default 0
         Skip the batches a resumed run has already consumed.
+    num_parts, part : int, default 1, 0
+        Yield slice ``part`` of ``num_parts`` of each batch.
     """
 
-    def __init__(self, num_samples, batch_size, seed, epoch, start_batch=0):
+    def __init__(self, num_samples, batch_size, seed, epoch, start_batch=0, num_parts=1,
+                 part=0):
         self.num_batches = num_samples // batch_size
         if self.num_batches < 1:
             raise ValueError('The training set has %d samples, fewer than one batch of %d'
                              % (num_samples, batch_size))
         if not 0 <= start_batch <= self.num_batches:
             raise ValueError('start_batch %d outside [0, %d]' % (start_batch, self.num_batches))
+        if batch_size % num_parts or not 0 <= part < num_parts:
+            raise ValueError('Cannot take part %d of %d equal parts of a batch of %d'
+                             % (part, num_parts, batch_size))
         self.order = epoch_permutation(num_samples, seed, epoch)
         self.batch_size, self.epoch, self.start_batch = batch_size, int(epoch), int(start_batch)
+        self.part_size = batch_size // num_parts
+        self.part_start = part * self.part_size
 
     def __iter__(self):
         for b in range(self.start_batch, self.num_batches):
-            batch = self.order[b * self.batch_size:(b + 1) * self.batch_size]
-            yield [(self.epoch, int(i)) for i in batch]
+            start = b * self.batch_size + self.part_start
+            yield [(self.epoch, int(i)) for i in self.order[start:start + self.part_size]]
 
     def __len__(self):
         return self.num_batches - self.start_batch

@@ -12,7 +12,8 @@ import sys
 
 import mxnet as mx
 
-from .base_trainer import LATEST_CHECKPOINT, NonFiniteLossError, TqdmLoggingHandler, logger
+from .base_trainer import (KVSTORES, LATEST_CHECKPOINT, NonFiniteLossError,
+                           TqdmLoggingHandler, logger)
 from .checkpoint import CheckpointError
 
 __all__ = ['add_run_arguments', 'contexts', 'run_config_kwargs', 'run_args_record',
@@ -37,6 +38,10 @@ def add_run_arguments(parser, save_dir_default, seed_default=0, seed_help=None):
     g.add_argument('--ctx-cpus', type=int, default=1,
                    help='split each batch over this many CPU contexts (exercises the '
                    'data-parallel path without GPUs)')
+    g.add_argument('--kvstore', choices=KVSTORES,
+                   help='how gradients are summed: across devices (local, device, nccl) or '
+                   'machines (dist_sync, dist_device_sync: run as a worker of a parameter-'
+                   'server job, see docs/training.md) (default: device with several devices)')
     g.add_argument('--seed', type=int, default=seed_default, help=seed_help)
     g.add_argument('--val-interval', type=int, default=1, help='validate every N epochs')
     g.add_argument('--checkpoint-interval', type=int, default=0,
@@ -64,7 +69,7 @@ def run_config_kwargs(args):
     and run" options (and ``--workers``) set."""
     return dict(val_interval=args.val_interval, checkpoint_interval=args.checkpoint_interval,
                 seed=args.seed, num_workers=args.workers, hybridize=not args.no_hybridize,
-                progress=not args.no_progress and not args.quiet)
+                progress=not args.no_progress and not args.quiet, kvstore=args.kvstore)
 
 
 def run_args_record(args):

@@ -33,7 +33,8 @@ class TrainConfig(BaseTrainConfig):
     Parameters
     ----------
     batch_size : int
-        Images per device; the total batch is ``batch_size * len(ctx)``.
+        Images per device; the total batch is ``batch_size * len(ctx)`` (x the number of
+        workers with a dist kvstore).
     lr : float
         Base learning rate of the backbone (heads get ``lr * head_lr_mult``). The loss is the
         mean over the labelled pixels of the whole batch, whatever the number of devices.
@@ -96,7 +97,8 @@ class SegmentationTrainer(BaseTrainer):
     val_dataset : Dataset, optional
         ``(float32 CHW, int HW)`` samples (a dataset with a validation transform).
     ctx : Context or list of Context, default ``mx.cpu()``
-        Devices; each batch is split across them.
+        Devices; each batch is split across them (and across the workers, with a dist
+        ``config.kvstore``).
     config : TrainConfig
     save_dir : str, optional
         Where ``latest.ckpt``, ``best.ckpt``, ``train.log`` and ``metrics.jsonl`` go. Without it
@@ -162,12 +164,12 @@ class SegmentationTrainer(BaseTrainer):
 
     def _forward_backward(self, batch):
         data, label = batch
-        labelled = count_labelled_pixels(label, self.config.ignore_label)
+        labelled = self._allreduce([count_labelled_pixels(label, self.config.ignore_label)])[0]
         datas = gluon.utils.split_and_load(data, self.ctx, even_split=False)
         labels = gluon.utils.split_and_load(label, self.ctx, even_split=False)
         with autograd.record():
-            # Every device divides by the labelled pixels of the whole batch: the summed
-            # gradients are those of one mean, however the batch is split.
+            # Every device divides by the labelled pixels of the whole batch (of all the
+            # workers): the summed gradients are those of one mean, however it is split.
             losses = [self.loss(self.net(x), y, normalizer=labelled)
                       for x, y in zip(datas, labels)]
         self._backward(losses)
