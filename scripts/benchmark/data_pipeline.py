@@ -13,7 +13,6 @@
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -25,6 +24,9 @@ from PIL import Image
 from gluonseg.data import SegmentationTrainTransform, VOCSegmentation
 from gluonseg.utils.metrics import SegmentationMetric
 from gluonseg.utils.viz import voc_palette
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import median_seconds  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -104,12 +106,7 @@ def time_metric(nclass, batch, size, repeat, logits, seed=0):
     else:
         preds = rng.randint(0, nclass, size=(batch, size, size)).astype(np.int64)
     metric = SegmentationMetric(nclass)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        metric.update(labels, preds)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(lambda: metric.update(labels, preds), warmup=0, repeat=repeat)
 
 
 def main(argv=None):

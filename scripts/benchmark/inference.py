@@ -12,17 +12,17 @@ float32, AMP bfloat16, calibrated int8; one row each, mode ``optimize-<dtype>``)
 calibrated on ``--calib-batches`` random batches of the benchmark's shape.
 """
 import argparse
-import csv
 import os
-import platform
-import statistics
 import sys
-import time
 
 import mxnet as mx
 
 import gluonseg
 from gluonseg.utils.flops import count_macs
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import (machine_description, median_seconds, parse_size, print_row,  # noqa: E402
+                     write_csv)
 
 FIELDS = ['model', 'height', 'width', 'batch', 'mode', 'median_s', 'images_per_s', 'gmacs',
           'gflops_per_s', 'mxnet', 'threads', 'machine']
@@ -52,11 +52,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def parse_size(text):
-    height, _, width = text.partition('x')
-    return int(height), int(width or height)
-
-
 def prepare(name, shape, args, dtype=None):
     net = gluonseg.get_model(name, pretrained_base=False)
     macs = count_macs(net, shape)
@@ -78,28 +73,18 @@ def prepare(name, shape, args, dtype=None):
     return net, x, macs, mode
 
 
-def time_model(net, x, warmup, repeat):
-    for _ in range(warmup):
-        net(x).wait_to_read()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        net(x).wait_to_read()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main(argv=None):
     args = parse_args(argv)
     rows = []
-    machine = '%s, %d cores' % (platform.processor() or platform.machine(), os.cpu_count())
+    machine = machine_description()
     for name in args.models:
         for size in args.sizes:
             height, width = parse_size(size)
             shape = (args.batch, 3, height, width)
             for dtype in args.dtype or [None]:
                 net, x, macs, mode = prepare(name, shape, args, dtype)
-                median = time_model(net, x, args.warmup, args.repeat)
+                median = median_seconds(lambda: net(x).wait_to_read(), args.warmup,
+                                        args.repeat)
                 row = dict(model=name, height=height, width=width, batch=args.batch, mode=mode,
                            median_s=round(median, 4), images_per_s=round(args.batch / median, 3),
                            gmacs=round(macs / 1e9, 2),
@@ -108,14 +93,11 @@ def main(argv=None):
                            threads=os.environ.get('OMP_NUM_THREADS', 'default'),
                            machine=machine)
                 rows.append(row)
-                print('%-24s %4dx%-4d batch %d %-18s median %.3f s  %.2f img/s  %.1f GFLOP/s'
-                      % (name, height, width, args.batch, mode, median, row['images_per_s'],
-                         row['gflops_per_s']), flush=True)
+                print_row('{model:24s} {height:4d}x{width:<4d} batch {batch} {mode:18s} median '
+                          '{median_s:.3f} s  {images_per_s:.2f} img/s  {gflops_per_s:.1f} GFLOP/s',
+                          row)
     if args.csv:
-        with open(args.csv, 'w', newline='') as f:
-            writer = csv.DictWriter(f, FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(args.csv, rows, FIELDS)
     return rows
 
 

@@ -16,7 +16,6 @@ mean and std, independent of it).
     python scripts/benchmark/optimize_accuracy.py --model psp_resnet101_voc --csv acc.csv
 """
 import argparse
-import csv
 import os
 import sys
 import tempfile
@@ -31,6 +30,9 @@ import gluonseg
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', '..', 'tests'))
 from spec_utils import fill_golden_weights, golden  # noqa: E402
+
+sys.path.insert(0, HERE)
+from _timing import print_row, write_csv  # noqa: E402
 
 FIELDS = ['model', 'path', 'max_rel', 'mean_rel', 'argmax', 'build_s']
 PATHS = ['float32', 'bfloat16', 'int8-naive', 'int8-entropy', 'onnx']
@@ -101,14 +103,10 @@ def main(argv=None):
         row = dict(model=args.model, path=path, build_s=round(time.perf_counter() - start, 1),
                    **compare(out, ref))
         rows.append(row)
-        print('%-13s max_rel %.3e  mean_rel %.3e  argmax agreement %.4f  (%.1f s)'
-              % (path, row['max_rel'], row['mean_rel'], row['argmax'], row['build_s']),
-              flush=True)
+        print_row('{path:13s} max_rel {max_rel:.3e}  mean_rel {mean_rel:.3e}  argmax agreement '
+                  '{argmax:.4f}  ({build_s:.1f} s)', row)
     if args.csv:
-        with open(args.csv, 'w', newline='') as f:
-            writer = csv.DictWriter(f, FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(args.csv, rows, FIELDS)
     return rows
 
 

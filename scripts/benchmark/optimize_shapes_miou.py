@@ -13,7 +13,7 @@ path's mIoU is more than ``--max-drop`` points (default 1.0) below float32's.
     python scripts/benchmark/optimize_shapes_miou.py --params runs/shapes/best.ckpt
 """
 import argparse
-import csv
+import os
 import sys
 import time
 import warnings
@@ -25,6 +25,9 @@ import gluonseg
 from gluonseg.data import SegmentationTrainTransform, SegmentationValTransform, ShapesSegmentation
 from gluonseg.engine import (SegmentationTrainer, TrainConfig, evaluate_segmentation,
                              load_weights_from)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import print_row, write_csv  # noqa: E402
 
 FIELDS = ['method', 'path', 'mIoU', 'pixAcc', 'delta_mIoU_points', 'eval_s']
 PATHS = ['float32', 'fused-float32', 'bfloat16', 'int8-naive', 'int8-entropy']
@@ -119,14 +122,10 @@ def main(argv=None):
                    delta_mIoU_points=round(100 * (miou - base), 2),
                    eval_s=round(metric.seconds, 1))
         rows.append(row)
-        print('%-14s mIoU %6.2f  pixAcc %6.2f  delta %+5.2f points  (%.1f s)'
-              % (path, row['mIoU'], row['pixAcc'], row['delta_mIoU_points'], row['eval_s']),
-              flush=True)
+        print_row('{path:14s} mIoU {mIoU:6.2f}  pixAcc {pixAcc:6.2f}  delta '
+                  '{delta_mIoU_points:+5.2f} points  ({eval_s:.1f} s)', row)
     if args.csv:
-        with open(args.csv, 'w', newline='') as f:
-            writer = csv.DictWriter(f, FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(args.csv, rows, FIELDS)
     worst = min(row['delta_mIoU_points'] for row in rows)
     if worst < -args.max_drop:
         print('FAILED: a path loses %.2f mIoU points (> %.2f)' % (-worst, args.max_drop))

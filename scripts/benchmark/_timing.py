@@ -1,0 +1,90 @@
+"""Timing and reporting helpers of the benchmark scripts in this folder.
+
+No MXNet import here: ``compare_peers.py`` times PyTorch in processes that must not load
+MXNet (its libraries would count in the peer's peak memory). Scripts import it with their
+own folder on ``sys.path``::
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _timing import median_seconds, write_csv
+"""
+import csv
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+
+__all__ = ['median_seconds', 'parse_size', 'machine_description', 'peak_rss_mb', 'write_csv',
+           'print_row']
+
+
+def median_seconds(fn, warmup=1, repeat=3):
+    """Median wall time of ``fn()`` over ``repeat`` calls after ``warmup`` untimed ones.
+
+    ``fn`` must return only when its work is done (wait for MXNet's asynchronous engine,
+    e.g. ``mx.nd.waitall()``, inside it).
+    """
+    if repeat < 1:
+        raise ValueError('repeat must be at least 1, got %d' % repeat)
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def parse_size(text):
+    """``'480'`` -> (480, 480); ``'800x1088'`` -> (800, 1088) as (height, width)."""
+    height, _, width = str(text).partition('x')
+    try:
+        size = int(height), int(width or height)
+    except ValueError:
+        raise ValueError('a size is "H" or "HxW" in pixels, not %r' % (text,)) from None
+    if min(size) < 1:
+        raise ValueError('a size must be positive, not %r' % (text,))
+    return size
+
+
+def machine_description():
+    """``'<CPU model name>, <N> cores'`` of this machine (Linux: from /proc/cpuinfo)."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    name = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return '%s, %d cores' % (name, os.cpu_count() or 0)
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == 'darwin' else peak / 1024.0
+
+
+def write_csv(path, rows, fields):
+    """Write ``rows`` (dicts) with the columns ``fields`` to ``path`` atomically (a temporary
+    file in the same folder, then renamed)."""
+    tmp = '%s.tmp%d' % (path, os.getpid())
+    try:
+        with open(tmp, 'w', newline='') as f:
+            writer = csv.DictWriter(f, fields, extrasaction='ignore')
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def print_row(template, row):
+    """Print ``template.format(**row)`` at once (benchmarks run for minutes: show progress)."""
+    print(template.format(**row), flush=True)
