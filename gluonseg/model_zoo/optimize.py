@@ -225,6 +225,11 @@ def optimize(net, dtype='float32', calib_data=None, calib_mode='naive', num_cali
     -------
     OptimizedSegmentation
         Call it with an NDArray (N, 3, H, W) of any size; it returns float32 logits.
+    OptimizedMaskRCNN
+        For a :class:`~gluonseg.model_zoo.rcnn.MaskRCNN`: its lean inference
+        (``detect``, ``predict``) with the backbone, RPN and heads fused by oneDNN (same
+        detections), and with ``dtype='int8'`` the backbone quantized; see
+        :mod:`gluonseg.model_zoo.rcnn.lean`.
 
     Raises
     ------
@@ -232,6 +237,10 @@ def optimize(net, dtype='float32', calib_data=None, calib_mode='naive', num_cali
         On an unknown ``dtype`` or ``calib_mode``, missing ``calib_data`` for a calibrated
         int8 model, bfloat16/int8 on a non-CPU context, or an uninitialized network.
     """
+    from .rcnn.mask_rcnn import MaskRCNN
+    if isinstance(net, MaskRCNN):
+        from .rcnn.lean import optimize_mask_rcnn
+        return optimize_mask_rcnn(net, dtype, calib_data, calib_mode, num_calib_batches, ctx)
     if dtype not in DTYPES:
         raise ValueError('dtype must be one of %s, not %r' % (DTYPES, dtype))
     if calib_mode not in CALIB_MODES:

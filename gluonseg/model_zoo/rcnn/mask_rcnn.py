@@ -27,7 +27,6 @@ recipe trains everything but the backbone's stem, first stage and BatchNorm laye
 (:meth:`MaskRCNN.freeze_backbone`). :meth:`MaskRCNN.reset_class` adapts a trained model to
 other classes.
 """
-import copy
 from collections import namedtuple
 
 import mxnet as mx
@@ -38,6 +37,7 @@ from mxnet.gluon import nn
 from ...data.classes import COCO_INSTANCE_CLASSES
 from .fpn import FPNFeatures
 from .heads import MaskHead, box_predictors, fpn_box_features, select_class_masks
+from .lean import LeanDetector
 from .mask_target import MaskTargetGenerator
 from .postprocess import DetectionPostProcessor
 from .rcnn_target import RCNNTargetSampler
@@ -200,7 +200,8 @@ class MaskRCNN(nn.HybridBlock):
         rows; GluonCV's raw contract stays available through ``net(x)``.
 
         It runs imperatively between hybridized parts (``net.hybridize()`` caches the
-        backbone, RPN and heads).
+        backbone, RPN and heads), in the stages of :class:`~.lean.LeanDetector`;
+        ``gluonseg.optimize(net)`` returns a fused, faster version with the same detections.
 
         Parameters
         ----------
@@ -216,62 +217,7 @@ class MaskRCNN(nn.HybridBlock):
             K = ``max_dets``; rows beyond an image's kept detections have id and score -1,
             box -1 and mask 0.
         """
-        F = mx.nd
-        batch = x.shape[0]
-        ctx = x.context
-        with autograd.predict_mode():
-            features = self.features(x)
-            features = list(features) if isinstance(features, (list, tuple)) else [features]
-            scores, proposals = self.rpn(x, *features)
-            # proposals are sorted best first, invalid rows (-1) last
-            counts = (scores.reshape((batch, -1)) >= 0).sum(axis=1).asnumpy().astype(int)
-            rois = [F.concat(F.full((n, 1), b, ctx=ctx),
-                             F.slice_axis(proposals[b], axis=0, begin=0, end=n), dim=1)
-                    for b, n in enumerate(counts) if n]
-            ids = F.full((batch, max_dets, 1), -1, ctx=ctx)
-            out_scores = F.full((batch, max_dets, 1), -1, ctx=ctx)
-            boxes = F.full((batch, max_dets, 4), -1, ctx=ctx)
-            masks = F.zeros((batch, max_dets, self.mask_size, self.mask_size), ctx=ctx)
-            if not rois:
-                return ids, out_scores, boxes, masks
-            box_feat = self.box_features(self._roi_head_input(F, F.concat(*rois, dim=0),
-                                                              features))
-            class_logits = self.class_predictor(box_feat)
-            box_deltas = self.box_predictor(box_feat)
-            kept_rois, kept = [], []
-            start = 0
-            for b, n in enumerate(counts):
-                if not n:
-                    continue
-                rows = slice(start, start + n)
-                start += n
-                post = copy.copy(self.postprocess)
-                post.max_dets = min(max_dets, n * self.num_class)
-                b_ids, b_scores, b_boxes = post(
-                    F, class_logits[rows].expand_dims(0), box_deltas[rows].expand_dims(0),
-                    F.slice_axis(proposals[b], axis=0, begin=0, end=n).expand_dims(0))
-                keep = np.flatnonzero((b_ids[0, :, 0].asnumpy() >= 0) &
-                                      (b_scores[0, :, 0].asnumpy() >= score_thresh))
-                if not len(keep):
-                    continue
-                index = F.array(keep, ctx=ctx)
-                k = len(keep)
-                ids[b, :k] = b_ids[0].take(index)
-                out_scores[b, :k] = b_scores[0].take(index)
-                boxes[b, :k] = b_boxes[0].take(index)
-                kept_rois.append(F.concat(F.full((k, 1), b, ctx=ctx), boxes[b, :k], dim=1))
-                kept.append((b, k))
-            if kept_rois:
-                mask_logits = self.mask(self._roi_head_input(F, F.concat(*kept_rois, dim=0),
-                                                             features))
-                class_ids = F.concat(*[ids[b, :k, 0] for b, k in kept], dim=0)
-                pick = F.stack(F.arange(mask_logits.shape[0], ctx=ctx), class_ids)
-                probabilities = F.sigmoid(F.gather_nd(mask_logits, pick))
-                start = 0
-                for b, k in kept:
-                    masks[b, :k] = probabilities[start:start + k]
-                    start += k
-        return ids, out_scores, boxes, masks
+        return LeanDetector(self)(x, score_thresh, max_dets)
 
     def predict(self, images, **kwargs):
         """Detections with full-size masks in each image's own pixels; see

@@ -1,0 +1,336 @@
+"""Lean Mask R-CNN inference in stages, and its oneDNN-fused (and int8) version.
+
+:class:`LeanDetector` is what :meth:`~.mask_rcnn.MaskRCNN.detect` runs: the backbone, the
+RPN, the box head on the valid proposals only, per-class NMS keeping the best ``max_dets``
+detections, and the mask head on the kept detections only. Each stage is a method, so the
+stages can be timed one by one on the same input (``scripts/benchmark/mask_rcnn.py``).
+
+:func:`optimize_mask_rcnn` (what ``gluonseg.optimize(net)`` does for a Mask R-CNN) runs
+the same stages with the convolutional blocks (backbone, RPN, box and mask heads)
+rebuilt as ``SymbolBlock``\\ s that share the network's parameters and are partitioned
+for oneDNN (``optimize_for(backend='MKLDNN')``): each Convolution -> BatchNorm -> ReLU
+(and the residual ``+``) runs as one fused convolution, the frozen BatchNorm folded into
+the weights in float32. The detections are those of ``net.detect`` up to float rounding
+(about 1e-6 relative). With ``dtype='int8'`` the backbone (C4: stem to stage 3; FPN: the
+ResNet and the pyramid), C4's stage 4 on the RoIs and the mask head are quantized by
+oneDNN (VNNI), calibrated on a few images; the RPN and box predictors stay float32.
+Faster, but the detections change (``tests/test_mask_rcnn_lean.py`` measures by how much
+on the golden weights).
+"""
+import copy
+import warnings
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd
+
+from .roi_align import fpn_levels
+
+__all__ = ['LeanDetector', 'OptimizedMaskRCNN', 'optimize_mask_rcnn']
+
+
+class LeanDetector(object):
+    """The stages of lean inference of a :class:`~.mask_rcnn.MaskRCNN`.
+
+    Parameters
+    ----------
+    net : MaskRCNN
+    **blocks
+        Replacements (with the same inputs and outputs) for ``features``, ``top_features``,
+        ``rpn``, ``box_features`` or ``mask``; the network's own blocks otherwise.
+    """
+
+    PARTS = ('features', 'top_features', 'rpn', 'box_features', 'mask')
+
+    def __init__(self, net, **blocks):
+        unknown = set(blocks) - set(self.PARTS)
+        if unknown:
+            raise ValueError('LeanDetector: unknown blocks %s (known: %s)'
+                             % (sorted(unknown), ', '.join(self.PARTS)))
+        self.net = net
+        for part in self.PARTS:
+            setattr(self, part, blocks.get(part) or getattr(net, part))
+
+    def __call__(self, x, score_thresh=0.001, max_dets=100):
+        """What :meth:`~.mask_rcnn.MaskRCNN.detect` returns: ids, scores, boxes, masks."""
+        with autograd.predict_mode():
+            features = self.backbone(x)
+            proposals, counts = self.propose(x, features)
+            ids, scores, boxes, kept = self.detect_boxes(features, proposals, counts,
+                                                         score_thresh, max_dets)
+            return ids, scores, boxes, self.detect_masks(features, ids, boxes, kept)
+
+    def backbone(self, x):
+        """The feature maps (a list: one map for C4, P2..P6 for FPN)."""
+        features = self.features(x)
+        return list(features) if isinstance(features, (list, tuple)) else [features]
+
+    def propose(self, x, features):
+        """Proposals (B, post_nms, 4), best first, and the number of valid ones per image
+        (the rest are -1 rows)."""
+        scores, proposals = self.rpn(x, *features)
+        counts = (scores.reshape((x.shape[0], -1)) >= 0).sum(axis=1).asnumpy().astype(int)
+        return proposals, counts
+
+    def roi_features(self, rois, features):
+        """Pooled features of RoIs (R, 5) for the heads (C4: through ``top_features``).
+
+        FPN: each RoI is pooled on its own level only (the RoIs grouped by level here),
+        which gives the values of :class:`~.roi_align.RoIAlignExtractor` without pooling
+        every RoI on every level.
+        """
+        net = self.net
+        extractor = net.roi_align
+        maps = features[:len(net.roi_strides)]
+        if len(maps) == 1 or extractor.gluoncv_quirk:
+            pooled = extractor(rois, *maps)
+        else:
+            levels = fpn_levels(mx.nd, rois, extractor.min_level,
+                                extractor.min_level + len(maps) - 1).asnumpy()
+            order, parts = [], []
+            for i, (feature, stride) in enumerate(zip(maps, extractor.strides)):
+                rows = np.flatnonzero(levels == extractor.min_level + i)
+                if len(rows):
+                    order.append(rows)
+                    parts.append(extractor._align(mx.nd, feature,
+                                                  rois.take(mx.nd.array(rows, ctx=rois.context)),
+                                                  stride))
+            pooled = mx.nd.concat(*parts, dim=0) if len(parts) > 1 else parts[0]
+            inverse = np.argsort(np.concatenate(order))
+            pooled = pooled.take(mx.nd.array(inverse, ctx=rois.context))
+        return pooled if net.top_features is None else self.top_features(pooled)
+
+    def detect_boxes(self, features, proposals, counts, score_thresh, max_dets):
+        """Box head on the valid proposals, then per-class NMS and the best ``max_dets``
+        per image, those scoring at least ``score_thresh`` kept.
+
+        Returns ids (B, max_dets, 1), scores (B, max_dets, 1), boxes (B, max_dets, 4) (-1
+        beyond the kept rows) and ``kept``, a list of (image index, number kept).
+        """
+        F = mx.nd
+        net = self.net
+        batch = len(counts)
+        ctx = proposals.context
+        ids = F.full((batch, max_dets, 1), -1, ctx=ctx)
+        out_scores = F.full((batch, max_dets, 1), -1, ctx=ctx)
+        boxes = F.full((batch, max_dets, 4), -1, ctx=ctx)
+        rois = [F.concat(F.full((n, 1), b, ctx=ctx),
+                         F.slice_axis(proposals[b], axis=0, begin=0, end=n), dim=1)
+                for b, n in enumerate(counts) if n]
+        if not rois:
+            return ids, out_scores, boxes, []
+        box_feat = self.box_features(self.roi_features(F.concat(*rois, dim=0), features))
+        class_logits = net.class_predictor(box_feat)
+        box_deltas = net.box_predictor(box_feat)
+        kept = []
+        start = 0
+        for b, n in enumerate(counts):
+            if not n:
+                continue
+            rows = slice(start, start + n)
+            start += n
+            post = copy.copy(net.postprocess)
+            post.max_dets = min(max_dets, n * net.num_class)
+            b_ids, b_scores, b_boxes = post(
+                F, class_logits[rows].expand_dims(0), box_deltas[rows].expand_dims(0),
+                F.slice_axis(proposals[b], axis=0, begin=0, end=n).expand_dims(0))
+            keep = np.flatnonzero((b_ids[0, :, 0].asnumpy() >= 0) &
+                                  (b_scores[0, :, 0].asnumpy() >= score_thresh))
+            if not len(keep):
+                continue
+            index = F.array(keep, ctx=ctx)
+            k = len(keep)
+            ids[b, :k] = b_ids[0].take(index)
+            out_scores[b, :k] = b_scores[0].take(index)
+            boxes[b, :k] = b_boxes[0].take(index)
+            kept.append((b, k))
+        return ids, out_scores, boxes, kept
+
+    def detect_masks(self, features, ids, boxes, kept):
+        """Mask probabilities (B, max_dets, M, M) of the kept detections' classes (0 in
+        the other rows), the mask head run on the kept detections only."""
+        F = mx.nd
+        net = self.net
+        batch, max_dets = ids.shape[:2]
+        ctx = ids.context
+        masks = F.zeros((batch, max_dets, net.mask_size, net.mask_size), ctx=ctx)
+        if not kept:
+            return masks
+        rois = F.concat(*[F.concat(F.full((k, 1), b, ctx=ctx), boxes[b, :k], dim=1)
+                          for b, k in kept], dim=0)
+        mask_logits = self.mask(self.roi_features(rois, features))
+        class_ids = F.concat(*[ids[b, :k, 0] for b, k in kept], dim=0)
+        pick = F.stack(F.arange(mask_logits.shape[0], ctx=ctx), class_ids)
+        probabilities = F.sigmoid(F.gather_nd(mask_logits, pick))
+        start = 0
+        for b, k in kept:
+            masks[b, :k] = probabilities[start:start + k]
+            start += k
+        return masks
+
+
+class OptimizedMaskRCNN(LeanDetector):
+    """A Mask R-CNN for fast lean inference, made by :func:`optimize_mask_rcnn`.
+
+    ``fast.detect(x)`` (or ``fast(x)``) returns what ``net.detect(x)`` returns;
+    ``fast.predict(image)`` what ``net.predict(image)`` returns. Other attributes
+    (``classes``, ``mask_size``, ...) are the network's. Inference only: ``net(x)``,
+    training and ``reset_class`` stay on the network, which is not modified.
+
+    Attributes
+    ----------
+    dtype : str
+        ``'float32'`` (fused, same detections) or ``'int8'`` (quantized backbone and RoI
+        blocks).
+    """
+
+    def __init__(self, net, dtype, **blocks):
+        super().__init__(net, **blocks)
+        self.dtype = dtype
+
+    def detect(self, x, score_thresh=0.001, max_dets=100):
+        """See :meth:`~.mask_rcnn.MaskRCNN.detect`."""
+        return self(x, score_thresh, max_dets)
+
+    def predict(self, images, **kwargs):
+        """See :func:`~.predict.predict_instances` (``raw=True`` is not available)."""
+        from .predict import predict_instances
+        if kwargs.get('raw'):
+            raise ValueError('an OptimizedMaskRCNN runs lean inference only; call '
+                             'predict(raw=True) on the network itself')
+        return predict_instances(self, images, **kwargs)
+
+    def collect_params(self, *args):
+        return self.net.collect_params(*args)
+
+    def __getattr__(self, name):
+        # Only called for attributes not found here: the network's (classes, mask_size, ...).
+        if name == 'net':
+            raise AttributeError(name)
+        return getattr(self.net, name)
+
+    def __repr__(self):
+        return 'OptimizedMaskRCNN(dtype=%r, %s)' % (self.dtype, type(self.net).__name__)
+
+
+def _symbol_block(block, num_inputs):
+    """``block``'s inference graph as a SymbolBlock sharing its parameters."""
+    inputs = [mx.sym.var('data' if i == 0 else 'data%d' % i) for i in range(num_inputs)]
+    with autograd.predict_mode():
+        out = block(*inputs)
+    if isinstance(out, (list, tuple)):
+        out = mx.sym.Group(list(out))
+    with warnings.catch_warnings():  # "Cannot decide type for ... data": it is float32
+        warnings.simplefilter('ignore', UserWarning)
+        return mx.gluon.SymbolBlock(out, inputs, params=block.collect_params())
+
+
+def _fused(block, example):
+    """``block`` partitioned for oneDNN (fused conv + BN + ReLU + add), run once on
+    ``example`` (a list of NDArrays)."""
+    fused = _symbol_block(block, len(example))
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='Cannot decide type')
+        fused.optimize_for(*example, backend='MKLDNN', static_alloc=True)
+    return fused
+
+
+def optimize_mask_rcnn(net, dtype='float32', calib_data=None, calib_mode='naive',
+                       num_calib_batches=4, ctx=None):
+    """A faster lean-inference version of a Mask R-CNN (see the module docstring).
+
+    Parameters
+    ----------
+    net : MaskRCNN
+        Initialized; not modified (the float32 blocks share its parameters: optimize again
+        after changing the weights).
+    dtype : {'float32', 'int8'}
+        ``'float32'``: fused, the detections of ``net.detect``. ``'int8'``: the backbone,
+        C4's stage 4 on the RoIs and the mask head are also quantized (opt-in; the
+        detections change slightly).
+    calib_data : iterable, optional
+        int8 (required): normalized image batches (B, 3, H, W) (NDArrays or numpy arrays,
+        or ``(data, ...)`` tuples); the quantized blocks are calibrated on what they
+        receive from these images (the RoI blocks on each image's 64 best proposals).
+    calib_mode : {'naive', 'entropy'}
+    num_calib_batches : int
+        As for :func:`gluonseg.optimize`.
+    ctx : Context, default cpu()
+        oneDNN runs on the CPU only.
+
+    Returns
+    -------
+    OptimizedMaskRCNN
+    """
+    from ..optimize import CALIB_MODES, _calibration_batches, _check_initialized
+    if dtype not in ('float32', 'int8'):
+        raise ValueError("a Mask R-CNN optimizes to dtype 'float32' or 'int8', not %r"
+                         % (dtype,))
+    if calib_mode not in CALIB_MODES:
+        raise ValueError('calib_mode must be one of %s, not %r' % (CALIB_MODES, calib_mode))
+    ctx = ctx or mx.cpu()
+    if ctx.device_type != 'cpu':
+        raise ValueError('optimize() fuses a Mask R-CNN for the CPU (oneDNN), not %s' % ctx)
+    _check_initialized(net)
+    batches = None
+    if dtype == 'int8':
+        if calib_mode == 'none':
+            raise ValueError("an int8 Mask R-CNN is calibrated on images: calib_mode 'naive' "
+                             "or 'entropy' with calib_data")
+        batches = _calibration_batches(calib_data, num_calib_batches, calib_mode, ctx)
+    # Example inputs of every block, from the network itself on a small image.
+    plain = LeanDetector(net)
+    image = mx.nd.zeros((1, 3, 128, 128), ctx=ctx)
+    with autograd.predict_mode():
+        features = plain.backbone(image)
+        rois = mx.nd.array([[0, 8, 8, 72, 88]], ctx=ctx)
+        pooled = net.roi_align(rois, *features[:len(net.roi_strides)])
+        blocks = {'features': _fused(net.features, [image]),
+                  'rpn': _fused(net.rpn, [image] + features)}
+        if net.top_features is not None:
+            blocks['top_features'] = _fused(net.top_features, [pooled])
+            pooled = net.top_features(pooled)
+        blocks['box_features'] = _fused(net.box_features, [pooled])
+        blocks['mask'] = _fused(net.mask, [pooled])
+        if dtype == 'int8':
+            blocks.update(_quantized_blocks(net, plain, batches, calib_mode, ctx))
+    return OptimizedMaskRCNN(net, dtype, **blocks)
+
+
+def _quantized_blocks(net, plain, batches, calib_mode, ctx, rois_per_image=64):
+    """int8 versions of the backbone and of the blocks the RoI features go through (C4:
+    stage 4 and the mask head; FPN: the mask head), calibrated on what each block receives
+    from the calibration images (the RoIs: each image's best proposals)."""
+    inputs = {'features': batches, 'top_features': [], 'mask': []}
+    for batch in batches:
+        features = plain.backbone(batch)
+        proposals, counts = plain.propose(batch, features)
+        rois = mx.nd.concat(*[mx.nd.concat(
+            mx.nd.full((min(n, rois_per_image), 1), b, ctx=ctx),
+            proposals[b, :min(n, rois_per_image)], dim=1) for b, n in enumerate(counts)],
+            dim=0)
+        pooled = net.roi_align(rois, *features[:len(net.roi_strides)])
+        if net.top_features is not None:
+            inputs['top_features'].append(pooled)
+            pooled = net.top_features(pooled)
+        inputs['mask'].append(pooled)
+    blocks = {}
+    for part, calib in inputs.items():
+        if calib:  # no top_features in an FPN model
+            blocks[part] = _quantized(getattr(net, part), calib, calib_mode, ctx)
+    return blocks
+
+
+def _quantized(block, batches, calib_mode, ctx):
+    """``block`` (one input) quantized to int8 by oneDNN, calibrated on ``batches``."""
+    from mxnet.contrib.quantization import quantize_net_v2
+    base = _symbol_block(block, 1)
+    # quantize_net_v2 iterates (data, ...) lists; num_calib_examples counts samples.
+    kwargs = dict(quantized_dtype='auto', quantize_mode='smart', calib_mode=calib_mode,
+                  calib_data=[[b] for b in batches],
+                  num_calib_examples=sum(b.shape[0] for b in batches), ctx=ctx)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)
+        quantized = quantize_net_v2(base, **kwargs)
+    quantized.hybridize(static_alloc=True)
+    return quantized
