@@ -10,7 +10,8 @@ impl               paths
 gluonseg           ``fp32`` hybridized (Mask R-CNN: lean ``net.detect``), ``fused`` / ``bf16``
                    / ``int8``: ``gluonseg.optimize(net, dtype)`` (Mask R-CNN: no bf16; int8
                    quantizes the backbone only)
-gluoncv            ``fp32`` hybridized, as published (Mask R-CNN: its 1000-row output)
+gluoncv            ``fp32`` hybridized, as published (Mask R-CNN: its 1000-row output; and
+                   with 100 rows, ``--gluoncv-max-dets``)
 torchvision        ``fp32`` eval mode under ``torch.inference_mode()``
 =================  =========================================================================
 
@@ -85,6 +86,10 @@ def parse_args(argv=None):
     parser.add_argument('--repeat', type=int, default=5)
     parser.add_argument('--rcnn-warmup', type=int, default=1)
     parser.add_argument('--rcnn-repeat', type=int, default=3)
+    parser.add_argument('--gluoncv-max-dets', type=int, nargs='+', default=[1000, 100],
+                        help="GluonCV Mask R-CNN output rows: 1000 as published (the mask "
+                             "head on all of them), 100 (its private _rcnn_max_dets: the "
+                             "mask head on gluonseg's kept 100 only)")
     parser.add_argument('--threads', type=int, default=os.cpu_count() or 1,
                         help='OMP/MKL/torch threads of every implementation (default: cores)')
     parser.add_argument('--out-dir', default='.', help='where peers.csv/.png/.md go')
@@ -164,10 +169,16 @@ def _gluoncv(spec, height, width):
         kwargs.update(aux=False, crop_size=height)
     mx.random.seed(0)
     net = gluoncv.model_zoo.get_model(spec['name'], **kwargs)
-    # Blocks built from symbols (its FPN) have parameters without an initializer of their own.
-    init = mx.init.Mixed(['.*(gamma|running_var)$', '.*(bias|beta|running_mean)$', '.*'],
-                         [mx.init.One(), mx.init.Zero(), mx.init.Xavier()])
-    net.collect_params().initialize(init, force_reinit=False)
+    if spec['model'] in INSTANCE:
+        net._rcnn_max_dets = spec['max_dets']  # read when the graph is built (first call)
+    # Blocks built from symbols (its FPN) have parameters without an initializer of their
+    # own: ones for scales and variances, zeros for shifts and means, Xavier for weights.
+    for name, param in net.collect_params().items():
+        if param._data is None and param._deferred_init == ():
+            init = (mx.init.One() if name.endswith(('gamma', 'running_var')) else
+                    mx.init.Zero() if name.endswith(('bias', 'beta', 'running_mean')) else
+                    mx.init.Xavier())
+            param.initialize(init=init)
     net.hybridize(static_alloc=True, static_shape=True)
     out = []
 
@@ -265,6 +276,10 @@ def plan(args):
                 paths = ['fp32']
             elif impl == 'gluoncv':
                 if gluon_name.endswith('_shapes'):
+                    continue
+                if instance:
+                    jobs.extend(dict(base, impl=impl, path='fp32', name=gluon_name,
+                                     max_dets=rows) for rows in args.gluoncv_max_dets)
                     continue
                 paths = ['fp32']
             else:
