@@ -13,7 +13,8 @@ from .checkpoint import (CHECKPOINT_FORMAT, Checkpoint, CheckpointError,  # noqa
 from .data import (EpochBatchSampler, SeededTransformDataset, epoch_permutation,  # noqa: F401
                    get_segmentation_dataset, dataset_short_name)
 from .evaluation import evaluate_segmentation, predict_batch  # noqa: F401
-from .base_trainer import BaseTrainConfig, BaseTrainer  # noqa: F401
+from .base_trainer import KVSTORES, BaseTrainConfig, BaseTrainer  # noqa: F401
+from .mixed_precision import AMP_DTYPES, init_amp  # noqa: F401
 from .trainer import (BEST_CHECKPOINT, LATEST_CHECKPOINT, LOG_FILE, METRICS_FILE,  # noqa: F401
                       NonFiniteLossError, SegmentationTrainer, TqdmLoggingHandler, TrainConfig,
                       iteration_seed)
@@ -23,7 +24,7 @@ __all__ = ['LR_MODES', 'SegmentationLRScheduler', 'SegmentationLoss', 'count_lab
            'capture_rng_state', 'initialize_from', 'load_checkpoint', 'load_weights_from',
            'restore_rng_state', 'save_checkpoint', 'seed_everything', 'EpochBatchSampler',
            'SeededTransformDataset', 'epoch_permutation', 'get_segmentation_dataset',
-           'dataset_short_name', 'evaluate_segmentation', 'predict_batch', 'BaseTrainConfig',
-           'BaseTrainer', 'BEST_CHECKPOINT',
+           'dataset_short_name', 'evaluate_segmentation', 'predict_batch', 'KVSTORES',
+           'BaseTrainConfig', 'BaseTrainer', 'AMP_DTYPES', 'init_amp', 'BEST_CHECKPOINT',
            'LATEST_CHECKPOINT', 'LOG_FILE', 'METRICS_FILE', 'NonFiniteLossError',
            'SegmentationTrainer', 'TqdmLoggingHandler', 'TrainConfig', 'iteration_seed']

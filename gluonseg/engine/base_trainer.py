@@ -41,6 +41,7 @@ from mxnet import autograd, gluon
 from .checkpoint import (atomic_copy, capture_rng_state, load_checkpoint, restore_rng_state,
                          save_checkpoint)
 from .data import EpochBatchSampler
+from .mixed_precision import check_amp
 
 __all__ = ['BaseTrainConfig', 'BaseTrainer', 'NonFiniteLossError', 'iteration_seed',
            'create_kvstore', 'disable_bias_bn_weight_decay', 'TqdmLoggingHandler', 'KVSTORES',
@@ -91,6 +92,9 @@ class BaseTrainConfig:
         Write a line to the log file every this many iterations.
     kvstore : str or None
         One of :data:`KVSTORES`; None: ``'device'`` with several devices, none with one.
+    amp : {None, 'float16', 'bfloat16'}
+        Mixed precision (:mod:`gluonseg.engine.mixed_precision`; switch it on with
+        ``init_amp`` before building the network). float16 scales the loss dynamically.
     """
 
     epochs: int = 10
@@ -106,6 +110,7 @@ class BaseTrainConfig:
     progress: bool = True
     log_interval: int = 20
     kvstore: Optional[str] = None
+    amp: Optional[str] = None
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -230,6 +235,7 @@ class BaseTrainer(object):
         self.batchify_fn = batchify_fn
         self.model_info = dict(model_info or {})
         self.run_args = dict(run_args or {})
+        check_amp(config.amp, self.ctx)
         self.kvstore, self.rank, self.num_workers = create_kvstore(config.kvstore, self.ctx)
         self._reduce_keys = {}
         self.total_batch_size = config.batch_size * len(self.ctx) * self.num_workers
@@ -244,12 +250,16 @@ class BaseTrainer(object):
         self.loss_divisor = len(self.ctx) * self.num_workers if self.DEVICE_MEAN_LOSS else 1
         self.lr_scheduler = None
         self.trainer = None
+        self._loss_scaler = None  # float16 AMP's (mxnet.contrib.amp.LossScaler)
+        # What the set-up changed from the settings; logged when fit() starts (with the file).
+        self.setup_warnings = []
 
         self.iteration = 0
         self.best = {self.BEST_METRIC: None, 'epoch': None, 'iteration': None}
         self.last_metrics = None
         self.last_loss = None
         self.train_seconds = 0.0
+        self.skipped_updates = 0
         self._epoch_loss = [0.0, 0]
         self._log_handler = None
 
@@ -262,8 +272,14 @@ class BaseTrainer(object):
         """
         # gluon.Trainer numbers the parameters' kvstore keys from 0; _allreduce uses the next.
         self._first_free_key = len(list(params.values()))
-        return gluon.Trainer(params, 'sgd', optimizer_params, kvstore=self.kvstore,
-                             update_on_kvstore=False)
+        trainer = gluon.Trainer(params, 'sgd', optimizer_params, kvstore=self.kvstore,
+                                update_on_kvstore=False)
+        if self.config.amp == 'float16':
+            # bfloat16 has float32's range: only float16 needs the loss scaled.
+            from mxnet.contrib import amp
+            amp.init_trainer(trainer)
+            self._loss_scaler = trainer._amp_loss_scaler
+        return trainer
 
     def _share_initial_weights(self):
         """Give every worker worker 0's weights (as the kvstore holds them) before the first
@@ -327,7 +343,8 @@ class BaseTrainer(object):
                 'num_workers': self.num_workers, 'train_samples': len(self.train_data),
                 'lr_scheduler': self.lr_scheduler.state_dict(), 'best': dict(self.best),
                 'last_metrics': self.last_metrics, 'train_seconds': self.train_seconds,
-                'epoch_loss': list(self._epoch_loss),
+                'epoch_loss': list(self._epoch_loss), 'skipped_updates': self.skipped_updates,
+                'loss_scaler': self._loss_scaler_state(),
                 'rng': capture_rng_state(self.config.seed), 'model': self.model_info,
                 'config': self.config.to_dict(), 'args': self.run_args}
         meta.update(self._task_meta())
@@ -377,6 +394,12 @@ class BaseTrainer(object):
         self.last_metrics = meta.get('last_metrics')
         self.train_seconds = float(meta.get('train_seconds', 0.0))
         self._epoch_loss = list(meta.get('epoch_loss', [0.0, 0]))
+        self.skipped_updates = int(meta.get('skipped_updates', 0))
+        if self._loss_scaler is not None and meta.get('loss_scaler'):
+            state = meta['loss_scaler']
+            self._loss_scaler._loss_scale = state['loss_scale']
+            self._loss_scaler._next_loss_scale = state['next_loss_scale']
+            self._loss_scaler._unskipped = state['unskipped']
         restore_rng_state(meta['rng'])
         self._truncate_metrics_file(self.iteration)
         logger.info('Resumed from %s at iteration %d/%d (epoch %d, batch %d; best %s %s)',
@@ -384,6 +407,14 @@ class BaseTrainer(object):
                     self.iteration - self.epoch * self.iters_per_epoch, self.BEST_METRIC,
                     _fmt(self.best[self.BEST_METRIC]))
         return ckpt
+
+    def _loss_scaler_state(self):
+        """float16 AMP's dynamic loss scale (None without it): a resumed run goes on with it."""
+        scaler = self._loss_scaler
+        if scaler is None:
+            return None
+        return {'loss_scale': scaler._loss_scale, 'next_loss_scale': scaler._next_loss_scale,
+                'unskipped': scaler._unskipped}
 
     def _truncate_metrics_file(self, iteration):
         """Drop metric records of iterations after ``iteration`` (written after the
@@ -423,6 +454,12 @@ class BaseTrainer(object):
             if self.num_workers > 1:
                 self._share_initial_weights()
             logger.info('Training %s', self._describe())
+            for message in self.setup_warnings:
+                logger.warning('%s', message)
+            if self.config.amp:
+                logger.info('Mixed precision (AMP): %s%s', self.config.amp,
+                            ', loss scale %g' % self._loss_scaler.loss_scale
+                            if self._loss_scaler is not None else '')
             if self.num_workers > 1:
                 logger.info('Worker %d of %d (kvstore %s): %d images per iteration here, %d in '
                             'all', self.rank, self.num_workers, self.config.kvstore,
@@ -521,12 +558,26 @@ class BaseTrainer(object):
                    self.iteration, lr, kept, self.NONFINITE_ADVICE))
         self.trainer.set_learning_rate(lr)
         self.trainer.step(self.loss_divisor)
+        scaler = self._loss_scaler
+        # LossScaler.has_overflow (called by step) halves the next scale on an overflow.
+        if scaler is not None and scaler._next_loss_scale < scaler._loss_scale:
+            self.skipped_updates += 1
+            logger.warning('AMP: the gradients of iteration %d overflowed float16 with loss '
+                           'scale %g: update skipped, scale now %g (%d skipped so far)',
+                           self.iteration, scaler._loss_scale, scaler._next_loss_scale,
+                           self.skipped_updates)
         self.iteration += 1
         self.last_loss = loss
         return loss, terms, lr
 
     def _backward(self, losses):
-        autograd.backward(losses)
+        """Backward of the list ``losses`` (scaled by float16 AMP's loss scale)."""
+        if self._loss_scaler is None:
+            autograd.backward(losses)
+            return
+        from mxnet.contrib import amp
+        with amp.scale_loss(losses, self.trainer) as scaled:
+            autograd.backward(scaled)
 
     def _end_epoch(self):
         done = self.epoch  # completed epochs

@@ -24,6 +24,7 @@ from .checkpoint import load_checkpoint
 from .data import SeededTransformDataset
 from .instance_evaluation import coco_ground_truth, evaluate_instances
 from .lr_scheduler import SegmentationLRScheduler
+from .mixed_precision import HYBRID_AMP_CPU_PROBLEM
 
 __all__ = ['InstanceTrainConfig', 'InstanceTrainer', 'BEST_METRIC', 'mask_rcnn_model_info',
            'mask_rcnn_from_checkpoint']
@@ -126,8 +127,8 @@ class InstanceTrainer(BaseTrainer):
         self.loss = loss or MaskRCNNLoss()
         warmup = min(int(config.warmup_iters), self.total_iters - 1)
         if warmup < config.warmup_iters:
-            logger.warning('Warmup shortened from %d to %d iterations: the run has %d',
-                           config.warmup_iters, warmup, self.total_iters)
+            self.setup_warnings.append('Warmup shortened from %d to %d iterations: the run has %d'
+                                       % (config.warmup_iters, warmup, self.total_iters))
         self.lr_scheduler = SegmentationLRScheduler(
             config.lr, self.total_iters, mode='step', warmup_iters=warmup,
             warmup_start_lr=config.lr * config.warmup_factor,
@@ -137,7 +138,10 @@ class InstanceTrainer(BaseTrainer):
         net.collect_params().reset_ctx(self.ctx)
         self.frozen_params = net.freeze_backbone(config.freeze_stages, config.freeze_bn)
         self.no_wd_params = disable_bias_bn_weight_decay(net) if config.no_wd_bias else []
-        if config.hybridize:
+        if config.hybridize and config.amp and any(c.device_type == 'cpu' for c in self.ctx):
+            self.setup_warnings.append('Training imperatively (not hybridized) with AMP on the '
+                                       'CPU: %s' % HYBRID_AMP_CPU_PROBLEM)
+        elif config.hybridize:
             net.hybridize()
         optimizer = {'learning_rate': config.lr, 'momentum': config.momentum, 'wd': config.wd}
         if config.clip_gradient > 0:

@@ -8,6 +8,7 @@ loss is built from differentiable operators (``log_softmax``, ``pick``), so the 
 the auxiliary head's gradient and nothing else.
 """
 import mxnet as mx
+import numpy as np
 
 __all__ = ['SegmentationLoss', 'pixel_cross_entropy_sum', 'count_labelled_pixels']
 
@@ -25,7 +26,7 @@ def pixel_cross_entropy_sum(logits, label, ignore_label=255):
     Parameters
     ----------
     logits : NDArray
-        (N, C, H, W) class scores.
+        (N, C, H, W) class scores; float16 or bfloat16 ones (AMP) are cast to float32 first.
     label : NDArray
         (N, H, W) class ids; pixels equal to ``ignore_label`` contribute nothing (neither loss
         nor gradient).
@@ -40,6 +41,10 @@ def pixel_cross_entropy_sum(logits, label, ignore_label=255):
             or logits.shape[2:] != label.shape[1:]:
         raise ValueError('logits must be (N, C, H, W) and labels (N, H, W) of the same N, H, W; '
                          'got logits %s and labels %s' % (logits.shape, label.shape))
+    if logits.dtype not in (np.float32, np.float64):
+        # Mixed precision: the loss is summed over every pixel, which float16 would overflow,
+        # and NDArray.astype to bfloat16 garbles integer labels (MXNet 1.9.1).
+        logits = logits.astype('float32')
     label = label.astype(logits.dtype, copy=False)
     log_prob = mx.nd.log_softmax(logits, axis=1)
     # 'clip' maps the ignore value to a valid class; the mask then removes those pixels.

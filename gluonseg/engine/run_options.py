@@ -15,9 +15,10 @@ import mxnet as mx
 from .base_trainer import (KVSTORES, LATEST_CHECKPOINT, NonFiniteLossError,
                            TqdmLoggingHandler, logger)
 from .checkpoint import CheckpointError
+from .mixed_precision import AMP_DTYPES, init_amp
 
-__all__ = ['add_run_arguments', 'contexts', 'run_config_kwargs', 'run_args_record',
-           'console_logging', 'resume_and_fit']
+__all__ = ['add_run_arguments', 'contexts', 'start_amp', 'run_config_kwargs',
+           'run_args_record', 'console_logging', 'resume_and_fit']
 
 
 def add_run_arguments(parser, save_dir_default, seed_default=0, seed_help=None):
@@ -42,6 +43,9 @@ def add_run_arguments(parser, save_dir_default, seed_default=0, seed_help=None):
                    help='how gradients are summed: across devices (local, device, nccl) or '
                    'machines (dist_sync, dist_device_sync: run as a worker of a parameter-'
                    'server job, see docs/training.md) (default: device with several devices)')
+    g.add_argument('--amp', choices=AMP_DTYPES,
+                   help='mixed precision: float16 (GPUs, with dynamic loss scaling) or bfloat16 '
+                   '(CPUs with oneDNN, GPUs) (default: off, float32)')
     g.add_argument('--seed', type=int, default=seed_default, help=seed_help)
     g.add_argument('--val-interval', type=int, default=1, help='validate every N epochs')
     g.add_argument('--checkpoint-interval', type=int, default=0,
@@ -64,12 +68,20 @@ def contexts(args):
     return [mx.cpu(i) for i in range(max(args.ctx_cpus, 1))]
 
 
+def start_amp(args):
+    """Switch on the mixed precision ``--amp`` asks for; call it before building the
+    network."""
+    if args.amp:
+        init_amp(args.amp)
+
+
 def run_config_kwargs(args):
     """The fields of :class:`~gluonseg.engine.base_trainer.BaseTrainConfig` that the "devices
     and run" options (and ``--workers``) set."""
     return dict(val_interval=args.val_interval, checkpoint_interval=args.checkpoint_interval,
                 seed=args.seed, num_workers=args.workers, hybridize=not args.no_hybridize,
-                progress=not args.no_progress and not args.quiet, kvstore=args.kvstore)
+                progress=not args.no_progress and not args.quiet, kvstore=args.kvstore,
+                amp=args.amp)
 
 
 def run_args_record(args):

@@ -38,7 +38,7 @@ from gluonseg.engine.instance_trainer import (InstanceTrainConfig,  # noqa: E402
                                               InstanceTrainer, mask_rcnn_model_info)
 from gluonseg.engine.run_options import (add_run_arguments, console_logging,  # noqa: E402
                                          contexts, resume_and_fit, run_args_record,
-                                         run_config_kwargs)
+                                         run_config_kwargs, start_amp)
 
 NETWORKS = {'resnet18_v1b': (18, 'v1b'), 'resnet50_v1b': (50, 'v1b'),
             'resnet101_v1d': (101, 'v1d')}
@@ -186,6 +186,7 @@ def build_model(args, classes, ctx):
 def main(argv=None):
     args = parse_args(argv)
     with console_logging(args):
+        start_amp(args)  # before the network is built
         mx.random.seed(args.seed)
         ctx = contexts(args)
         train_set, val_set = datasets(args)

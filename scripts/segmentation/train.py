@@ -30,7 +30,7 @@ from gluonseg.engine import (SegmentationTrainer, TrainConfig, dataset_short_nam
                              get_segmentation_dataset, initialize_from, seed_everything)
 from gluonseg.engine.run_options import (add_run_arguments, console_logging,  # noqa: E402
                                          contexts, resume_and_fit, run_args_record,
-                                         run_config_kwargs)
+                                         run_config_kwargs, start_amp)
 
 # Per-dataset defaults for the options left unset.
 # - shapes: reaches mIoU >= 0.80 on Shapes val in about 4-5 minutes on 2 CPU cores from a random
@@ -168,6 +168,7 @@ def main(argv=None):
 def train(args, log):
     start = time.time()
     ctx = contexts(args)
+    start_amp(args)  # before the network is built
     seed_everything(args.seed)  # the initial weights come from MXNet's generator
     train_set, val_set, train_transform = build_datasets(args)
     net, model_info = build_model(args, train_set.num_class, ctx)
