@@ -131,7 +131,7 @@ def test_dist_sync_workers_match_one_process_and_resume(tmp_path):
                                        err_msg=key)
 
 
-def test_workers_share_one_order_and_take_their_slice():
+def test_workers_share_one_order_and_take_their_slice_in_pieces():
     whole = list(EpochBatchSampler(10, 4, seed=5, epoch=2))
     halves = [list(EpochBatchSampler(10, 4, seed=5, epoch=2, part=p, num_parts=2))
               for p in (0, 1)]
@@ -141,7 +141,11 @@ def test_workers_share_one_order_and_take_their_slice():
     resumed = list(EpochBatchSampler(10, 4, seed=5, epoch=2, start_batch=1, part=1,
                                      num_parts=2))
     assert resumed == halves[1][1:]
-    with pytest.raises(ValueError, match='part 0 of 3 equal parts of a batch of 4'):
+    # gradient accumulation: each worker's slice comes in pieces, one per accumulated batch
+    pieces = list(EpochBatchSampler(10, 4, seed=5, epoch=2, part=1, num_parts=2,
+                                    micro_batches=2))
+    assert pieces == [[key] for half in halves[1] for key in half]
+    with pytest.raises(ValueError, match='part 0 of 3 equal parts of a batch of 4 in 1 equal'):
         EpochBatchSampler(10, 4, seed=5, epoch=2, num_parts=3)
 
 

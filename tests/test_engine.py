@@ -274,6 +274,38 @@ def test_data_parallel_two_cpu_contexts_match_one(tmp_path):
     np.testing.assert_array_equal(one.confusion_matrix, two.confusion_matrix)
 
 
+def test_accumulating_two_batches_of_two_equals_one_batch_of_four():
+    # No BatchNorm (the statistics of 2 images are not those of 4) and no dropout (two forward
+    # passes draw other masks than one): what remains must agree.
+    whole_net = tiny_net(seed=0, batchnorm=False, dropout=0)
+    parts_net = tiny_net(seed=0, batchnorm=False, dropout=0)
+    whole = tiny_trainer(whole_net, batch_size=4, val_interval=0)
+    parts = tiny_trainer(parts_net, batch_size=2, accumulate=2, val_interval=0)
+    assert parts.total_batch_size == whole.total_batch_size == 4
+    assert parts.iters_per_epoch == whole.iters_per_epoch == 6   # the schedule counts updates
+    whole.fit(max_iterations=3)
+    parts.fit(max_iterations=3)
+    assert parts.iteration == 3 and parts.lr_scheduler.last_iter == whole.lr_scheduler.last_iter
+    assert parts.last_loss == pytest.approx(whole.last_loss, rel=1e-5)
+    assert_same_weights(whole_net, parts_net)  # gradients summed, then zeroed after each update
+
+
+def test_resume_with_accumulation_reproduces_the_uninterrupted_run(tmp_path):
+    settings = dict(batch_size=2, accumulate=2, val_interval=0)
+    straight = tiny_net(seed=0)  # BatchNorm and dropout included
+    tiny_trainer(straight, save_dir=str(tmp_path / 'a'), **settings).fit()
+    tiny_trainer(tiny_net(seed=0), save_dir=str(tmp_path / 'b'), **settings).fit(
+        max_iterations=7)
+    resumed_net = tiny_net(seed=42)
+    resumed = tiny_trainer(resumed_net, save_dir=str(tmp_path / 'b'), **settings)
+    resumed.resume()
+    assert resumed.iteration == 7
+    assert resumed.fit()['iteration'] == 12
+    assert_same_weights(straight, resumed_net)
+    with pytest.raises(ValueError, match='accumulate must be at least 1'):
+        tiny_trainer(tiny_net(), accumulate=0)
+
+
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
     # A learning rate that makes the weights overflow within a few updates; latest.ckpt is
     # written after every update until then.

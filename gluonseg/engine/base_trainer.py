@@ -95,6 +95,10 @@ class BaseTrainConfig:
     amp : {None, 'float16', 'bfloat16'}
         Mixed precision (:mod:`gluonseg.engine.mixed_precision`; switch it on with
         ``init_amp`` before building the network). float16 scales the loss dynamically.
+    accumulate : int
+        Sum the gradients of this many batches of ``batch_size`` per device before each
+        update: an update (an iteration, for the schedule) then sees ``accumulate`` times
+        the images, with the memory of one batch.
     """
 
     epochs: int = 10
@@ -111,6 +115,7 @@ class BaseTrainConfig:
     log_interval: int = 20
     kvstore: Optional[str] = None
     amp: Optional[str] = None
+    accumulate: int = 1
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -189,9 +194,10 @@ class BaseTrainer(object):
     :class:`~gluonseg.engine.SegmentationLRScheduler` over ``self.total_iters``) and
     ``self.trainer`` (from :meth:`_make_trainer`), and implements:
 
-    - ``_forward_backward(batch) -> (loss, terms)``: forward and backward of one batch on
-      ``self.ctx``; ``loss`` is the sum of the losses of the devices (a python float) and
-      ``terms`` a dict of named parts of it (summed the same way), or empty;
+    - ``_forward_backward(batches) -> (loss, terms)``: forward and backward of the batches of
+      one update (``config.accumulate`` of them) on ``self.ctx``; ``loss`` is the sum of the
+      losses of the devices and batches (a python float) and ``terms`` a dict of named parts
+      of it (summed the same way), or empty;
     - ``validate() -> dict``: evaluate, then return ``self._record_validation(record)``;
     - ``_describe() -> str``: the settings for the first line of the log;
     - ``_task_meta() -> dict``: what checkpoints of this task hold besides the common state.
@@ -236,18 +242,26 @@ class BaseTrainer(object):
         self.model_info = dict(model_info or {})
         self.run_args = dict(run_args or {})
         check_amp(config.amp, self.ctx)
+        if int(config.accumulate) < 1:
+            raise ValueError('accumulate must be at least 1 (batches per update), got %r'
+                             % (config.accumulate,))
         self.kvstore, self.rank, self.num_workers = create_kvstore(config.kvstore, self.ctx)
         self._reduce_keys = {}
-        self.total_batch_size = config.batch_size * len(self.ctx) * self.num_workers
+        # Images per update (iteration): per device x devices x workers x accumulated batches.
+        self.total_batch_size = (config.batch_size * len(self.ctx) * self.num_workers *
+                                 config.accumulate)
         self.iters_per_epoch = len(train_data) // self.total_batch_size
         if self.iters_per_epoch < 1:
-            raise ValueError('The training set has %d samples, fewer than one batch of %d '
-                             '(%d per device x %d devices x %d workers)'
-                             % (len(train_data), self.total_batch_size, config.batch_size,
-                                len(self.ctx), self.num_workers))
+            raise ValueError('The training set has %d samples, fewer than one update of %d '
+                             '(%d per device x %d devices x %d workers x %d accumulated '
+                             'batches)' % (len(train_data), self.total_batch_size,
+                                           config.batch_size, len(self.ctx),
+                                           self.num_workers, config.accumulate))
         self.total_iters = config.epochs * self.iters_per_epoch
         # The summed gradients (and the summed losses, for the logs) are divided by this.
-        self.loss_divisor = len(self.ctx) * self.num_workers if self.DEVICE_MEAN_LOSS else 1
+        self.loss_divisor = (len(self.ctx) * self.num_workers * config.accumulate
+                             if self.DEVICE_MEAN_LOSS else 1)
+        self._accumulated = []  # the parameters whose gradients add up between updates
         self.lr_scheduler = None
         self.trainer = None
         self._loss_scaler = None  # float16 AMP's (mxnet.contrib.amp.LossScaler)
@@ -272,6 +286,11 @@ class BaseTrainer(object):
         """
         # gluon.Trainer numbers the parameters' kvstore keys from 0; _allreduce uses the next.
         self._first_free_key = len(list(params.values()))
+        if self.config.accumulate > 1:
+            # Each backward adds to the gradients; they are zeroed after each update.
+            self._accumulated = [p for p in params.values() if p.grad_req != 'null']
+            for param in self._accumulated:
+                param.grad_req = 'add'
         trainer = gluon.Trainer(params, 'sgd', optimizer_params, kvstore=self.kvstore,
                                 update_on_kvstore=False)
         if self.config.amp == 'float16':
@@ -460,6 +479,9 @@ class BaseTrainer(object):
                 logger.info('Mixed precision (AMP): %s%s', self.config.amp,
                             ', loss scale %g' % self._loss_scaler.loss_scale
                             if self._loss_scaler is not None else '')
+            if self.config.accumulate > 1:
+                logger.info('Gradients of %d batches summed per update (iteration)',
+                            self.config.accumulate)
             if self.num_workers > 1:
                 logger.info('Worker %d of %d (kvstore %s): %d images per iteration here, %d in '
                             'all', self.rank, self.num_workers, self.config.kvstore,
@@ -489,7 +511,8 @@ class BaseTrainer(object):
             self._epoch_loss = [0.0, 0]
         sampler = EpochBatchSampler(len(self.train_data), self.total_batch_size,
                                     self.config.seed, epoch, start_batch,
-                                    num_parts=self.num_workers, part=self.rank)
+                                    num_parts=self.num_workers, part=self.rank,
+                                    micro_batches=self.config.accumulate)
         loader = gluon.data.DataLoader(self.train_data, batch_sampler=sampler,
                                        batchify_fn=self.batchify_fn,
                                        num_workers=self.config.num_workers)
@@ -500,14 +523,19 @@ class BaseTrainer(object):
                        desc='epoch %d/%d' % (epoch + 1, self.config.epochs), leave=False)
         tic = time.time()
         images = 0
+        batches = []
         try:
             for batch in loader:
+                batches.append(batch)
+                if len(batches) < self.config.accumulate:
+                    continue
                 step_tic = time.time()
-                loss, terms, lr = self._train_step(batch)
+                loss, terms, lr = self._train_step(batches)
                 self.train_seconds += time.time() - step_tic
                 self._epoch_loss[0] += loss
                 self._epoch_loss[1] += 1
-                images += batch[0].shape[0]
+                images += sum(b[0].shape[0] for b in batches)
+                batches = []
                 speed = images / max(time.time() - tic, 1e-9)
                 mean_loss = self._epoch_loss[0] / self._epoch_loss[1]
                 if bar is not None:
@@ -536,12 +564,13 @@ class BaseTrainer(object):
                     self.lr_scheduler(max(self.iteration - 1, 0)),
                     images / max(time.time() - tic, 1e-9))
 
-    def _train_step(self, batch):
-        """One update; returns (loss, terms, lr). Raises NonFiniteLossError before updating."""
+    def _train_step(self, batches):
+        """One update from the list of (``accumulate``) ``batches``; returns (loss, terms, lr).
+        Raises NonFiniteLossError before updating."""
         seed = iteration_seed(self.config.seed, self.iteration, self.rank)
         mx.random.seed(seed)
         np.random.seed(seed)
-        loss, terms = self._forward_backward(batch)
+        loss, terms = self._forward_backward(batches)
         # The loss of the whole batch, on every worker: all of them stop together on NaN.
         totals = self._allreduce([loss] + list(terms.values()))
         loss = totals[0] / self.loss_divisor
@@ -558,6 +587,8 @@ class BaseTrainer(object):
                    self.iteration, lr, kept, self.NONFINITE_ADVICE))
         self.trainer.set_learning_rate(lr)
         self.trainer.step(self.loss_divisor)
+        for param in self._accumulated:
+            param.zero_grad()
         scaler = self._loss_scaler
         # LossScaler.has_overflow (called by step) halves the next scale on an overflow.
         if scaler is not None and scaler._next_loss_scale < scaler._loss_scale:

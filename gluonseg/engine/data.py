@@ -28,41 +28,48 @@ class EpochBatchSampler(gluon.data.Sampler):
 
     Data-parallel workers (processes) share one sample order, the permutation of ``(seed,
     epoch)``: each batch is cut into ``num_parts`` consecutive slices, and worker ``part``
-    gets its slice of every batch.
+    gets its slice of every batch. With gradient accumulation, the slice is yielded in
+    ``micro_batches`` consecutive pieces (the batches of one update).
 
     Parameters
     ----------
     num_samples, batch_size, seed, epoch : int
-        ``batch_size`` counts the images of all the parts.
+        ``batch_size`` counts the images of all the parts (of one update).
     start_batch : int, default 0
         Skip the batches a resumed run has already consumed.
     num_parts, part : int, default 1, 0
         Yield slice ``part`` of ``num_parts`` of each batch.
+    micro_batches : int, default 1
+        Yield each slice in this many pieces.
     """
 
     def __init__(self, num_samples, batch_size, seed, epoch, start_batch=0, num_parts=1,
-                 part=0):
+                 part=0, micro_batches=1):
         self.num_batches = num_samples // batch_size
         if self.num_batches < 1:
             raise ValueError('The training set has %d samples, fewer than one batch of %d'
                              % (num_samples, batch_size))
         if not 0 <= start_batch <= self.num_batches:
             raise ValueError('start_batch %d outside [0, %d]' % (start_batch, self.num_batches))
-        if batch_size % num_parts or not 0 <= part < num_parts:
-            raise ValueError('Cannot take part %d of %d equal parts of a batch of %d'
-                             % (part, num_parts, batch_size))
+        if batch_size % (num_parts * micro_batches) or not 0 <= part < num_parts:
+            raise ValueError('Cannot take part %d of %d equal parts of a batch of %d in %d '
+                             'equal pieces' % (part, num_parts, batch_size, micro_batches))
         self.order = epoch_permutation(num_samples, seed, epoch)
         self.batch_size, self.epoch, self.start_batch = batch_size, int(epoch), int(start_batch)
         self.part_size = batch_size // num_parts
         self.part_start = part * self.part_size
+        self.micro_batches = micro_batches
+        self.piece_size = self.part_size // micro_batches
 
     def __iter__(self):
         for b in range(self.start_batch, self.num_batches):
             start = b * self.batch_size + self.part_start
-            yield [(self.epoch, int(i)) for i in self.order[start:start + self.part_size]]
+            for piece in range(self.micro_batches):
+                begin = start + piece * self.piece_size
+                yield [(self.epoch, int(i)) for i in self.order[begin:begin + self.piece_size]]
 
     def __len__(self):
-        return self.num_batches - self.start_batch
+        return (self.num_batches - self.start_batch) * self.micro_batches
 
 
 class SeededTransformDataset(gluon.data.Dataset):

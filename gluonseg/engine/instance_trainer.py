@@ -163,16 +163,19 @@ class InstanceTrainer(BaseTrainer):
                    c.warmup_factor, c.step_factor, list(c.step_epochs), c.momentum, c.wd,
                    len(self.frozen_params)))
 
-    def _forward_backward(self, batch):
-        parts = [gluon.utils.split_and_load(array, self.ctx, even_split=False)
-                 for array in batch]
-        with autograd.record():
-            totals, terms = [], []
-            for x, boxes, ids, masks in zip(*parts):
-                total, device_terms = self.loss(self.net(x, boxes, ids, masks))
-                totals.append(total)
-                terms.append(device_terms)
-        self._backward(totals)
+    def _forward_backward(self, batches):
+        totals, terms = [], []
+        for batch in batches:
+            parts = [gluon.utils.split_and_load(array, self.ctx, even_split=False)
+                     for array in batch]
+            with autograd.record():
+                batch_totals = []
+                for x, boxes, ids, masks in zip(*parts):
+                    total, device_terms = self.loss(self.net(x, boxes, ids, masks))
+                    batch_totals.append(total)
+                    terms.append(device_terms)
+            self._backward(batch_totals)
+            totals.extend(batch_totals)
         return (sum(float(t.asscalar()) for t in totals),
                 {name: sum(float(t[name].asscalar()) for t in terms) for name in terms[0]})
 

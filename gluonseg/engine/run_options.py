@@ -43,6 +43,9 @@ def add_run_arguments(parser, save_dir_default, seed_default=0, seed_help=None):
                    help='how gradients are summed: across devices (local, device, nccl) or '
                    'machines (dist_sync, dist_device_sync: run as a worker of a parameter-'
                    'server job, see docs/training.md) (default: device with several devices)')
+    g.add_argument('--accumulate', type=int, default=1, metavar='N',
+                   help='sum the gradients of N batches per update (N times the images per '
+                   'iteration with the memory of one batch)')
     g.add_argument('--amp', choices=AMP_DTYPES,
                    help='mixed precision: float16 (GPUs, with dynamic loss scaling) or bfloat16 '
                    '(CPUs with oneDNN, GPUs) (default: off, float32)')
@@ -81,7 +84,7 @@ def run_config_kwargs(args):
     return dict(val_interval=args.val_interval, checkpoint_interval=args.checkpoint_interval,
                 seed=args.seed, num_workers=args.workers, hybridize=not args.no_hybridize,
                 progress=not args.no_progress and not args.quiet, kvstore=args.kvstore,
-                amp=args.amp)
+                amp=args.amp, accumulate=args.accumulate)
 
 
 def run_args_record(args):

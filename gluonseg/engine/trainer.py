@@ -162,17 +162,21 @@ class SegmentationTrainer(BaseTrainer):
                    ','.join(str(x) for x in self.ctx), c.lr, c.lr_mode, c.warmup_epochs,
                    c.head_lr_mult, c.momentum, c.wd, c.aux_weight))
 
-    def _forward_backward(self, batch):
-        data, label = batch
-        labelled = self._allreduce([count_labelled_pixels(label, self.config.ignore_label)])[0]
-        datas = gluon.utils.split_and_load(data, self.ctx, even_split=False)
-        labels = gluon.utils.split_and_load(label, self.ctx, even_split=False)
-        with autograd.record():
-            # Every device divides by the labelled pixels of the whole batch (of all the
-            # workers): the summed gradients are those of one mean, however it is split.
-            losses = [self.loss(self.net(x), y, normalizer=labelled)
-                      for x, y in zip(datas, labels)]
-        self._backward(losses)
+    def _forward_backward(self, batches):
+        labelled = self._allreduce([sum(count_labelled_pixels(label, self.config.ignore_label)
+                                        for _, label in batches)])[0]
+        losses = []
+        for data, label in batches:
+            datas = gluon.utils.split_and_load(data, self.ctx, even_split=False)
+            labels = gluon.utils.split_and_load(label, self.ctx, even_split=False)
+            with autograd.record():
+                # Every device divides by the labelled pixels of the whole update (all its
+                # batches, all the workers): the summed gradients are those of one mean,
+                # however it is split.
+                parts = [self.loss(self.net(x), y, normalizer=labelled)
+                         for x, y in zip(datas, labels)]
+            self._backward(parts)
+            losses.extend(parts)
         return sum(float(part.asscalar()) for part in losses), {}
 
     def validate(self):
