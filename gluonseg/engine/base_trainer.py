@@ -221,6 +221,8 @@ class BaseTrainer(object):
 
     #: Name of the validation metric that picks ``best.ckpt`` (higher is better).
     BEST_METRIC = None
+    #: Fields of the validation records drawn in ``curves.png``.
+    PLOT_METRICS = ()
     #: ``meta['task']`` of this trainer's checkpoints; resume refuses another task's.
     TASK = None
     #: Last sentence of the message of :class:`NonFiniteLossError`.
@@ -455,6 +457,10 @@ class BaseTrainer(object):
         """Train until ``config.epochs`` are done (or ``max_iterations`` in all, for a run
         stopped on purpose; its ``latest.ckpt`` then resumes it).
 
+        At the end it draws the loss and the validation metrics into ``curves.png``
+        (:func:`gluonseg.utils.plot.plot_training_curves`; skipped with a warning without
+        matplotlib).
+
         Returns
         -------
         dict
@@ -492,6 +498,7 @@ class BaseTrainer(object):
                     self._end_epoch()
                 else:  # stopped inside an epoch by max_iterations
                     self.save()
+            self._plot_curves()
             return {'iteration': self.iteration, 'epoch': self.epoch,
                     'metrics': self.last_metrics, 'best': dict(self.best),
                     'latest_checkpoint': self.latest_path,
@@ -639,6 +646,23 @@ class BaseTrainer(object):
             with open(self._path(METRICS_FILE), 'a') as f:
                 f.write(json.dumps(record) + '\n')
         return record
+
+    def _plot_curves(self):
+        """Draw ``curves.png`` (loss and validation metrics) in the save dir; without
+        matplotlib, or nothing logged yet, say so and go on."""
+        if not self.writes_files:
+            return None
+        try:
+            from ..utils.plot import plot_training_curves
+            path = plot_training_curves(self.save_dir, metrics=self.PLOT_METRICS)
+        except ImportError as err:
+            logger.warning('No training curves drawn: %s', err)
+            return None
+        except FileNotFoundError as err:  # a short run without validation
+            logger.info('No training curves drawn: %s', err)
+            return None
+        logger.info('Training curves: %s', path)
+        return path
 
     # ---------------------------------------------------------------------------- logging
     def _open_log(self):

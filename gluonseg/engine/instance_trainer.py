@@ -111,6 +111,7 @@ class InstanceTrainer(BaseTrainer):
     """
 
     BEST_METRIC = BEST_METRIC
+    PLOT_METRICS = ('segm/AP', 'bbox/AP')
     TASK = 'instance'
     NONFINITE_ADVICE = 'Lower the learning rate, lengthen the warmup or clip gradients'
     DEVICE_MEAN_LOSS = True

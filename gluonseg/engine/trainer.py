@@ -116,6 +116,7 @@ class SegmentationTrainer(BaseTrainer):
     """
 
     BEST_METRIC = 'mIoU'
+    PLOT_METRICS = ('mIoU', 'pixAcc')
     TASK = 'semantic'
     NONFINITE_ADVICE = ('Lower the learning rate, add warmup, or check the data of this batch '
                         'for NaN/inf values')
