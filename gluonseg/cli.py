@@ -1,5 +1,5 @@
 """The ``gluonseg`` command: ``gluonseg models``, ``gluonseg download``, ``gluonseg env``,
-``gluonseg eval``, ``gluonseg predict``."""
+``gluonseg train``, ``gluonseg eval``, ``gluonseg predict``."""
 import argparse
 import sys
 
@@ -50,9 +50,11 @@ def main(argv=None):
     env = sub.add_parser('env', help='describe the installation and what is wrong with it')
     env.add_argument('--json', action='store_true')
     env.set_defaults(run=_env)
-    from .tools import evaluate, predict
+    from .tools import evaluate, predict, train
     checks = {}  # sub-command -> its parser and the check of the combination of options
     for name, tool, text in (
+            ('train', train, 'train a semantic segmentation model (scripts/segmentation/'
+             'train.py)'),
             ('eval', evaluate, 'pixAcc / mIoU of a semantic model, prediction PNGs '
              '(scripts/segmentation/test.py)'),
             ('predict', predict, 'segment images and draw the results, semantic or Mask R-CNN '
