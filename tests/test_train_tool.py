@@ -49,3 +49,50 @@ def test_the_script_is_a_thin_wrapper_with_its_docstring(tmp_path):
     assert '--accumulate' in run.stdout and '--kvstore' in run.stdout
     with pytest.raises(SystemExit):
         cli_main(['train', '--accumulate', '2', '--kvstore', 'nope'])
+
+
+def test_voc_aug_trains_on_train_aug_by_default(tmp_path):
+    from fixtures_data import write_sbd, write_voc
+    write_voc(tmp_path, {'train': ['2007_000001', '2007_000002'], 'val': ['2007_000010']})
+    write_sbd(tmp_path, ['2008_000001', '2007_000010'], ['2008_000003'])
+    args = train.parse_args(['--dataset', 'voc_aug', '--root', str(tmp_path)])
+    assert args.train_split == 'train_aug' and args.model == 'fcn_resnet101_voc'
+    train_set, val_set, _ = train.build_datasets(args)
+    # SBD train + val + VOC2012 train, without VOC2012 val (not SBD's own 2-image train list)
+    assert train_set.ids == ['2007_000001', '2007_000002', '2008_000001', '2008_000003']
+    assert val_set.ids == ['2008_000003']  # SBD's val, which train_aug contains:
+    assert train.shared_images(train_set, val_set) == 1  # train.py warns about it
+    explicit = train.parse_args(['--dataset', 'voc_aug', '--train-split', 'train'])
+    assert explicit.train_split == 'train'
+
+
+def test_folder_dataset_trains_with_its_own_classes(tmp_path, capsys):
+    from fixtures_data import write_folder
+    root = tmp_path / 'data'
+    stems = ['a%d' % i for i in range(10)]
+    write_folder(root, stems, classes=('background', 'cat', 'dog'), size=(32, 32),
+                 splits={'train': stems[:8], 'val': stems[8:]})
+    with pytest.raises(SystemExit):
+        cli_main(['train', '--dataset', 'folder'])
+    assert '--dataset folder needs --root DIR' in capsys.readouterr().err
+    save_dir = str(tmp_path / 'run')
+    with pytest.raises(SystemExit):  # ResNet-18 models are registered for Shapes only
+        cli_main(['train', '--dataset', 'folder', '--root', str(root), '--backbone', 'resnet18'])
+    assert "Unknown model 'fcn_resnet18_voc'. Did you mean" in capsys.readouterr().err
+    assert cli_main(['train', '--dataset', 'folder', '--root', str(root), '--model',
+                     'fcn_resnet18_shapes', '--no-pretrained-base', '--no-aux', '--base-size', '32',
+                     '--crop-size', '32', '--epochs', '1', '--batch-size', '4',
+                     '--save-dir', save_dir, '--no-progress', '--quiet']) == 0
+    final = json.loads(re.search(r'^FINAL (.*)$', capsys.readouterr().out, re.M).group(1))
+    assert train.shared_images(*train.build_datasets(train.parse_args(
+        ['--dataset', 'folder', '--root', str(root)]))[:2]) == 0
+    ckpt = load_checkpoint(os.path.join(save_dir, 'latest.ckpt'))
+    assert ckpt['nclass'] == 3 and ckpt['classes'] == ['background', 'cat', 'dog']
+    assert ckpt['iteration'] == 2 and ckpt['args']['train_split'] == 'train'
+    assert ckpt['model']['name'] == 'fcn_resnet18_shapes'  # the architecture, for 3 classes
+    # gluonseg eval reads the run's dataset from the checkpoint: the same mIoU
+    out = str(tmp_path / 'eval.json')
+    assert cli_main(['eval', os.path.join(save_dir, 'latest.ckpt'), '--output', out,
+                     '--no-progress']) == 0
+    with open(out) as f:
+        assert json.load(f)['mIoU'] == pytest.approx(final['mIoU'], abs=1e-6)

@@ -120,11 +120,14 @@ DATASET_LOADERS = {
     'coco': ('gluonseg.data.coco', 'COCOSegmentation'),
     'ade': ('gluonseg.data.ade20k', 'ADE20KSegmentation'),
     'citys': ('gluonseg.data.cityscapes', 'CitySegmentation'),
+    'folder': ('gluonseg.data.folder', 'FolderSegmentation'),
 }
 
-# Dataset name -> the dataset part of model names (``fcn_resnet101_voc``).
+# Dataset name -> the dataset part of model names (``fcn_resnet101_voc``). A folder of one's
+# own classes takes the VOC names' architectures (any name builds its network for ``nclass``
+# classes; the dataset part only names the published class set).
 _MODEL_SUFFIX = {'shapes': 'shapes', 'voc': 'voc', 'voc_aug': 'voc', 'coco': 'coco',
-                 'ade': 'ade', 'citys': 'citys'}
+                 'ade': 'ade', 'citys': 'citys', 'folder': 'voc'}
 
 
 def dataset_short_name(dataset):
@@ -154,10 +157,11 @@ def get_segmentation_dataset(name, split='train', root=None, transform=None, **k
 
     Parameters
     ----------
-    name : {'shapes', 'voc', 'voc_aug', 'coco', 'ade', 'citys'}
+    name : {'shapes', 'voc', 'voc_aug', 'coco', 'ade', 'citys', 'folder'}
     split : str
     root : str, optional
-        Data folder (ignored by ``'shapes'``, which is generated).
+        Data folder (ignored by ``'shapes'``, which is generated; required by ``'folder'``,
+        a :class:`~gluonseg.data.folder.FolderSegmentation`).
     transform : callable, optional
     **kwargs
         Passed to the dataset class (``'shapes'``: ``size``, ``length``, ``seed``, ...).

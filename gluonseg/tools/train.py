@@ -18,10 +18,11 @@ from ..engine import (SegmentationTrainer, TrainConfig, dataset_short_name,
                       get_segmentation_dataset, initialize_from, seed_everything)
 from ..engine.run_options import (add_run_arguments, console_logging, contexts, resume_and_fit,
                                   run_args_record, run_config_kwargs, start_amp)
-from ..model_zoo import get_model
+from ..model_zoo import get_model, model_info
+from ..model_zoo.registry import UnknownModelError
 
 __all__ = ['PRESETS', 'TRAIN_SPLITS', 'add_arguments', 'check_arguments', 'parse_args',
-           'fill_defaults', 'build_datasets', 'build_model', 'run', 'main']
+           'fill_defaults', 'build_datasets', 'shared_images', 'build_model', 'run', 'main']
 
 # Per-dataset defaults for the options left unset.
 # - shapes: reaches mIoU >= 0.80 on Shapes val in about 4-5 minutes on 2 CPU cores from a random
@@ -41,8 +42,10 @@ PRESETS = {
                     val_length=None, head_lr_mult=10.0),
 }
 
-TRAIN_SPLITS = {'shapes': 'train', 'voc': 'train', 'voc_aug': 'train', 'coco': 'train',
-                'ade': 'train', 'citys': 'train'}
+# The usual training split of each dataset: VOC-Aug's is train_aug (10,582 images: SBD train
+# + val + VOC2012 train, without VOC2012 val), not SBD's own 8,498-image train list.
+TRAIN_SPLITS = {'shapes': 'train', 'voc': 'train', 'voc_aug': 'train_aug', 'coco': 'train',
+                'ade': 'train', 'citys': 'train', 'folder': 'train'}
 
 
 def add_arguments(p):
@@ -68,9 +71,12 @@ def add_arguments(p):
                    help='synchronized BatchNorm across devices')
     g = p.add_argument_group('data')
     g.add_argument('--dataset', default='shapes',
-                   choices=['shapes', 'voc', 'voc_aug', 'coco', 'ade', 'citys'])
-    g.add_argument('--root', help='dataset folder (default $GLUONSEG_HOME/datasets/NAME)')
-    g.add_argument('--train-split', help='default: train')
+                   choices=['shapes', 'voc', 'voc_aug', 'coco', 'ade', 'citys', 'folder'],
+                   help='folder: your own data in --root (images/, labels/, classes.txt, '
+                   'train.txt, val.txt; see gluonseg.data.FolderSegmentation)')
+    g.add_argument('--root', help='dataset folder (default $GLUONSEG_HOME/datasets/NAME; '
+                   'required for folder)')
+    g.add_argument('--train-split', help='default: train_aug for voc_aug, train otherwise')
     g.add_argument('--val-split', default='val')
     g.add_argument('--base-size', type=int, help='random-scale base (shapes: image size)')
     g.add_argument('--crop-size', type=int, help='training crop and validation size')
@@ -104,8 +110,8 @@ def check_arguments(p, args):
     combination that cannot train."""
     try:
         fill_defaults(args)
-    except ValueError as err:
-        p.error(str(err))
+    except (ValueError, UnknownModelError) as err:
+        p.error(err.args[0])
     return args
 
 
@@ -118,6 +124,9 @@ def parse_args(argv=None, description=None):
 
 def fill_defaults(args):
     """Fill unset options from the dataset's preset and check the combination."""
+    if args.dataset == 'folder' and not args.root:
+        raise ValueError('--dataset folder needs --root DIR: the folder with images/, labels/, '
+                         'classes.txt and the split lists train.txt and val.txt')
     preset = PRESETS['shapes' if args.dataset == 'shapes' else 'default']
     for key, value in preset.items():
         if getattr(args, key, None) is None:
@@ -127,6 +136,7 @@ def fill_defaults(args):
     args.scale_range = tuple(args.scale_range)
     if args.train_split is None:
         args.train_split = TRAIN_SPLITS[args.dataset]
+    model_info(args.model)  # an unknown name fails here, with the closest names
     if args.save_dir is None:
         args.save_dir = os.path.join('runs', args.dataset, args.model)
 
@@ -149,6 +159,17 @@ def build_datasets(args):
     train_transform = SegmentationTrainTransform(
         base_size=args.base_size, crop_size=args.crop_size, scale_range=args.scale_range)
     return train, val, train_transform
+
+
+def shared_images(train_set, val_set):
+    """The number of image files both in the training and in the validation set (0 when
+    they do not list their files)."""
+    train_files = getattr(train_set, 'image_paths', None)
+    val_files = getattr(val_set, 'image_paths', None)
+    if not train_files or not val_files:
+        return 0
+    return len({os.path.abspath(p) for p in train_files} &
+               {os.path.abspath(p) for p in val_files})
 
 
 def build_model(args, nclass, ctx):
@@ -175,6 +196,14 @@ def _train(args, log):
     start_amp(args)  # before the network is built
     seed_everything(args.seed)  # the initial weights come from MXNet's generator
     train_set, val_set, train_transform = build_datasets(args)
+    shared = shared_images(train_set, val_set)
+    if shared:
+        log.warning('%d of the %d validation images (%s %s) are also training images (%s): the '
+                    'validation mIoU is not a held-out score%s', shared, len(val_set),
+                    args.dataset, args.val_split, args.train_split,
+                    '; VOC2012 val is held out from train_aug: score the checkpoint with '
+                    'gluonseg eval CKPT --dataset voc --split val --root VOC_FOLDER'
+                    if args.dataset == 'voc_aug' else '')
     net, model_info = build_model(args, train_set.num_class, ctx)
     if args.init_from and not args.resume:
         report = initialize_from(net, args.init_from, ctx=ctx)

@@ -178,6 +178,8 @@ print('iterations %d, last loss %.3f, val mIoU %.4f'
 # %% [markdown]
 # For a real dataset, pick the architecture and backbone by name (`'deeplab_resnet101_voc'`
 # with `nclass=...` builds DeepLabV3-ResNet-101 for your classes, starting from the ImageNet
-# backbone) and the sizes of your pictures (`base_size`, `crop_size`). The command-line
-# `scripts/segmentation/train.py` covers the built-in datasets; for a folder dataset use the
-# engine as above (the options are described in [training.md](../training.md)).
+# backbone) and the sizes of your pictures (`base_size`, `crop_size`). The command line does
+# the same for a folder with `train.txt` and `val.txt` split lists:
+# `gluonseg train --dataset folder --root DIR --model deeplab_resnet101_voc --base-size 520
+# --crop-size 480` (or `scripts/segmentation/train.py` with the same options; the class
+# count comes from `classes.txt`; the options are described in [training.md](../training.md)).
