@@ -60,8 +60,15 @@ def test_voc_aug_trains_on_train_aug_by_default(tmp_path):
     train_set, val_set, _ = train.build_datasets(args)
     # SBD train + val + VOC2012 train, without VOC2012 val (not SBD's own 2-image train list)
     assert train_set.ids == ['2007_000001', '2007_000002', '2008_000001', '2008_000003']
-    assert val_set.ids == ['2008_000003']  # SBD's val, which train_aug contains:
-    assert train.shared_images(train_set, val_set) == 1  # train.py warns about it
+    # Validation on VOC2012 val, held out from train_aug, found beside SBD like train_aug's VOC
+    assert (args.val_dataset, args.val_split) == ('voc', 'val')
+    assert val_set.ids == ['2007_000010'] and train.shared_images(train_set, val_set) == 0
+    assert val_set.image_paths[0].startswith(train_set.voc_dir)
+    # SBD's own val is mostly inside train_aug: train.py warns when it is chosen
+    sbd_val = train.parse_args(['--dataset', 'voc_aug', '--root', str(tmp_path),
+                                '--val-dataset', 'voc_aug'])
+    train_set, val_set, _ = train.build_datasets(sbd_val)
+    assert val_set.ids == ['2008_000003'] and train.shared_images(train_set, val_set) == 1
     explicit = train.parse_args(['--dataset', 'voc_aug', '--train-split', 'train'])
     assert explicit.train_split == 'train'
 

@@ -148,7 +148,7 @@ def build_dataset(args, run, model_name):
     """The dataset to evaluate and its settings (dataset, split, mode, crop and base size)."""
     from ..data import SegmentationTestValTransform, SegmentationValTransform
     from ..engine import get_segmentation_dataset
-    dataset = args.dataset or run.get('dataset') or \
+    dataset = args.dataset or run.get('val_dataset') or run.get('dataset') or \
         DATASET_OF_SUFFIX.get(model_name.rsplit('_', 1)[-1])
     if dataset is None:
         raise ValueError('Cannot tell the dataset of %s: pass --dataset' % model_name)
@@ -162,7 +162,7 @@ def build_dataset(args, run, model_name):
     if dataset == 'shapes':
         kwargs = {'size': run.get('base_size') or base, 'seed': 0,
                   'length': args.length or run.get('val_length')}
-    ds = get_segmentation_dataset(dataset, split, root=args.root or run.get('root'),
+    ds = get_segmentation_dataset(dataset, split, root=args.root or run.get('val_root', run.get('root')),
                                   transform=transform, **kwargs)
     return ds, dict(dataset=dataset, split=split, mode=mode, crop_size=crop, base_size=base)
 

@@ -44,6 +44,10 @@ PRESETS = {
 
 # The usual training split of each dataset: VOC-Aug's is train_aug (10,582 images: SBD train
 # + val + VOC2012 train, without VOC2012 val), not SBD's own 8,498-image train list.
+DATASETS = ('shapes', 'voc', 'voc_aug', 'coco', 'ade', 'citys', 'folder')
+# VOC-Aug's own val (SBD val) is mostly inside train_aug; VOC2012 val is held out from it.
+VAL_DATASETS = {'voc_aug': 'voc'}
+
 TRAIN_SPLITS = {'shapes': 'train', 'voc': 'train', 'voc_aug': 'train_aug', 'coco': 'train',
                 'ade': 'train', 'citys': 'train', 'folder': 'train'}
 
@@ -71,13 +75,18 @@ def add_arguments(p):
                    help='synchronized BatchNorm across devices')
     g = p.add_argument_group('data')
     g.add_argument('--dataset', default='shapes',
-                   choices=['shapes', 'voc', 'voc_aug', 'coco', 'ade', 'citys', 'folder'],
+                   choices=DATASETS,
                    help='folder: your own data in --root (images/, labels/, classes.txt, '
                    'train.txt, val.txt; see gluonseg.data.FolderSegmentation)')
     g.add_argument('--root', help='dataset folder (default $GLUONSEG_HOME/datasets/NAME; '
                    'required for folder)')
     g.add_argument('--train-split', help='default: train_aug for voc_aug, train otherwise')
     g.add_argument('--val-split', default='val')
+    g.add_argument('--val-dataset', choices=DATASETS,
+                   help='validate on another dataset (default: voc for voc_aug, whose own val '
+                   'split is mostly inside train_aug; the training dataset otherwise)')
+    g.add_argument('--val-root', help='folder of --val-dataset (default: --root when it is '
+                   'the training dataset, else $GLUONSEG_HOME/datasets/NAME)')
     g.add_argument('--base-size', type=int, help='random-scale base (shapes: image size)')
     g.add_argument('--crop-size', type=int, help='training crop and validation size')
     g.add_argument('--scale-range', type=float, nargs=2, metavar=('MIN', 'MAX'),
@@ -136,6 +145,10 @@ def fill_defaults(args):
     args.scale_range = tuple(args.scale_range)
     if args.train_split is None:
         args.train_split = TRAIN_SPLITS[args.dataset]
+    if args.val_dataset is None:
+        args.val_dataset = VAL_DATASETS.get(args.dataset, args.dataset)
+    if args.val_root is None and args.val_dataset == args.dataset:
+        args.val_root = args.root
     model_info(args.model)  # an unknown name fails here, with the closest names
     if args.save_dir is None:
         args.save_dir = os.path.join('runs', args.dataset, args.model)
@@ -153,7 +166,9 @@ def build_datasets(args):
     train = get_segmentation_dataset(args.dataset, args.train_split, root=args.root,
                                      **dataset_kwargs(args, args.train_split))
     val_transform = SegmentationValTransform(args.crop_size)
-    val = get_segmentation_dataset(args.dataset, args.val_split, root=args.root,
+    if args.val_root is None and getattr(train, 'voc_dir', None) and args.val_dataset == 'voc':
+        args.val_root = train.voc_dir  # the VOC 2012 that train_aug was built with
+    val = get_segmentation_dataset(args.val_dataset, args.val_split, root=args.val_root,
                                    transform=val_transform,
                                    **dataset_kwargs(args, args.val_split))
     train_transform = SegmentationTrainTransform(
@@ -198,12 +213,9 @@ def _train(args, log):
     train_set, val_set, train_transform = build_datasets(args)
     shared = shared_images(train_set, val_set)
     if shared:
-        log.warning('%d of the %d validation images (%s %s) are also training images (%s): the '
-                    'validation mIoU is not a held-out score%s', shared, len(val_set),
-                    args.dataset, args.val_split, args.train_split,
-                    '; VOC2012 val is held out from train_aug: score the checkpoint with '
-                    'gluonseg eval CKPT --dataset voc --split val --root VOC_FOLDER'
-                    if args.dataset == 'voc_aug' else '')
+        log.warning('%d of the %d validation images (%s %s) are also training images (%s %s): '
+                    'the validation mIoU is not a held-out score', shared, len(val_set),
+                    args.val_dataset, args.val_split, args.dataset, args.train_split)
     net, model_info = build_model(args, train_set.num_class, ctx)
     if args.init_from and not args.resume:
         report = initialize_from(net, args.init_from, ctx=ctx)
@@ -230,7 +242,7 @@ def _train(args, log):
               '%s' % (result['iteration'], result['latest_checkpoint']))
         return 0
     print('Final validation (epoch %d, %s %s): pixAcc %.4f  mIoU %.4f  (best mIoU %.4f at '
-          'epoch %d)' % (metrics['epoch'], args.dataset, args.val_split, metrics['pixAcc'],
+          'epoch %d)' % (metrics['epoch'], args.val_dataset, args.val_split, metrics['pixAcc'],
                          metrics['mIoU'], result['best']['mIoU'], result['best']['epoch']))
     print('Checkpoint: %s   wall time %.1f s (training %.1f s)'
           % (result['latest_checkpoint'], wall, result['train_seconds']))
