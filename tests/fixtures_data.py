@@ -10,6 +10,7 @@ Shared by several test modules; import as ``from fixtures_data import write_voc`
 import hashlib
 import json
 import os
+import threading
 
 import numpy as np
 import scipy.io
@@ -17,7 +18,7 @@ from PIL import Image
 
 from gluonseg.utils.viz import voc_palette
 
-__all__ = ['payload', 'sha1_of', 'make_image', 'make_mask', 'write_jpeg', 'write_palette_png', 'write_voc', 'write_sbd',
+__all__ = ['payload', 'sha1_of', 'call_in_threads', 'make_image', 'make_mask', 'write_jpeg', 'write_palette_png', 'write_voc', 'write_sbd',
            'write_folder', 'write_sbd_mat', 'write_coco', 'rle_of', 'write_ade20k', 'write_cityscapes']
 
 
@@ -32,6 +33,23 @@ def payload(size, seed=0):
 
 def sha1_of(data):
     return hashlib.sha1(data).hexdigest()
+
+
+def call_in_threads(call, count=3, timeout=30):
+    """Run ``call()`` in ``count`` threads at once; returns (results, errors) of the calls."""
+    results, errors = [], []
+
+    def run():
+        try:
+            results.append(call())
+        except Exception as err:  # returned to the test
+            errors.append(err)
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return results, errors
 
 
 def make_image(height, width, seed):

@@ -5,13 +5,12 @@ import signal
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 import zipfile
 
 import pytest
 
-from fixtures_data import payload, sha1_of
+from fixtures_data import call_in_threads, payload, sha1_of
 from gluonseg.utils import download as dl
 from gluonseg.utils.download import (ChecksumError, DownloadError, UnsafeArchiveError,
                                      download, extract_archive, sha1_file)
@@ -249,19 +248,8 @@ def test_two_threads_download_once(tmp_path, file_server):
     data = payload(100_000)
     url = file_server.add('/f.bin', data)
     file_server.chunk_delay = 0.02
-    results, errors = [], []
-
-    def fetch():
-        try:
-            results.append(download(url, str(tmp_path / 'f.bin'), sha1=sha1_of(data),
-                                    progress=False))
-        except Exception as err:  # reported below
-            errors.append(err)
-    threads = [threading.Thread(target=fetch) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    results, errors = call_in_threads(
+        lambda: download(url, str(tmp_path / 'f.bin'), sha1=sha1_of(data), progress=False))
     assert errors == [] and results == [str(tmp_path / 'f.bin')] * 3
     assert file_server.full_transfers('/f.bin') == 1
 

@@ -1,12 +1,11 @@
 """gluonseg.model_zoo.model_store end to end against a local "repo" HTTP server."""
 import io
 import os
-import threading
 import zipfile
 
 import pytest
 
-from fixtures_data import payload, sha1_of
+from fixtures_data import call_in_threads, payload, sha1_of
 from gluonseg.model_zoo import model_store
 from gluonseg.model_zoo.model_store import (DEFAULT_REPO_URL, ModelStoreError, get_model_file,
                                             model_url, purge, repo_url)
@@ -248,18 +247,7 @@ def test_concurrent_calls_download_once(repo):
     weights = payload(200_000)
     sha1, url_path = publish(repo, NAME, weights)
     repo.chunk_delay = 0.01
-    results, errors = [], []
-
-    def fetch():
-        try:
-            results.append(get_model_file(NAME, sha1, progress=False))
-        except Exception as err:  # reported below
-            errors.append(err)
-    threads = [threading.Thread(target=fetch) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    results, errors = call_in_threads(lambda: get_model_file(NAME, sha1, progress=False))
     assert errors == [] and len(set(results)) == 1 and len(results) == 3
     assert len(repo.requests_for(url_path)) == 1
 

@@ -17,13 +17,14 @@ new one, never a partial file (and the temporary file is removed on errors).
 import json
 import os
 import random
-import shutil
 import tempfile
 import time
 import zipfile
 
 import mxnet as mx
 import numpy as np
+
+from ..utils.atomic import atomic_copy, publish, remove_quietly, temp_path_beside
 
 __all__ = ['CHECKPOINT_FORMAT', 'Checkpoint', 'CheckpointError', 'save_checkpoint',
            'load_checkpoint', 'atomic_copy', 'seed_everything', 'capture_rng_state',
@@ -100,48 +101,7 @@ class _spilled(object):
         return self.name
 
     def __exit__(self, *exc):
-        _remove_quietly(self.name)
-
-
-def _remove_quietly(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
-def _temp_path_beside(path):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.tmp',
-                               dir=folder)
-    os.close(fd)
-    # mkstemp makes the file private (0600); give it the permissions of a normal new file.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return tmp
-
-
-def _fsync_dir(folder):
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not possible on some platforms; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _publish(tmp, path):
-    """fsync ``tmp`` and move it over ``path`` in one step."""
-    with open(tmp, 'rb') as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+        remove_quietly(self.name)
 
 
 def save_checkpoint(path, net, trainer=None, meta=None):
@@ -168,7 +128,7 @@ def save_checkpoint(path, net, trainer=None, meta=None):
     meta['format'] = CHECKPOINT_FORMAT
     meta['saved_at'] = time.strftime('%Y-%m-%dT%H:%M:%S')
     meta_bytes = json.dumps(meta, indent=1, sort_keys=True, default=_json_default).encode('utf-8')
-    tmp = _temp_path_beside(path)
+    tmp = temp_path_beside(path)
     part = tmp + '.part'
     try:
         with zipfile.ZipFile(tmp, 'w', compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
@@ -178,29 +138,13 @@ def save_checkpoint(path, net, trainer=None, meta=None):
             if trainer is not None:
                 trainer.save_states(part)
                 zf.write(part, _TRAINER)
-        _remove_quietly(part)
-        _publish(tmp, path)
+        remove_quietly(part)
+        publish(tmp, path)
     except BaseException:
-        _remove_quietly(part)
-        _remove_quietly(tmp)
+        remove_quietly(part)
+        remove_quietly(tmp)
         raise
     return path
-
-
-def atomic_copy(src, dst):
-    """Make ``dst`` a copy of ``src`` atomically (hard link when possible, else a copy)."""
-    tmp = _temp_path_beside(dst)
-    try:
-        os.remove(tmp)
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-        _publish(tmp, dst)
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-    return dst
 
 
 def load_checkpoint(path):

@@ -14,6 +14,7 @@ import tempfile
 import zipfile
 from urllib.parse import urlsplit
 
+from ..utils.atomic import atomic_copy, remove_quietly
 from ..utils.download import (DownloadError, download, extract_archive, normalize_sha1,
                               sha1_file)
 from ..utils.filelock import FileLock
@@ -178,7 +179,7 @@ def get_model_file(name, sha1, root=None, url=None, progress=True):
             gluoncv_path = os.path.join(gluoncv_models_dir(), file_name)
             if (os.path.abspath(gluoncv_path) != path and _matches(gluoncv_path, sha1)):
                 log.info('Reusing %s from the GluonCV cache', gluoncv_path)
-                _atomic_copy(gluoncv_path, path)
+                atomic_copy(gluoncv_path, path)
                 return path
 
         if url is None:
@@ -188,18 +189,6 @@ def get_model_file(name, sha1, root=None, url=None, progress=True):
             url = model_url(name, sha1)
         _download_into_cache(name, sha1, url, path, progress)
     return path
-
-
-def _atomic_copy(src, dst):
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(dst) + '.', suffix='.tmp',
-                               dir=os.path.dirname(dst))
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
 
 
 def _is_zip_url(url):
@@ -265,7 +254,7 @@ def _fetch_verified(url, path, sha1, progress):
         os.replace(weights, path)
         return None
     finally:
-        _remove_quietly(downloaded)
+        remove_quietly(downloaded)
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -307,9 +296,3 @@ def purge(root=None):
                 removed.append(path)
     return removed
 
-
-def _remove_quietly(path):
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass

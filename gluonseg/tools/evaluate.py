@@ -7,7 +7,6 @@ The code of ``scripts/segmentation/test.py`` and ``gluonseg eval``::
     gluonseg eval --model deeplab_resnet101_voc --pretrained --dataset voc --split test \\
         --multi-scale --save-predictions results/VOC2012/Segmentation/comp6_test_cls
 """
-import argparse
 import json
 import os
 import sys
@@ -16,9 +15,13 @@ import time
 import mxnet as mx
 import numpy as np
 
-__all__ = ['DATASET_OF_SUFFIX', 'add_arguments', 'check_arguments', 'parse_args', 'contexts',
+from ..engine.run_options import contexts
+from ..utils.atomic import write_atomically
+from . import tool_parser
+
+__all__ = ['DATASET_OF_SUFFIX', 'add_arguments', 'check_arguments', 'parse_args',
            'network_from_checkpoint', 'zoo_network', 'load_network', 'build_dataset',
-           'palette_of', 'iter_predictions', 'write_atomically', 'save_label_png', 'run', 'main']
+           'palette_of', 'iter_predictions', 'save_label_png', 'run', 'main']
 
 # The dataset part of model names -> the dataset evaluated by default for a zoo model.
 DATASET_OF_SUFFIX = {'voc': 'voc', 'coco': 'coco', 'ade': 'ade', 'citys': 'citys',
@@ -89,16 +92,9 @@ def check_arguments(p, args):
 
 
 def parse_args(argv=None, description=None):
-    p = argparse.ArgumentParser(description=description or __doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = tool_parser(__doc__, description)
     add_arguments(p)
     return check_arguments(p, p.parse_args(argv))
-
-
-def contexts(args):
-    if args.gpus.strip():
-        return [mx.gpu(int(i)) for i in args.gpus.split(',') if i.strip()]
-    return [mx.cpu(i) for i in range(max(args.ctx_cpus, 1))]
 
 
 def network_from_checkpoint(ckpt, ctx):
@@ -232,22 +228,6 @@ def iter_predictions(net, dataset, ctx=mx.cpu(), batch_size=1, evaluator=None, n
             yield (index, preds[k, :height, :width],
                    None if masks is None else masks[k, :height, :width])
             index += 1
-
-
-def write_atomically(path, write, binary=True):
-    """Call ``write(file)`` on a temporary file beside ``path`` (opened in binary or text
-    mode), then move it over ``path``: readers see the old file or the complete new one, never
-    a partial one (the checkpoints' temporary-file and publish steps)."""
-    from ..engine.checkpoint import _publish, _remove_quietly, _temp_path_beside
-    tmp = _temp_path_beside(path)
-    try:
-        with open(tmp, 'wb' if binary else 'w') as f:
-            write(f)
-        _publish(tmp, path)
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-    return path
 
 
 def save_label_png(path, labels, palette):

@@ -9,13 +9,14 @@ writes ``<name>_instances.png`` (masks, boxes, class names and scores)::
     gluonseg predict photos/ --checkpoint runs/shapes/fcn_resnet18_shapes/best.ckpt
     gluonseg predict street.jpg --model mask_rcnn_fpn_resnet50_v1b_coco --pretrained
 """
-import argparse
 import collections
 import glob
 import os
 import sys
 
 import mxnet as mx
+
+from . import tool_parser
 
 __all__ = ['IMAGE_EXTENSIONS', 'add_arguments', 'check_arguments', 'parse_args',
            'expand_inputs', 'model_task', 'load_semantic', 'load_instance', 'predict_semantic',
@@ -77,8 +78,7 @@ def check_arguments(p, args):
 
 
 def parse_args(argv=None, description=None, task=None):
-    p = argparse.ArgumentParser(description=description or __doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = tool_parser(__doc__, description)
     add_arguments(p, task)
     return check_arguments(p, p.parse_args(argv))
 
@@ -177,7 +177,8 @@ def predict_semantic(net, paths, names, output, palette, classes=None, alpha=0.5
     written paths."""
     from ..data.transforms import load_image
     from ..utils import viz
-    from .evaluate import save_label_png, write_atomically
+    from ..utils.atomic import write_atomically
+    from .evaluate import save_label_png
     written = []
     for path, name in zip(paths, names):
         image = load_image(path)
@@ -201,7 +202,7 @@ def predict_instance(net, paths, names, output, short=800, max_size=1333, score_
     from ..data.transforms import load_image
     from ..model_zoo.rcnn.predict import predict_instances
     from ..utils import viz
-    from .evaluate import write_atomically
+    from ..utils.atomic import write_atomically
     written = []
     for path, name in zip(paths, names):
         image = load_image(path)

@@ -20,6 +20,7 @@ from ..engine.run_options import (add_run_arguments, console_logging, contexts, 
                                   run_args_record, run_config_kwargs, start_amp)
 from ..model_zoo import get_model, model_info
 from ..model_zoo.registry import UnknownModelError
+from . import tool_parser
 
 __all__ = ['PRESETS', 'TRAIN_SPLITS', 'add_arguments', 'check_arguments', 'parse_args',
            'fill_defaults', 'build_datasets', 'shared_images', 'build_model', 'run', 'main']
@@ -125,8 +126,7 @@ def check_arguments(p, args):
 
 
 def parse_args(argv=None, description=None):
-    p = argparse.ArgumentParser(description=description or __doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = tool_parser(__doc__, description)
     add_arguments(p)
     return check_arguments(p, p.parse_args(argv))
 
