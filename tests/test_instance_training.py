@@ -173,6 +173,20 @@ def test_train_script_defaults_are_the_published_recipe_on_coco():
     assert shapes.dataset == 'shapes' and shapes.small and shapes.fpn
 
 
+def test_coco_lr_and_warmup_follow_the_images_per_update(monkeypatch):
+    # The recipe's 8 images per update on one GPU by accumulation, or on 2 workers x 4 GPUs:
+    # the same lr and warmup as 8 GPUs x 1 image.
+    train = load_script('train_mask_rcnn.py')
+    accumulated = train.parse_args(['--dataset', 'coco', '--gpus', '0', '--accumulate', '8'])
+    assert accumulated.lr == pytest.approx(0.01) and accumulated.lr_warmup == 1000
+    monkeypatch.setenv('DMLC_NUM_WORKER', '2')
+    workers = train.parse_args(['--dataset', 'coco', '--gpus', '0,1,2,3', '--kvstore',
+                                'dist_sync'])
+    assert workers.lr == pytest.approx(0.01)
+    alone = train.parse_args(['--dataset', 'coco', '--gpus', '0,1,2,3'])  # no dist kvstore
+    assert alone.lr == pytest.approx(0.005)
+
+
 def test_train_script_runs_on_coco_format_files_and_eval_reads_them(tmp_path, capsys):
     from fixtures_data import rle_of, write_coco
     images = [{'id': i, 'height': 64, 'width': 64} for i in (1, 2)]

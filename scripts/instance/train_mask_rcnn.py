@@ -100,11 +100,12 @@ def parse_args(argv=None):
     g = p.add_argument_group('optimization')
     g.add_argument('--batch-size', type=int, help='images per device')
     g.add_argument('--epochs', type=int)
-    g.add_argument('--lr', type=float, help='default (coco): 0.00125 x total batch')
+    g.add_argument('--lr', type=float, help='default (coco): 0.00125 x images per update '
+                   '(batch size x devices x --accumulate x workers)')
     g.add_argument('--lr-decay', type=float, default=0.1)
     g.add_argument('--lr-decay-epoch', type=float, nargs='*', help='step decay epochs')
     g.add_argument('--lr-warmup', type=int,
-                   help='warmup iterations (coco default: max(8000 / total batch, 1000))')
+                   help='warmup iterations (coco default: max(8000 / images per update, 1000))')
     g.add_argument('--lr-warmup-factor', type=float, default=1.0 / 3,
                    help='warmup starts at lr x this')
     g.add_argument('--momentum', type=float, default=0.9)
@@ -128,7 +129,11 @@ def fill_defaults(args):
     for key, value in PRESETS[args.dataset].items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
-    total_batch = args.batch_size * len(contexts(args))
+    # Images per update, as the trainer counts them: per device x devices x accumulated
+    # batches x workers (a dist kvstore's worker count is in DMLC_NUM_WORKER).
+    workers = int(os.environ.get('DMLC_NUM_WORKER', '1')) \
+        if args.kvstore and args.kvstore.startswith('dist') else 1
+    total_batch = args.batch_size * len(contexts(args)) * args.accumulate * workers
     if args.lr is None:
         args.lr = 0.00125 * total_batch
     if args.lr_warmup is None:
