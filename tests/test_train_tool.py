@@ -40,7 +40,7 @@ def test_gluonseg_train_runs_and_writes_the_run(tmp_path, capsys):
                                             'metrics.jsonl', 'train.log']
 
 
-def test_the_script_is_a_thin_wrapper_with_its_docstring(tmp_path):
+def test_the_script_is_a_thin_wrapper_with_its_docstring(tmp_path, capsys):
     run = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'segmentation',
                                                        'train.py'), '--help'],
                          capture_output=True, text=True, timeout=120)
@@ -49,6 +49,10 @@ def test_the_script_is_a_thin_wrapper_with_its_docstring(tmp_path):
     assert '--accumulate' in run.stdout and '--kvstore' in run.stdout
     with pytest.raises(SystemExit):
         cli_main(['train', '--accumulate', '2', '--kvstore', 'nope'])
+    assert "argument --kvstore: invalid choice: 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(['train', '--accumulate', '0'])
+    assert 'argument --accumulate: expected an integer >= 1, got 0' in capsys.readouterr().err
 
 
 def test_voc_aug_trains_on_train_aug_by_default(tmp_path):

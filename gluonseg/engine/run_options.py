@@ -5,6 +5,7 @@ Used by ``gluonseg train`` (:mod:`gluonseg.tools.train`, also ``scripts/segmenta
 and ``scripts/instance/train_mask_rcnn.py``, so both take the same options with the same
 meaning (listed in docs/training.md).
 """
+import argparse
 import contextlib
 import logging
 import os
@@ -17,8 +18,19 @@ from .base_trainer import (KVSTORES, LATEST_CHECKPOINT, NonFiniteLossError,
 from .checkpoint import CheckpointError
 from .mixed_precision import AMP_DTYPES, init_amp
 
-__all__ = ['add_run_arguments', 'contexts', 'start_amp', 'run_config_kwargs',
+__all__ = ['positive_int', 'add_run_arguments', 'contexts', 'start_amp', 'run_config_kwargs',
            'run_args_record', 'console_logging', 'resume_and_fit']
+
+
+def positive_int(text):
+    """An ``argparse`` type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected an integer >= 1, got %r' % text) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError('expected an integer >= 1, got %d' % value)
+    return value
 
 
 def add_run_arguments(parser, save_dir_default, seed_default=0, seed_help=None):
@@ -43,7 +55,7 @@ def add_run_arguments(parser, save_dir_default, seed_default=0, seed_help=None):
                    help='how gradients are summed: across devices (local, device, nccl) or '
                    'machines (dist_sync, dist_device_sync: run as a worker of a parameter-'
                    'server job, see docs/training.md) (default: device with several devices)')
-    g.add_argument('--accumulate', type=int, default=1, metavar='N',
+    g.add_argument('--accumulate', type=positive_int, default=1, metavar='N',
                    help='sum the gradients of N batches per update (N times the images per '
                    'iteration with the memory of one batch)')
     g.add_argument('--amp', choices=AMP_DTYPES,
