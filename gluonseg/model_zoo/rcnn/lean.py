@@ -38,9 +38,12 @@ class LeanDetector(object):
     **blocks
         Replacements (with the same inputs and outputs) for ``features``, ``top_features``,
         ``rpn``, ``box_features`` or ``mask``; the network's own blocks otherwise.
+        ``mask_top_features`` is C4's stage 4 for the mask head (default: ``top_features``):
+        a block of its own keeps the shapes each one sees steady (about 1000 proposals,
+        then at most 100 detections), which a cached graph reallocates for at every change.
     """
 
-    PARTS = ('features', 'top_features', 'rpn', 'box_features', 'mask')
+    PARTS = ('features', 'top_features', 'mask_top_features', 'rpn', 'box_features', 'mask')
 
     def __init__(self, net, **blocks):
         unknown = set(blocks) - set(self.PARTS)
@@ -48,8 +51,9 @@ class LeanDetector(object):
             raise ValueError('LeanDetector: unknown blocks %s (known: %s)'
                              % (sorted(unknown), ', '.join(self.PARTS)))
         self.net = net
-        for part in self.PARTS:
-            setattr(self, part, blocks.get(part) or getattr(net, part))
+        for part in ('features', 'top_features', 'rpn', 'box_features', 'mask'):
+            setattr(self, part, blocks[part] if part in blocks else getattr(net, part))
+        self.mask_top_features = blocks.get('mask_top_features', self.top_features)
 
     def __call__(self, x, score_thresh=0.001, max_dets=100):
         """What :meth:`~.mask_rcnn.MaskRCNN.detect` returns: ids, scores, boxes, masks."""
@@ -72,8 +76,9 @@ class LeanDetector(object):
         counts = (scores.reshape((x.shape[0], -1)) >= 0).sum(axis=1).asnumpy().astype(int)
         return proposals, counts
 
-    def roi_features(self, rois, features):
-        """Pooled features of RoIs (R, 5) for the heads (C4: through ``top_features``).
+    def roi_features(self, rois, features, top_features=None):
+        """Pooled features of RoIs (R, 5) for the heads (C4: through ``top_features``, by
+        default this detector's).
 
         FPN: each RoI is pooled on its own level only (the RoIs grouped by level here),
         which gives the values of :class:`~.roi_align.RoIAlignExtractor` without pooling
@@ -98,7 +103,9 @@ class LeanDetector(object):
             pooled = mx.nd.concat(*parts, dim=0) if len(parts) > 1 else parts[0]
             inverse = np.argsort(np.concatenate(order))
             pooled = pooled.take(mx.nd.array(inverse, ctx=rois.context))
-        return pooled if net.top_features is None else self.top_features(pooled)
+        if net.top_features is None:
+            return pooled
+        return (top_features or self.top_features)(pooled)
 
     def detect_boxes(self, features, proposals, counts, score_thresh, max_dets):
         """Box head on the valid proposals, then per-class NMS and the best ``max_dets``
@@ -158,7 +165,7 @@ class LeanDetector(object):
             return masks
         rois = F.concat(*[F.concat(F.full((k, 1), b, ctx=ctx), boxes[b, :k], dim=1)
                           for b, k in kept], dim=0)
-        mask_logits = self.mask(self.roi_features(rois, features))
+        mask_logits = self.mask(self.roi_features(rois, features, self.mask_top_features))
         class_ids = F.concat(*[ids[b, :k, 0] for b, k in kept], dim=0)
         pick = F.stack(F.arange(mask_logits.shape[0], ctx=ctx), class_ids)
         probabilities = F.sigmoid(F.gather_nd(mask_logits, pick))
@@ -289,6 +296,7 @@ def optimize_mask_rcnn(net, dtype='float32', calib_data=None, calib_mode='naive'
                   'rpn': _fused(net.rpn, [image] + features)}
         if net.top_features is not None:
             blocks['top_features'] = _fused(net.top_features, [pooled])
+            blocks['mask_top_features'] = _fused(net.top_features, [pooled])
             pooled = net.top_features(pooled)
         blocks['box_features'] = _fused(net.box_features, [pooled])
         blocks['mask'] = _fused(net.mask, [pooled])
@@ -318,6 +326,14 @@ def _quantized_blocks(net, plain, batches, calib_mode, ctx, rois_per_image=64):
     for part, calib in inputs.items():
         if calib:  # no top_features in an FPN model
             blocks[part] = _quantized(getattr(net, part), calib, calib_mode, ctx)
+    if 'top_features' in blocks:  # the mask head's own copy (see LeanDetector)
+        inputs, out = blocks['top_features']._cached_graph
+        with warnings.catch_warnings():  # "Cannot decide type for ... data": it is float32
+            warnings.simplefilter('ignore', UserWarning)
+            twin = mx.gluon.SymbolBlock(out, inputs,
+                                        params=blocks['top_features'].collect_params())
+        twin.hybridize(static_alloc=True)
+        blocks['mask_top_features'] = twin
     return blocks
 
 
