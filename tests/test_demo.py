@@ -127,6 +127,24 @@ def test_cli_predict_with_a_checkpoint_names_the_shapes_classes(pictures, semant
     assert sorted(os.listdir(output)) == ['c_mask.png', 'c_overlay.png']
 
 
+def test_predict_names_the_classes_a_checkpoint_was_trained_on(pictures, semantic, tmp_path,
+                                                                 capsys):
+    # A folder dataset's run: the architecture's registered name (Shapes) with 4 classes of
+    # its own names, which the checkpoint keeps.
+    _, paths = pictures
+    net, params, _ = semantic
+    own = ['sky', 'road', 'car', 'tree']
+    checkpoint = save_checkpoint(str(tmp_path / 'folder.ckpt'), net, meta={
+        'model': {'name': 'fcn_resnet18_shapes', 'kwargs': {'nclass': 4, 'aux': False}},
+        'args': {'dataset': 'folder'}, 'classes': own})
+    assert cli(['predict', paths[2], '--checkpoint', checkpoint, '--output',
+                str(tmp_path / 'out'), '--no-legend']) == 0
+    with Image.open(paths[2]) as picture:
+        labels = net.predict(np.asarray(picture.convert('RGB')))
+    names = [own[c] for c in np.unique(labels)]
+    assert 'classes %s ->' % ', '.join(names) in capsys.readouterr().out
+
+
 def test_demo_mask_rcnn_draws_a_checkpoints_detections(pictures, instance_checkpoint,
                                                        tmp_path, capsys):
     _, paths = pictures

@@ -144,15 +144,20 @@ def load_semantic(args, ctx, ckpt=None):
     """A semantic network with its weights, its palette and its class names."""
     from ..model_zoo import model_info
     from .evaluate import DATASET_OF_SUFFIX, load_network, network_from_checkpoint, palette_of
+    classes = None
     if ckpt is not None:
         net, name = network_from_checkpoint(ckpt, ctx)
         dataset = (ckpt.get('args') or {}).get('dataset')
+        # The run's own class names (a folder dataset's classes.txt, say), not those of the
+        # registered name, which only says the architecture.
+        classes = ckpt.get('classes')
     else:
         net, name, _, _ = load_network(args, ctx)
         dataset = None
     dataset = dataset or DATASET_OF_SUFFIX.get(name.rsplit('_', 1)[-1], 'voc')
-    classes = model_info(name).classes
-    if len(classes) != net.nclass:  # a checkpoint trained on other classes
+    if not classes:
+        classes = model_info(name).classes
+    if len(classes) != net.nclass:  # weights of other classes, whose names are unknown
         classes = None
     return net, palette_of(dataset), classes
 
