@@ -107,3 +107,8 @@ def test_folder_dataset_trains_with_its_own_classes(tmp_path, capsys):
                      '--no-progress']) == 0
     with open(out) as f:
         assert json.load(f)['mIoU'] == pytest.approx(final['mIoU'], abs=1e-6)
+    # or named explicitly, as for any other dataset
+    assert cli_main(['eval', os.path.join(save_dir, 'latest.ckpt'), '--dataset', 'folder',
+                     '--root', str(root), '--output', out, '--no-progress']) == 0
+    with open(out) as f:
+        assert json.load(f)['mIoU'] == pytest.approx(final['mIoU'], abs=1e-6)

@@ -39,7 +39,8 @@ def add_arguments(p):
     p.add_argument('--params', help='a .params weight file for --model')
     p.add_argument('--aux', action='store_true',
                    help='build --model with its auxiliary head (when the weight file has it)')
-    p.add_argument('--dataset', choices=['shapes', 'voc', 'voc_aug', 'coco', 'ade', 'citys'],
+    from ..engine.data import DATASET_LOADERS
+    p.add_argument('--dataset', choices=list(DATASET_LOADERS),
                    help="default: the checkpoint's, or the model name's")
     p.add_argument('--root', help='dataset folder')
     p.add_argument('--split', help="default: the checkpoint's validation split, else val. A "

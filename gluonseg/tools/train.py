@@ -16,6 +16,7 @@ import mxnet as mx
 from ..data import SegmentationTrainTransform, SegmentationValTransform
 from ..engine import (SegmentationTrainer, TrainConfig, dataset_short_name,
                       get_segmentation_dataset, initialize_from, seed_everything)
+from ..engine.data import DATASET_LOADERS
 from ..engine.run_options import (add_run_arguments, console_logging, contexts, resume_and_fit,
                                   run_args_record, run_config_kwargs, start_amp)
 from ..model_zoo import get_model, model_info
@@ -43,11 +44,13 @@ PRESETS = {
                     val_length=None, head_lr_mult=10.0),
 }
 
-# The usual training split of each dataset: VOC-Aug's is train_aug (10,582 images: SBD train
-# + val + VOC2012 train, without VOC2012 val), not SBD's own 8,498-image train list.
-DATASETS = ('shapes', 'voc', 'voc_aug', 'coco', 'ade', 'citys', 'folder')
+# The datasets get_segmentation_dataset knows.
+DATASETS = tuple(DATASET_LOADERS)
 # VOC-Aug's own val (SBD val) is mostly inside train_aug; VOC2012 val is held out from it.
 VAL_DATASETS = {'voc_aug': 'voc'}
+
+# The usual training split of each dataset: VOC-Aug's is train_aug (10,582 images: SBD train
+# + val + VOC2012 train, without VOC2012 val), not SBD's own 8,498-image train list.
 
 TRAIN_SPLITS = {'shapes': 'train', 'voc': 'train', 'voc_aug': 'train_aug', 'coco': 'train',
                 'ade': 'train', 'citys': 'train', 'folder': 'train'}
