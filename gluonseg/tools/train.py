@@ -51,7 +51,6 @@ VAL_DATASETS = {'voc_aug': 'voc'}
 
 # The usual training split of each dataset: VOC-Aug's is train_aug (10,582 images: SBD train
 # + val + VOC2012 train, without VOC2012 val), not SBD's own 8,498-image train list.
-
 TRAIN_SPLITS = {'shapes': 'train', 'voc': 'train', 'voc_aug': 'train_aug', 'coco': 'train',
                 'ade': 'train', 'citys': 'train', 'folder': 'train'}
 
