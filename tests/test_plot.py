@@ -34,6 +34,21 @@ def test_fit_draws_the_loss_and_miou_curves(tmp_path):
         assert 'Training curves: %s' % (tmp_path / 'curves.png') in f.read()
 
 
+def test_a_new_run_in_the_folder_of_an_earlier_one_draws_only_its_own_curves(tmp_path):
+    first = tiny_trainer(tiny_net(), save_dir=str(tmp_path), log_interval=2)
+    first.fit()  # 12 iterations, validated at 6 and 12
+    second = tiny_trainer(tiny_net(seed=1), save_dir=str(tmp_path), log_interval=2, lr=0.01)
+    second.fit(max_iterations=6)  # a new run (not resumed) in the same folder
+    losses, records = plot.read_training_curves(str(tmp_path))
+    # train.log holds both runs; the curves are the second one's
+    assert [i for i, _ in losses] == [2, 4, 6]
+    assert losses[-1][1] == pytest.approx(second.last_loss, abs=1e-4)
+    assert [(r['iteration'], r['lr']) for r in records] == [
+        (6, pytest.approx(second.lr_scheduler(5)))]
+    with open(tmp_path / 'train.log') as f:
+        assert 'Dropped the 2 validation records of an earlier run from' in f.read()
+
+
 def test_plot_alone_of_mask_rcnn_records_and_from_the_command_line(tmp_path):
     records = [{'epoch': 1, 'iteration': 10, 'train_loss': 2.5, 'segm/AP': 0.1,
                 'bbox/AP': None},

@@ -38,8 +38,8 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from .checkpoint import (atomic_copy, capture_rng_state, load_checkpoint, restore_rng_state,
-                         save_checkpoint)
+from ..utils.atomic import atomic_copy, write_atomically
+from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .data import EpochBatchSampler
 from .mixed_precision import check_amp
 
@@ -438,19 +438,19 @@ class BaseTrainer(object):
                 'unskipped': scaler._unskipped}
 
     def _truncate_metrics_file(self, iteration):
-        """Drop metric records of iterations after ``iteration`` (written after the
-        checkpoint we resume from, they would be repeated)."""
+        """Drop metric records of iterations after ``iteration``: written after the
+        checkpoint we resume from, they would be repeated; written by an earlier run in the
+        same folder, when this one starts at iteration 0, they are not this run's. Returns
+        the number of records dropped."""
         path = self._path(METRICS_FILE)
         if not self.writes_files or not os.path.isfile(path):
-            return
+            return 0
         with open(path) as f:
             lines = [line for line in f if line.strip()]
         kept = [line for line in lines if json.loads(line).get('iteration', 0) <= iteration]
         if len(kept) != len(lines):
-            tmp = path + '.tmp'
-            with open(tmp, 'w') as f:
-                f.writelines(kept)
-            os.replace(tmp, path)
+            write_atomically(path, lambda f: f.writelines(kept), binary=False)
+        return len(lines) - len(kept)
 
     # ------------------------------------------------------------------------------ loop
     def fit(self, max_iterations=None):
@@ -476,6 +476,13 @@ class BaseTrainer(object):
                                                                    int(max_iterations))
         self._open_log()
         try:
+            if self.iteration == 0:  # a new run: the folder's metrics.jsonl starts again
+                dropped = self._truncate_metrics_file(0)
+                if dropped:
+                    logger.warning('Dropped the %d validation records of an earlier run from '
+                                   '%s: this run starts at iteration 0 (use --resume, or '
+                                   'resume(), to continue a run)', dropped,
+                                   self._path(METRICS_FILE))
             if self.num_workers > 1:
                 self._share_initial_weights()
             logger.info('Training %s', self._describe())

@@ -14,6 +14,8 @@ import os
 import re
 import sys
 
+from .atomic import write_atomically
+
 __all__ = ['CURVES_FILE', 'DEFAULT_METRICS', 'read_training_curves', 'plot_training_curves']
 
 CURVES_FILE = 'curves.png'
@@ -32,7 +34,10 @@ def read_training_curves(run_dir):
     -------
     (list of (int, float), list of dict)
         The logged ``(iteration, loss)`` pairs of ``train.log`` and the validation records of
-        ``metrics.jsonl`` (either may be empty).
+        ``metrics.jsonl`` (either may be empty). ``train.log`` is appended to by every run in
+        the folder: where its iterations go back (a resumed run logging again the iterations
+        after its checkpoint, or a new run), the later lines replace the earlier ones from
+        that iteration on.
     """
     losses, records = [], []
     log_path = os.path.join(run_dir, 'train.log')
@@ -41,7 +46,10 @@ def read_training_curves(run_dir):
             for line in f:
                 match = _LOGGED_LOSS.search(line)
                 if match:
-                    losses.append((int(match.group(1)), float(match.group(2))))
+                    iteration = int(match.group(1))
+                    while losses and losses[-1][0] >= iteration:
+                        losses.pop()
+                    losses.append((iteration, float(match.group(2))))
     metrics_path = os.path.join(run_dir, 'metrics.jsonl')
     if os.path.isfile(metrics_path):
         with open(metrics_path) as f:
@@ -122,16 +130,7 @@ def plot_training_curves(run_dir, output=None, metrics=None, size=(10, 4), dpi=1
     figure.suptitle(os.path.basename(os.path.normpath(run_dir)), fontsize=10)
     figure.tight_layout()
 
-    tmp = '%s.%d.tmp' % (output, os.getpid())
-    try:
-        with open(tmp, 'wb') as f:
-            figure.savefig(f, format='png')
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return output
+    return write_atomically(output, lambda f: figure.savefig(f, format='png'))
 
 
 def _finite(value):
