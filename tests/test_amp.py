@@ -1,7 +1,8 @@
 """Mixed precision (AMP): a few bfloat16 steps on the CPU train (finite loss, weights that
 change and stay float32), checkpoint and resume exactly, for a segmentation net and for
-Mask R-CNN; the pixel loss is computed in float32 from low-precision logits; AMP settings that
-cannot run are refused with the reason.
+Mask R-CNN; the pixel loss is computed in float32 from low-precision logits; float16's dynamic
+loss scaling (on float32 CPU gradients) undoes itself and skips overflowing updates; AMP
+settings that cannot run are refused with the reason.
 
 AMP patches MXNet for the whole process, so the training runs in a subprocess: run as
 ``python tests/test_amp.py OUT_DIR`` this file is that subprocess.
@@ -15,7 +16,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from gluonseg.engine import mixed_precision
+from gluonseg.engine import load_checkpoint, mixed_precision
 from test_engine import tiny_net, tiny_trainer, weights_of
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -105,6 +106,62 @@ def test_bfloat16_training_runs_resumes_and_keeps_float32_weights(tmp_path):
     assert mask_rcnn['code'] == 0 and mask_rcnn['iteration'] == 2
     assert mask_rcnn['amp'] == 'bfloat16' and mask_rcnn['finite'] and mask_rcnn['imperative']
     assert mask_rcnn['dtypes'] == ["<class 'numpy.float32'>"]
+
+
+def install_loss_scaler(trainer, loss_scale, next_loss_scale):
+    """float16 AMP's dynamic loss scaling (what amp.init_trainer sets up) on a float32
+    trainer, which runs on the CPU without switching AMP on."""
+    from mxnet.contrib.amp.loss_scaler import LossScaler
+    scaler = LossScaler()
+    scaler._loss_scale, scaler._next_loss_scale = loss_scale, next_loss_scale
+    trainer.trainer._amp_loss_scaler = scaler
+    trainer.trainer._amp_original_scale = trainer.trainer._scale
+    trainer._loss_scaler = scaler
+    return scaler
+
+
+def test_loss_scaling_skips_overflowing_updates_and_resumes_its_scale(tmp_path):
+    net = tiny_net(seed=0, batchnorm=False, dropout=0)
+    trainer = tiny_trainer(net, save_dir=str(tmp_path), val_interval=0)
+    # An infinite scale overflows the first gradients; MXNet applies the pending scale (1)
+    # from the next update on.
+    install_loss_scaler(trainer, float('inf'), 1.0)
+    initial = weights_of(net)
+    trainer.fit(max_iterations=1)
+    assert trainer.skipped_updates == 1 and np.isfinite(trainer.last_loss)
+    after_skip = weights_of(net)
+    assert all(np.array_equal(initial[k], after_skip[k]) for k in initial)  # not applied
+    trainer.fit(max_iterations=2)
+    assert trainer.skipped_updates == 1                   # scale 1 does not overflow
+    moved = weights_of(net)
+    assert max(np.abs(moved[k] - initial[k]).max() for k in initial) > 1e-4
+    with open(tmp_path / 'train.log') as f:
+        assert ('AMP: the gradients of iteration 0 overflowed float16 with loss scale inf: '
+                'update skipped (1 so far); loss scale 1 for the next iteration, 0.5 after it'
+                in f.read())
+    ckpt = load_checkpoint(str(tmp_path / 'latest.ckpt'))
+    state = {'loss_scale': 0.5, 'next_loss_scale': 0.5, 'unskipped': 1}
+    assert ckpt['loss_scaler'] == state and ckpt['skipped_updates'] == 1
+    resumed = tiny_trainer(tiny_net(seed=5, batchnorm=False, dropout=0),
+                           save_dir=str(tmp_path), val_interval=0)
+    scaler = install_loss_scaler(resumed, 2.0 ** 16, 2.0 ** 16)
+    resumed.resume()
+    assert {'loss_scale': scaler._loss_scale, 'next_loss_scale': scaler._next_loss_scale,
+            'unskipped': scaler._unskipped} == state and resumed.skipped_updates == 1
+
+
+def test_loss_scaling_without_overflow_gives_the_unscaled_updates():
+    # The scale multiplies the loss and divides the gradients again, with accumulation too
+    plain_net = tiny_net(seed=0, batchnorm=False, dropout=0)
+    tiny_trainer(plain_net, batch_size=2, accumulate=2, val_interval=0).fit(max_iterations=2)
+    scaled_net = tiny_net(seed=0, batchnorm=False, dropout=0)
+    scaled = tiny_trainer(scaled_net, batch_size=2, accumulate=2, val_interval=0)
+    install_loss_scaler(scaled, 1024.0, 1024.0)
+    scaled.fit(max_iterations=2)
+    assert scaled.skipped_updates == 0
+    a, b = weights_of(plain_net), weights_of(scaled_net)
+    for key in a:
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
 
 def test_amp_settings_that_cannot_run_are_refused(monkeypatch):

@@ -599,18 +599,21 @@ class BaseTrainer(object):
                 'applying this update; %s. %s'
                 % (loss, ' (%s)' % _terms(terms) if terms else '', self.epoch + 1,
                    self.iteration, lr, kept, self.NONFINITE_ADVICE))
+        scaler = self._loss_scaler
+        used_scale = scaler.loss_scale if scaler is not None else None  # by this backward
         self.trainer.set_learning_rate(lr)
         self.trainer.step(self.loss_divisor)
         for param in self._accumulated:
             param.zero_grad()
-        scaler = self._loss_scaler
-        # LossScaler.has_overflow (called by step) halves the next scale on an overflow.
+        # LossScaler.has_overflow (called by step) makes the pending scale the current one,
+        # and on an overflow sets the pending one to half of it: MXNet applies a change one
+        # update late.
         if scaler is not None and scaler._next_loss_scale < scaler._loss_scale:
             self.skipped_updates += 1
             logger.warning('AMP: the gradients of iteration %d overflowed float16 with loss '
-                           'scale %g: update skipped, scale now %g (%d skipped so far)',
-                           self.iteration, scaler._loss_scale, scaler._next_loss_scale,
-                           self.skipped_updates)
+                           'scale %g: update skipped (%d so far); loss scale %g for the next '
+                           'iteration, %g after it', self.iteration, used_scale,
+                           self.skipped_updates, scaler._loss_scale, scaler._next_loss_scale)
         self.iteration += 1
         self.last_loss = loss
         return loss, terms, lr
@@ -621,8 +624,12 @@ class BaseTrainer(object):
             autograd.backward(losses)
             return
         from mxnet.contrib import amp
-        with amp.scale_loss(losses, self.trainer) as scaled:
-            autograd.backward(scaled)
+        # The subclasses call this after their autograd.record() block: the scaling must be
+        # recorded too, or backward finds the scaled losses outside the graph.
+        with autograd.record():
+            with amp.scale_loss(losses, self.trainer) as scaled:
+                scaled = list(scaled)
+        autograd.backward(scaled)
 
     def _end_epoch(self):
         done = self.epoch  # completed epochs
