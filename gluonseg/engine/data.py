@@ -111,8 +111,8 @@ class SeededTransformDataset(gluon.data.Dataset):
         return transform(*sample)
 
 
-# Dataset name -> (module, class, constructor keyword for the root folder). Loaders are found
-# at call time, so a dataset whose module is not in this gluonseg yet gets a clear error.
+# Dataset name -> (module, class). Loaders are found at call time, so a dataset whose module
+# is not in this gluonseg yet gets a clear error.
 DATASET_LOADERS = {
     'shapes': ('gluonseg.data.shapes', 'ShapesSegmentation'),
     'voc': ('gluonseg.data.pascal_voc', 'VOCSegmentation'),
