@@ -24,6 +24,7 @@ from gluonseg.engine.instance_trainer import mask_rcnn_from_checkpoint
 from gluonseg.model_zoo.rcnn.predict import predict_instances
 from gluonseg.tools.evaluate import network_from_checkpoint
 from gluonseg.utils import viz
+from gluonseg.utils.atomic import write_atomically
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # circle, square, triangle in colours that stand out on any Shapes background; the
@@ -88,9 +89,7 @@ def main(argv=None):
             sheet.paste(panel.resize((side, side), Image.NEAREST),
                         (column * side, title + row * side))
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    tmp = args.output + '.tmp'
-    sheet.save(tmp, format='PNG')
-    os.replace(tmp, args.output)
+    write_atomically(args.output, lambda f: sheet.save(f, format='PNG'))
     print('Wrote %s (%dx%d)' % (args.output, sheet.width, sheet.height))
     return 0
 

@@ -27,6 +27,7 @@ import zipfile
 import zlib
 from collections import namedtuple
 
+from ..utils.atomic import write_atomically
 from ..utils.download import (ChecksumError, DownloadError, UnsafeArchiveError, download,
                               extract_archive, normalize_sha1)
 from ..utils.filelock import FileLock
@@ -287,10 +288,8 @@ def extract(archive, path, target_dir, quiet=False):
         content = {'archive': archive.filename, 'sha1': normalize_sha1(archive.sha1),
                    'url': archive.url, 'members': len(members),
                    'extracted_at': time.strftime('%Y-%m-%dT%H:%M:%S')}
-        tmp = marker + '.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(content, f, indent=1)
-        os.replace(tmp, marker)  # atomic: a marker is always complete
+        # atomic: a marker is always complete
+        write_atomically(marker, lambda f: json.dump(content, f, indent=1), binary=False)
         _say(quiet, 'Extracted %d entries in %.0f s' % (len(members), time.time() - start))
     return True
 

@@ -675,6 +675,9 @@ class BaseTrainer(object):
         except FileNotFoundError as err:  # a short run without validation
             logger.info('No training curves drawn: %s', err)
             return None
+        except Exception as err:  # the run is done: a drawing problem must not lose its result
+            logger.warning('No training curves drawn: %s: %s', type(err).__name__, err)
+            return None
         logger.info('Training curves: %s', path)
         return path
 

@@ -8,12 +8,15 @@ COCO ground truth), and ``segmentation`` as a compressed RLE of the full-size bi
 """
 import contextlib
 import copy
+import functools
 import io
 import json
 import os
 from collections import OrderedDict
 
 import numpy as np
+
+from .atomic import write_atomically
 
 __all__ = ['COCOInstanceMetric', 'STAT_NAMES']
 
@@ -206,15 +209,10 @@ class COCOInstanceMetric(object):
     def write_results(self, prefix):
         """Write ``<prefix>_bbox.json`` / ``<prefix>_segm.json``; returns {iou_type: path}."""
         paths = {}
-        folder = os.path.dirname(os.path.abspath(prefix))
-        os.makedirs(folder, exist_ok=True)
         for iou_type in self.iou_types:
             path = '%s_%s.json' % (prefix, iou_type)
-            tmp = path + '.tmp'
-            with open(tmp, 'w') as f:
-                json.dump(self._results[iou_type], f)
-            os.replace(tmp, path)
-            paths[iou_type] = path
+            paths[iou_type] = write_atomically(
+                path, functools.partial(json.dump, self._results[iou_type]), binary=False)
         return paths
 
     def _result_api(self, iou_type):

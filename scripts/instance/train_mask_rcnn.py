@@ -6,10 +6,8 @@ the validation box and mask AP::
 
     python scripts/instance/train_mask_rcnn.py
 
-Measured (2 epochs of 1000 scenes, batch 4, 500 iterations; 2-core CPU shared with other jobs:
-163 s of training steps, 8.5 min wall): mask AP 0.768 (AP50 0.961), box AP 0.737 on the 100
-validation scenes; 0.771 / 0.746 on 500 (``eval_mask_rcnn.py --checkpoint ... --val-length
-500``). After the first epoch: mask AP 0.51.
+2 epochs of 1000 scenes, batch 4, 500 iterations: mask AP 0.768 (AP50 0.961), box AP 0.737 on
+the 100 validation scenes, 0.51 after the first epoch (docs/training.md has the date and time).
 
 COCO 2017 (prepared with ``scripts/datasets/prepare_coco.py``) with GluonCV's published recipe
 (8 devices x 1 image, lr 0.01, warmup 1000 iterations from lr/3, x0.1 at epochs 17 and 23, 26
