@@ -377,7 +377,9 @@ def plot(path, rows):
     fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3.6), squeeze=False)
     for ax, model in zip(axes[0], models):
         mine = [r for r in rows if r['model'] == model]
-        labels = ['%s\n%s' % (r['impl'], r['path']) for r in mine]
+        labels = ['%s\n%s%s' % (r['impl'], r['path'],
+                                ' %s dets' % r['detections'] if r['detections'] != '' else '')
+                  for r in mine]
         values = [r['images_per_s'] for r in mine]
         bars = ax.bar(range(len(mine)), values, color=[colors[r['impl']] for r in mine])
         for bar, value in zip(bars, values):
