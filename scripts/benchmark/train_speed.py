@@ -81,6 +81,8 @@ def time_training(name, dataset, args, workers):
     for step in range(args.warmup + args.iters):
         start = time.perf_counter()
         image, label = next(stream)
+        # worker processes hand over batches in shared memory (cpu_shared)
+        image, label = image.as_in_context(mx.cpu()), label.as_in_context(mx.cpu())
         image.wait_to_read()
         loaded = time.perf_counter()
         with autograd.record():
