@@ -9,7 +9,7 @@ impl               paths
 =================  =========================================================================
 gluonseg           ``fp32`` hybridized (Mask R-CNN: lean ``net.detect``), ``fused`` / ``bf16``
                    / ``int8``: ``gluonseg.optimize(net, dtype)`` (Mask R-CNN: no bf16; int8
-                   quantizes the backbone only)
+                   quantizes the backbone, C4's stage 4 and the mask head)
 gluoncv            ``fp32`` hybridized, as published (Mask R-CNN: its 1000-row output; and
                    with 100 rows, ``--gluoncv-max-dets``)
 torchvision        ``fp32`` eval mode under ``torch.inference_mode()``
@@ -34,9 +34,9 @@ torch >= 2.0.
 Writes ``peers.csv``, ``peers.png`` (bar chart, matplotlib) and ``peers.md`` (the table
 with date, machine and versions) into ``--out-dir``::
 
-    python scripts/benchmark/compare_peers.py --out-dir bench          # everything, ~1 h
-    python scripts/benchmark/compare_peers.py --models deeplab --size 64 --depth 50 \\
-        --impls gluonseg --paths fp32 int8 --warmup 0 --repeat 1 --out-dir /tmp/smoke
+    python scripts/benchmark/compare_peers.py --out-dir bench     # everything, ~15 min
+    python scripts/benchmark/compare_peers.py --models fcn --depth 18 --size 32 \\
+        --impls gluonseg --paths fp32 int8 --warmup 1 --repeat 1 --out-dir /tmp/smoke
 """
 import argparse
 import datetime
@@ -239,8 +239,7 @@ def count_gmacs(spec):
 # ---------------------------------------------------------------- the parent
 def available(impl):
     """Whether ``impl`` is installed (found, not imported: the parent stays small)."""
-    module = {'gluonseg': 'gluonseg', 'gluoncv': 'gluoncv', 'torchvision': 'torchvision'}
-    return importlib.util.find_spec(module[impl]) is not None
+    return importlib.util.find_spec(impl) is not None
 
 
 def run_child(spec, threads):

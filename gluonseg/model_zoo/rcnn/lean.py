@@ -11,11 +11,11 @@ rebuilt as ``SymbolBlock``\\ s that share the network's parameters and are parti
 for oneDNN (``optimize_for(backend='MKLDNN')``): each Convolution -> BatchNorm -> ReLU
 (and the residual ``+``) runs as one fused convolution, the frozen BatchNorm folded into
 the weights in float32. The detections are those of ``net.detect`` up to float rounding
-(about 1e-6 relative). With ``dtype='int8'`` the backbone (C4: stem to stage 3; FPN: the
+(scores within 4e-5 relative on the golden weights). With ``dtype='int8'`` the backbone (C4: stem to stage 3; FPN: the
 ResNet and the pyramid), C4's stage 4 on the RoIs and the mask head are quantized by
 oneDNN (VNNI), calibrated on a few images; the RPN and box predictors stay float32.
-Faster, but the detections change (``tests/test_mask_rcnn_lean.py`` measures by how much
-on the golden weights).
+Faster, but the detections change: on the (untrained) golden weights a lot
+(``docs/deploy.md``); check the AP on real weights before using it.
 """
 import copy
 import warnings
@@ -253,8 +253,8 @@ def optimize_mask_rcnn(net, dtype='float32', calib_data=None, calib_mode='naive'
         after changing the weights).
     dtype : {'float32', 'int8'}
         ``'float32'``: fused, the detections of ``net.detect``. ``'int8'``: the backbone,
-        C4's stage 4 on the RoIs and the mask head are also quantized (opt-in; the
-        detections change slightly).
+        C4's stage 4 on the RoIs and the mask head are also quantized (opt-in: the
+        detections change, see the module docstring).
     calib_data : iterable, optional
         int8 (required): normalized image batches (B, 3, H, W) (NDArrays or numpy arrays,
         or ``(data, ...)`` tuples); the quantized blocks are calibrated on what they
