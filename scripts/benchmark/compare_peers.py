@@ -1,8 +1,10 @@
 """gluonseg against GluonCV and torchvision on this CPU: latency, images/s, GFLOP/s, memory.
 
 One run measures every available implementation and path of the chosen models on the same
-input with the same threads, each in its own process (so that its peak resident memory,
-``ru_maxrss``, is its own): ``--warmup`` runs, then the median of ``--repeat``.
+input (one normalized random image; torchvision's Mask R-CNN, which normalizes inside, gets
+its sigmoid, in [0, 1]) with the same threads, each in its own process (so that its peak
+resident memory, ``ru_maxrss``, is its own): ``--warmup`` runs, then the median of
+``--repeat``.
 
 =================  =========================================================================
 impl               paths
