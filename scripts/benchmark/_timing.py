@@ -1,8 +1,9 @@
 """Timing and reporting helpers of the benchmark scripts in this folder.
 
-No MXNet import here: ``compare_peers.py`` times PyTorch in processes that must not load
-MXNet (its libraries would count in the peer's peak memory). Scripts import it with their
-own folder on ``sys.path``::
+No MXNet import at module level: ``compare_peers.py`` times PyTorch in processes that must
+not load MXNet (its libraries would count in the peer's peak memory); only
+:func:`write_csv` imports gluonseg. Scripts import it with their own folder on
+``sys.path``::
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from _timing import median_seconds, write_csv
@@ -70,19 +71,14 @@ def peak_rss_mb():
 
 
 def write_csv(path, rows, fields):
-    """Write ``rows`` (dicts) with the columns ``fields`` to ``path`` atomically (a temporary
-    file in the same folder, then renamed)."""
-    tmp = '%s.tmp%d' % (path, os.getpid())
-    try:
-        with open(tmp, 'w', newline='') as f:
-            writer = csv.DictWriter(f, fields, extrasaction='ignore')
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    """Write ``rows`` (dicts) with the columns ``fields`` to ``path`` whole or not at all."""
+    from gluonseg.utils.atomic import write_atomically  # imports MXNet: only when writing
+
+    def write(f):
+        writer = csv.DictWriter(f, fields, extrasaction='ignore', lineterminator='\n')
+        writer.writeheader()
+        writer.writerows(rows)
+    return write_atomically(path, write, binary=False)
 
 
 def print_row(template, row):

@@ -362,10 +362,8 @@ def write_markdown(path, rows, args, skipped):
                         r['peak_rss_mb'], r['detections']))
     if skipped:
         lines += [''] + ['Not measured: %s' % s for s in skipped]
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        f.write('\n'.join(lines) + '\n')
-    os.replace(tmp, path)
+    from gluonseg.utils.atomic import write_atomically
+    write_atomically(path, lambda f: f.write('\n'.join(lines) + '\n'), binary=False)
 
 
 def plot(path, rows):
@@ -393,10 +391,9 @@ def plot(path, rows):
         ax.margins(y=0.15)
     fig.suptitle('%s, %s threads' % (machine_description(), rows[0]['threads']), fontsize=9)
     fig.tight_layout()
-    tmp = path + '.tmp.png'
-    fig.savefig(tmp, dpi=110)
+    from gluonseg.utils.atomic import write_atomically
+    write_atomically(path, lambda f: fig.savefig(f, format='png', dpi=110))
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 if __name__ == '__main__':
