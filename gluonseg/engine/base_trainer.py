@@ -293,8 +293,11 @@ class BaseTrainer(object):
             self._accumulated = [p for p in params.values() if p.grad_req != 'null']
             for param in self._accumulated:
                 param.grad_req = 'add'
-        trainer = gluon.Trainer(params, 'sgd', optimizer_params, kvstore=self.kvstore,
-                                update_on_kvstore=False)
+        # A list in the network's own (structural) order: given a dict, gluon.Trainer sorts
+        # by name, and names carry global counters (dense9 < dense10 flips between two builds
+        # in one process), which would hand a resumed run's momentum to the wrong arrays.
+        trainer = gluon.Trainer(list(params.values()), 'sgd', optimizer_params,
+                                kvstore=self.kvstore, update_on_kvstore=False)
         if self.config.amp == 'float16':
             # bfloat16 has float32's range: only float16 needs the loss scaled.
             from mxnet.contrib import amp
