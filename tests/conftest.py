@@ -147,3 +147,19 @@ def closed_port_url():
     port = sock.getsockname()[1]
     sock.close()
     return 'http://127.0.0.1:%d/' % port
+
+
+@pytest.fixture(scope='session')
+def shapes_fcn(tmp_path_factory):
+    """Random weights of the small Shapes FCN (4 classes, all valid VOC ids; no aux head):
+    the net and a .params file of it. Session-wide: tests only read it."""
+    # Imported here: several test modules never load mxnet and should not pay for it.
+    import mxnet as mx
+
+    import gluonseg
+    mx.random.seed(0)
+    net = gluonseg.get_model('fcn_resnet18_shapes', pretrained_base=False, aux=False)
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    path = str(tmp_path_factory.mktemp('shapes_fcn') / 'fcn_resnet18_shapes.params')
+    net.save_parameters(path)
+    return net, path

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import gluonseg
 from gluonseg.cli import main as cli
 from gluonseg.data import ShapesInstance
 from gluonseg.engine import save_checkpoint
@@ -50,15 +49,11 @@ def pictures(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def semantic(tmp_path_factory):
-    """A random-weight fcn_resnet18_shapes as a .params file and as a train.py checkpoint."""
-    mx.random.seed(0)
-    net = gluonseg.get_model('fcn_resnet18_shapes', pretrained_base=False, aux=False)
-    net(mx.nd.zeros((1, 3, 32, 32)))
-    folder = tmp_path_factory.mktemp('semantic')
-    params = str(folder / 'fcn.params')
-    net.save_parameters(params)
-    checkpoint = save_checkpoint(str(folder / 'best.ckpt'), net, meta={
+def semantic(shapes_fcn, tmp_path_factory):
+    """The random-weight fcn_resnet18_shapes as a .params file and as a train.py checkpoint."""
+    net, params = shapes_fcn
+    path = str(tmp_path_factory.mktemp('semantic') / 'best.ckpt')
+    checkpoint = save_checkpoint(path, net, meta={
         'model': {'name': 'fcn_resnet18_shapes', 'kwargs': {'nclass': 4, 'aux': False}},
         'args': {'dataset': 'shapes'}})
     return net, params, checkpoint

@@ -5,12 +5,10 @@ import importlib.util
 import json
 import os
 
-import mxnet as mx
 import numpy as np
 import pytest
 from PIL import Image
 
-import gluonseg
 from fixtures_data import write_voc
 from gluonseg.cli import main as cli
 from gluonseg.data import SegmentationTestValTransform, VOCSegmentation
@@ -41,17 +39,6 @@ def voc(tmp_path_factory):
     return str(root), expected
 
 
-@pytest.fixture(scope='module')
-def model(tmp_path_factory):
-    """Random weights of the small Shapes FCN (4 classes, all valid VOC ids) and the net."""
-    mx.random.seed(0)
-    net = gluonseg.get_model('fcn_resnet18_shapes', pretrained_base=False, aux=False)
-    net(mx.nd.zeros((1, 3, 32, 32)))
-    path = str(tmp_path_factory.mktemp('weights') / 'fcn_resnet18_shapes.params')
-    net.save_parameters(path)
-    return path, net
-
-
 def model_args(params, root):
     return ['--model', 'fcn_resnet18_shapes', '--params', params, '--dataset', 'voc',
             '--root', root, '--no-progress']
@@ -62,10 +49,10 @@ def read_png(path):
         return png.mode, np.array(png.getpalette(), dtype=np.uint8), np.array(png)
 
 
-def test_script_writes_the_voc_test_server_submission(voc, model, tmp_path, monkeypatch,
+def test_script_writes_the_voc_test_server_submission(voc, shapes_fcn, tmp_path, monkeypatch,
                                                       capsys):
     root, expected = voc
-    params, net = model
+    net, params = shapes_fcn
     monkeypatch.chdir(tmp_path)
     status = load_test_script().main(model_args(params, root) + [
         '--split', 'test', '--save-predictions', SUBMISSION])
@@ -85,9 +72,9 @@ def test_script_writes_the_voc_test_server_submission(voc, model, tmp_path, monk
     assert len(sizes) == len(TEST_IDS)  # the images differ in size, each PNG has its own
 
 
-def test_multi_scale_submission_has_the_original_sizes(voc, model, tmp_path, monkeypatch):
+def test_multi_scale_submission_has_the_original_sizes(voc, shapes_fcn, tmp_path, monkeypatch):
     root, expected = voc
-    params, _ = model
+    _, params = shapes_fcn
     monkeypatch.chdir(tmp_path)
     # crop 24 < the 28-32 pixel widths: sliding windows at scale 1.0
     status = load_test_script().main(model_args(params, root) + [
@@ -100,9 +87,9 @@ def test_multi_scale_submission_has_the_original_sizes(voc, model, tmp_path, mon
         assert labels.max() < 4
 
 
-def test_cli_scores_val_and_writes_the_predictions_it_scored(voc, model, tmp_path, capsys):
+def test_cli_scores_val_and_writes_the_predictions_it_scored(voc, shapes_fcn, tmp_path, capsys):
     root, expected = voc
-    params, net = model
+    net, params = shapes_fcn
     folder, output = str(tmp_path / 'val_png'), str(tmp_path / 'val.json')
     # batches of 2 images of different sizes on 2 contexts: padded, split, cropped back
     status = cli(['eval'] + model_args(params, root) + [
@@ -127,10 +114,10 @@ def test_cli_scores_val_and_writes_the_predictions_it_scored(voc, model, tmp_pat
                                   result['confusion_matrix'])
 
 
-def test_unlabelled_split_without_save_predictions_is_an_error(voc, model, tmp_path,
+def test_unlabelled_split_without_save_predictions_is_an_error(voc, shapes_fcn, tmp_path,
                                                                monkeypatch, capsys):
     root, _ = voc
-    params, _ = model
+    _, params = shapes_fcn
     monkeypatch.chdir(tmp_path)
     assert cli(['eval'] + model_args(params, root) + ['--split', 'test']) == 2
     assert 'test split of voc has no labels' in capsys.readouterr().err
