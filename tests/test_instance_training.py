@@ -1,10 +1,12 @@
 """Mask R-CNN training loop and scripts on a few tiny Shapes images: the loss falls,
-checkpoints are written and resume exactly, evaluation runs on them; plus the data pieces
-(transform, batching, COCO conversion)."""
+checkpoints are written and resume exactly, evaluation runs on them; gradient accumulation
+and float16's loss scaling give the updates they stand for; plus the data pieces (transform,
+batching, COCO conversion)."""
 import importlib.util
 import json
 import os
 
+import mxnet as mx
 import numpy as np
 import pytest
 
@@ -12,6 +14,9 @@ from gluonseg.data import ShapesInstance
 from gluonseg.data.coco_format import instances_to_coco
 from gluonseg.data.instance_transforms import InstanceTrainTransform, instance_batchify
 from gluonseg.engine import load_checkpoint
+from gluonseg.engine.instance_trainer import InstanceTrainConfig, InstanceTrainer
+from test_amp import install_loss_scaler
+from test_mask_rcnn_training import small_net
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -221,3 +226,89 @@ def test_train_script_runs_on_coco_format_files_and_eval_reads_them(tmp_path, ca
     with open(prefix + '_segm.json') as f:
         results = json.load(f)
     assert results and all(r['category_id'] == 5 for r in results)  # the file's category id
+
+
+# ------------------------------------------- accumulation and float16 loss scaling
+
+def instance_trainer(net, ctx=(mx.cpu(),), **overrides):
+    """An InstanceTrainer of ``net`` on 4 Shapes images of 64 pixels, no validation."""
+    settings = dict(epochs=1, batch_size=1, lr=0.02, warmup_iters=1, step_epochs=(), seed=1,
+                    val_interval=0, progress=False)
+    settings.update(overrides)
+    train = ShapesInstance('train', length=4, size=(64, 64), seed=1)
+    return InstanceTrainer(net, train, InstanceTrainTransform(64, 64), ctx=list(ctx),
+                           config=InstanceTrainConfig(**settings))
+
+
+def same_start(count, tmp_path):
+    """``count`` small Mask R-CNNs holding the same initial weights."""
+    first = small_net(classes=ShapesInstance.CLASSES)
+    first(mx.nd.zeros((1, 3, 64, 64)))  # completes the deferred initialization
+    params = str(tmp_path / 'start.params')
+    first.save_parameters(params)
+    nets = [first]
+    for _ in range(count - 1):
+        net = small_net(classes=ShapesInstance.CLASSES, seed=7)
+        net.load_parameters(params)
+        nets.append(net)
+    return nets
+
+
+def trained_weights(trainer):
+    # structural names: the global ones differ between two builds
+    params = trainer.net._collect_params_with_prefix()
+    return {name: p.data().asnumpy() for name, p in params.items() if p.grad_req != 'null'}
+
+
+def assert_same_trained_weights(a, b):
+    first, second = trained_weights(a), trained_weights(b)
+    assert len(first) > 50 and first.keys() == second.keys()
+    for key in first:
+        np.testing.assert_allclose(second[key], first[key], rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+def test_accumulating_two_images_equals_two_devices_of_one_image(tmp_path):
+    # Each device's loss is a mean over its own images' samples (not over the batch's), so
+    # an update of 2 images accumulated is compared with 2 devices x 1 image, the other way
+    # of averaging 2 per-image losses; the anchor and RoI sampling draws the same numbers
+    # in the same order (image 1, then image 2) both ways.
+    parts_net, pair_net = same_start(2, tmp_path)
+    parts = instance_trainer(parts_net, accumulate=2)
+    pair = instance_trainer(pair_net, ctx=[mx.cpu(0), mx.cpu(1)])
+    start = trained_weights(parts)
+    assert parts.total_batch_size == pair.total_batch_size == 2
+    assert parts.iters_per_epoch == pair.iters_per_epoch == 2
+    parts.fit(max_iterations=2)
+    pair.fit(max_iterations=2)
+    assert parts.iteration == pair.iteration == 2
+    assert parts.last_loss == pytest.approx(pair.last_loss, rel=1e-5)
+    assert_same_trained_weights(pair, parts)  # summed, divided by 2, zeroed after each update
+    moved = trained_weights(parts)
+    assert max(np.abs(moved[k] - start[k]).max() for k in start) > 1e-4
+
+
+def test_loss_scaling_with_accumulation_gives_the_unscaled_updates_or_skips(tmp_path):
+    # float16 AMP needs a GPU (amp.init('float16') casts that MXNet cannot run on the CPU),
+    # so the LossScaler amp.init_trainer would attach is installed on a float32 trainer: the
+    # scaling path (BaseTrainer._backward with amp.scale_loss, the Trainer's overflow check)
+    # is the one float16 runs, only the float16 casts are left out.
+    plain_net, scaled_net, overflow_net = same_start(3, tmp_path)
+    plain = instance_trainer(plain_net, accumulate=2)
+    plain.fit(max_iterations=2)
+    scaled = instance_trainer(scaled_net, accumulate=2)
+    install_loss_scaler(scaled, 1024.0, 1024.0)  # a power of two: scaling is exact
+    scaled.fit(max_iterations=2)
+    assert scaled.skipped_updates == 0 and scaled._loss_scaler.loss_scale == 1024.0
+    assert scaled.last_loss == pytest.approx(plain.last_loss, rel=1e-5)  # reported unscaled
+    assert_same_trained_weights(plain, scaled)
+
+    overflow = instance_trainer(overflow_net, accumulate=2)
+    scaler = install_loss_scaler(overflow, float('inf'), 1024.0)
+    before = trained_weights(overflow)
+    overflow.fit(max_iterations=1)
+    assert overflow.skipped_updates == 1 and np.isfinite(overflow.last_loss)
+    assert (scaler.loss_scale, scaler._next_loss_scale) == (1024.0, 512.0)
+    after = trained_weights(overflow)
+    assert all(np.array_equal(before[k], after[k]) for k in before)  # not applied
+    # the skipped update's accumulated gradients were dropped: the next one starts clean
+    assert all(not p.grad().asnumpy().any() for p in overflow._accumulated)
