@@ -11,7 +11,7 @@ import numpy as np
 
 from ..data.transforms import load_image
 
-__all__ = ['coco_ground_truth', 'evaluate_instances']
+__all__ = ['coco_ground_truth', 'evaluate_instances', 'calibration_inputs']
 
 
 def coco_ground_truth(dataset):
@@ -28,6 +28,21 @@ def _image(dataset, index):
     if hasattr(dataset, 'image_path'):  # COCOInstance: no need to decode the masks
         return load_image(dataset.image_path(index))
     return np.asarray(dataset[index][0])
+
+
+def calibration_inputs(net, dataset, count, short=800, max_size=1333, mean=None, std=None):
+    """The first ``count`` images of ``dataset`` as ``net`` receives them in
+    :func:`evaluate_instances` (resized and normalized alike), one (1, 3, H, W) NDArray per
+    image since sizes differ: ``calib_data`` for ``gluonseg.optimize(net, dtype='int8')``.
+    Take them from the training split: calibrating on the evaluated images would flatter
+    the int8 AP."""
+    from ..model_zoo.rcnn.predict import network_input
+    count = int(count)
+    if not 0 < count <= len(dataset):
+        raise ValueError('calibration needs 1 to %d images of the dataset, not %d'
+                         % (len(dataset), count))
+    return [network_input(net, _image(dataset, i), short, max_size, mean, std)[0]
+            for i in range(count)]
 
 
 def evaluate_instances(net, dataset, short=800, max_size=1333, score_thresh=0.001,

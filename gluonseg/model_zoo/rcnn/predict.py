@@ -15,7 +15,7 @@ from mxnet import autograd
 from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD, load_image, normalize_image
 from .paste import paste_masks
 
-__all__ = ['InstancePrediction', 'resize_short_within', 'predict_instances']
+__all__ = ['InstancePrediction', 'resize_short_within', 'network_input', 'predict_instances']
 
 
 @dataclass
@@ -65,6 +65,20 @@ def _first_ctx(net):
     return next(iter(net.collect_params().values())).list_ctx()[0]
 
 
+def network_input(net, image, short=800, max_size=1333, mean=None, std=None):
+    """What ``net`` receives for a uint8 HxWx3 ``image`` in :func:`predict_instances`:
+    ``(x, (scale_y, scale_x))``, x the resized, normalized (1, 3, H', W') NDArray on the
+    network's context (e.g. int8 calibration images prepared like the evaluated ones).
+
+    ``mean``, ``std`` default to the registry entry's, else ImageNet's.
+    """
+    info = getattr(net, 'gluonseg_info', None)
+    mean = mean or (info.mean if info is not None else IMAGENET_MEAN)
+    std = std or (info.std if info is not None else IMAGENET_STD)
+    resized, scales = resize_short_within(image, short, max_size)
+    return mx.nd.array(normalize_image(resized, mean, std)[None], ctx=_first_ctx(net)), scales
+
+
 def predict_instances(net, images, short=800, max_size=1333, score_thresh=0.5, max_dets=100,
                       mask_thresh=0.5, mean=None, std=None, raw=False):
     """Detections with full-size masks for one image or a list of images.
@@ -99,12 +113,8 @@ def predict_instances(net, images, short=800, max_size=1333, score_thresh=0.5, m
     if isinstance(images, (list, tuple)):
         return [predict_instances(net, image, short, max_size, score_thresh, max_dets,
                                   mask_thresh, mean, std, raw) for image in images]
-    info = getattr(net, 'gluonseg_info', None)
-    mean = mean or (info.mean if info is not None else IMAGENET_MEAN)
-    std = std or (info.std if info is not None else IMAGENET_STD)
     image = load_image(images)
-    resized, (scale_y, scale_x) = resize_short_within(image, short, max_size)
-    x = mx.nd.array(normalize_image(resized, mean, std)[None], ctx=_first_ctx(net))
+    x, (scale_y, scale_x) = network_input(net, image, short, max_size, mean, std)
     with autograd.predict_mode():
         if raw or not hasattr(net, 'detect'):
             outputs = net(x)
