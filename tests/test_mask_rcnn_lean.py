@@ -1,5 +1,7 @@
 """Lean Mask R-CNN inference (MaskRCNN.detect): the kept detections of the raw forward,
 with the mask head run on them only; checked on the golden weights against the raw path."""
+import re
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -167,6 +169,16 @@ def test_int8_quantizes_the_backbone_calibrated_on_images(published_file):
     with mx.autograd.predict_mode():
         ref, out = net.features(x).asnumpy(), fast.features(x).asnumpy()
     assert 1e-3 < np.abs(out - ref).mean() / np.abs(ref).mean() < 0.1
+    # The RPN's 3x3 conv runs in int8; its objectness and box convs stay float32.
+    graph = fast.rpn._cached_graph[1].get_internals().list_outputs()
+    convs = [n for n in graph if re.fullmatch(r'(quantized_)?sg_mkldnn_conv\w*?_\d+_output', n)]
+    assert convs == ['quantized_sg_mkldnn_conv_act_0_output', 'sg_mkldnn_conv_1_output',
+                     'sg_mkldnn_conv_2_output']
+    with mx.autograd.predict_mode():
+        features = net.features(x)
+        ref_scores = net.rpn(x, features)[0].asnumpy()
+        scores = fast.rpn(x, features)[0].asnumpy()
+    assert 0 < np.abs(scores - ref_scores).mean() < 1e-2
     with pytest.raises(ValueError, match='calibrated on images'):
         gluonseg.optimize(net, dtype='int8', calib_mode='none')
     with pytest.raises(ValueError, match='calib_data'):

@@ -11,9 +11,11 @@ rebuilt as ``SymbolBlock``\\ s that share the network's parameters and are parti
 for oneDNN (``optimize_for(backend='MKLDNN')``): each Convolution -> BatchNorm -> ReLU
 (and the residual ``+``) runs as one fused convolution, the frozen BatchNorm folded into
 the weights in float32. The detections are those of ``net.detect`` up to float rounding
-(scores within 4e-5 relative on the golden weights). With ``dtype='int8'`` the backbone (C4: stem to stage 3; FPN: the
-ResNet and the pyramid), C4's stage 4 on the RoIs and the mask head are quantized by
-oneDNN (VNNI), calibrated on a few images; the RPN and box predictors stay float32.
+(scores within 4e-5 relative on the golden weights). With ``dtype='int8'`` the
+backbone (C4: stem to stage 3; FPN: the ResNet and the pyramid), the RPN's 3x3 conv (FPN:
+about half of the float32 time, most of it on P2), C4's stage 4 on the RoIs and the mask
+head are quantized by oneDNN (VNNI), calibrated on a few images; the RPN's objectness and
+box convs and the box predictors stay float32.
 Faster, but the detections change: on the (untrained) golden weights a lot
 (``docs/deploy.md``); check the AP on real weights before using it.
 """
@@ -220,9 +222,11 @@ class OptimizedMaskRCNN(LeanDetector):
         return 'OptimizedMaskRCNN(dtype=%r, %s)' % (self.dtype, type(self.net).__name__)
 
 
-def _symbol_block(block, num_inputs):
-    """``block``'s inference graph as a SymbolBlock sharing its parameters."""
-    inputs = [mx.sym.var('data' if i == 0 else 'data%d' % i) for i in range(num_inputs)]
+def _symbol_block(block, num_inputs, input_names=None):
+    """``block``'s inference graph as a SymbolBlock sharing its parameters (inputs named
+    ``input_names``, by default ``data, data1, data2, ...``)."""
+    input_names = input_names or ['data' if i == 0 else 'data%d' % i for i in range(num_inputs)]
+    inputs = [mx.sym.var(name) for name in input_names]
     with autograd.predict_mode():
         out = block(*inputs)
     if isinstance(out, (list, tuple)):
@@ -253,8 +257,8 @@ def optimize_mask_rcnn(net, dtype='float32', calib_data=None, calib_mode='naive'
         after changing the weights).
     dtype : {'float32', 'int8'}
         ``'float32'``: fused, the detections of ``net.detect``. ``'int8'``: the backbone,
-        C4's stage 4 on the RoIs and the mask head are also quantized (opt-in: the
-        detections change, see the module docstring).
+        the RPN's 3x3 conv, C4's stage 4 on the RoIs and the mask head are also quantized
+        (opt-in: the detections change, see the module docstring).
     calib_data : iterable, optional
         int8 (required): normalized image batches (B, 3, H, W) (NDArrays or numpy arrays,
         or ``(data, ...)`` tuples); the quantized blocks are calibrated on what they
@@ -306,12 +310,14 @@ def optimize_mask_rcnn(net, dtype='float32', calib_data=None, calib_mode='naive'
 
 
 def _quantized_blocks(net, plain, batches, calib_mode, ctx, rois_per_image=64):
-    """int8 versions of the backbone and of the blocks the RoI features go through (C4:
-    stage 4 and the mask head; FPN: the mask head), calibrated on what each block receives
-    from the calibration images (the RoIs: each image's best proposals)."""
-    inputs = {'features': batches, 'top_features': [], 'mask': []}
+    """int8 versions of the backbone, of the RPN's 3x3 conv and of the blocks the RoI
+    features go through (C4: stage 4 and the mask head; FPN: the mask head), calibrated on
+    what each block receives from the calibration images (the RoIs: each image's best
+    proposals)."""
+    inputs = {'features': [[b] for b in batches], 'rpn': [], 'top_features': [], 'mask': []}
     for batch in batches:
         features = plain.backbone(batch)
+        inputs['rpn'].append([batch] + features)
         proposals, counts = plain.propose(batch, features)
         rois = mx.nd.concat(*[mx.nd.concat(
             mx.nd.full((min(n, rois_per_image), 1), b, ctx=ctx),
@@ -319,13 +325,18 @@ def _quantized_blocks(net, plain, batches, calib_mode, ctx, rois_per_image=64):
             dim=0)
         pooled = net.roi_align(rois, *features[:len(net.roi_strides)])
         if net.top_features is not None:
-            inputs['top_features'].append(pooled)
+            inputs['top_features'].append([pooled])
             pooled = net.top_features(pooled)
-        inputs['mask'].append(pooled)
+        inputs['mask'].append([pooled])
+    # The RPN's 1x1 objectness and box convs stay float32: they are cheap, and the
+    # proposals' order and boxes come straight from them.
+    rpn_head = getattr(net.rpn, 'rpn_head', net.rpn)
+    keep_float = {'rpn': [rpn_head.score.name + '_fwd', rpn_head.loc.name + '_fwd']}
     blocks = {}
     for part, calib in inputs.items():
         if calib:  # no top_features in an FPN model
-            blocks[part] = _quantized(getattr(net, part), calib, calib_mode, ctx)
+            blocks[part] = _quantized(getattr(net, part), calib, calib_mode, ctx,
+                                      keep_float.get(part, ()))
     if 'top_features' in blocks:  # the mask head's own copy (see LeanDetector)
         inputs, out = blocks['top_features']._cached_graph
         with warnings.catch_warnings():  # "Cannot decide type for ... data": it is float32
@@ -337,14 +348,20 @@ def _quantized_blocks(net, plain, batches, calib_mode, ctx, rois_per_image=64):
     return blocks
 
 
-def _quantized(block, batches, calib_mode, ctx):
-    """``block`` (one input) quantized to int8 by oneDNN, calibrated on ``batches``."""
+def _quantized(block, batches, calib_mode, ctx, keep_float=()):
+    """``block`` quantized to int8 by oneDNN, calibrated on ``batches`` (lists of its
+    inputs); the layers named in ``keep_float`` stay float32."""
     from mxnet.contrib.quantization import quantize_net_v2
-    base = _symbol_block(block, 1)
-    # quantize_net_v2 iterates (data, ...) lists; num_calib_examples counts samples.
+    num_inputs = len(batches[0])
+    # The names quantize_net_v2's calibration binds the inputs to: data; data, data0;
+    # data0, data1, ... (mxnet.contrib.quantization._DataIterWrapper).
+    names = (['data'] if num_inputs == 1 else ['data', 'data0'] if num_inputs == 2 else
+             ['data%d' % i for i in range(num_inputs)])
+    base = _symbol_block(block, num_inputs, names)
+    # num_calib_examples counts samples (images, or RoIs), not batches.
     kwargs = dict(quantized_dtype='auto', quantize_mode='smart', calib_mode=calib_mode,
-                  calib_data=[[b] for b in batches],
-                  num_calib_examples=sum(b.shape[0] for b in batches), ctx=ctx)
+                  calib_data=batches, exclude_layers=list(keep_float),
+                  num_calib_examples=sum(b[0].shape[0] for b in batches), ctx=ctx)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', UserWarning)
         quantized = quantize_net_v2(base, **kwargs)
