@@ -50,7 +50,7 @@ def main(argv=None):
     env = sub.add_parser('env', help='describe the installation and what is wrong with it')
     env.add_argument('--json', action='store_true')
     env.set_defaults(run=_env)
-    from .tools import evaluate, predict, train
+    from .tools import evaluate, predict, tool_parser, train
     checks = {}  # sub-command -> its parser and the check of the combination of options
     for name, tool, text in (
             ('train', train, 'train a semantic segmentation model (scripts/segmentation/'
@@ -59,15 +59,14 @@ def main(argv=None):
              '(scripts/segmentation/test.py)'),
             ('predict', predict, 'segment images and draw the results, semantic or Mask R-CNN '
              '(scripts/segmentation/demo.py, scripts/instance/demo_mask_rcnn.py)')):
-        tool_parser = sub.add_parser(name, help=text, description=text,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        tool.add_arguments(tool_parser)
-        tool_parser.set_defaults(run=tool.run)
-        checks[name] = (tool_parser, tool.check_arguments)
+        command = tool_parser(tool.__doc__, text, subparsers=sub, name=name, help=text)
+        tool.add_arguments(command)
+        command.set_defaults(run=tool.run)
+        checks[name] = (command, tool.check_arguments)
     args = parser.parse_args(argv)
     if args.command in checks:
-        tool_parser, check = checks[args.command]
-        check(tool_parser, args)
+        command, check = checks[args.command]
+        check(command, args)
     return args.run(args)
 
 
