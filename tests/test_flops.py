@@ -29,3 +29,33 @@ def test_segmentation_model_counts_the_inference_graph():
     net = gluonseg.get_model('fcn_resnet18_shapes', pretrained_base=False)
     small, large = count_macs(net, (1, 3, 64, 64)), count_macs(net, (1, 3, 128, 128))
     assert large == 4 * small  # all convolutions scale with the pixel count at stride 8
+
+
+class _TwiceCalled(nn.HybridBlock):
+    """One conv applied to the input and to its 2x-pooled copy, as C4's stage 4 runs on the
+    proposals and on the detections in one graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2D(4, 3, padding=1, in_channels=2)
+
+    def hybrid_forward(self, F, x):
+        small = F.Pooling(x, kernel=(2, 2), stride=(2, 2), pool_type='avg')
+        return self.conv(x).sum() + self.conv(small).sum()
+
+
+def test_a_block_called_twice_counts_both_calls_at_their_own_shapes():
+    net = _TwiceCalled()
+    net.initialize()
+    per_position = 4 * 2 * 9
+    assert count_macs(net, (1, 2, 8, 8)) == per_position * (8 * 8 + 4 * 4)
+
+
+def test_mask_rcnn_c4_counts_stage_4_on_the_proposals_and_on_the_detections():
+    net = gluonseg.get_model('mask_rcnn_resnet50_v1b_coco', pretrained_base=False,
+                             rpn_test_post_nms=300, max_dets=20)
+    # Stage 4 (res5) costs 809 M multiply-adds per 14x14 RoI: 300 proposals + 20 detections.
+    stage4 = count_macs(net.top_features, (1, 1024, 14, 14))
+    assert abs(stage4 / 1e6 - 808.7) < 1
+    total = count_macs(net, (1, 3, 256, 256))
+    assert total > 320 * stage4

@@ -1,4 +1,5 @@
 """Count the multiply-adds of a network's convolutions and dense layers from its graph."""
+import collections
 import json
 
 import mxnet as mx
@@ -20,26 +21,32 @@ def count_macs(net, input_shape):
     internals = sym.get_internals()
     arg_shapes, out_shapes, _ = internals.infer_shape(data=tuple(input_shape))
     arg_shape = dict(zip(internals.list_arguments(), arg_shapes))
-    out_shape = dict(zip(internals.list_outputs(), out_shapes))
+    # A block called twice in one graph (C4's stage 4 on the proposals and on the
+    # detections, FPN's RPN head on every level) gives nodes of the same name: the graph's
+    # nodes and its internal outputs are in the same order, so the k-th node of a name
+    # owns the k-th output of that name.
+    out_shape, seen = {}, collections.Counter()
+    for name, shape in zip(internals.list_outputs(), out_shapes):
+        out_shape[name, seen[name]] = shape
+        seen[name] += 1
     nodes = json.loads(sym.tojson())['nodes']
-    total = 0
+    occurrence, seen = [], collections.Counter()
     for node in nodes:
+        occurrence.append(seen[node['name']])
+        seen[node['name']] += 1
+    total = 0
+    for i, node in enumerate(nodes):
         if node['op'] not in ('Convolution', 'Deconvolution', 'FullyConnected'):
             continue
-        weight_name = nodes[node['inputs'][1][0]]['name']
-        weight = arg_shape[weight_name]
+        weight = arg_shape[nodes[node['inputs'][1][0]]['name']]
         if node['op'] == 'Deconvolution':
             # Every input element is spread over (out/groups) x kernel outputs.
-            data_name = nodes[node['inputs'][0][0]]
-            data_shape = _node_output(data_name, out_shape, arg_shape)
+            data = node['inputs'][0][0]
+            data_shape = (arg_shape[nodes[data]['name']] if nodes[data]['op'] == 'null' else
+                          out_shape[nodes[data]['name'] + '_output', occurrence[data]])
             total += int(np.prod(data_shape)) * int(np.prod(weight[1:]))
         else:
-            output = out_shape[node['name'] + '_output']
+            output = out_shape[node['name'] + '_output', occurrence[i]]
             total += int(np.prod(output)) * int(np.prod(weight[1:]))
     return total
 
-
-def _node_output(node, out_shape, arg_shape):
-    if node['op'] == 'null':
-        return arg_shape[node['name']]
-    return out_shape[node['name'] + '_output']
