@@ -360,3 +360,58 @@ def test_optimizer_states_follow_the_network_order_not_parameter_names():
     structural = [p.name for p in net.collect_params().values()]
     assert structural != sorted(structural)
     assert [p.name for p in trainer.trainer._params] == structural
+
+
+def rewrite_meta(path, change):
+    """Apply ``change`` to the meta data of the checkpoint at ``path`` (as another or an older
+    gluonseg would have written it)."""
+    with zipfile.ZipFile(path) as zf:
+        entries = {name: zf.read(name) for name in zf.namelist()}
+    meta = json.loads(entries['meta.json'].decode('utf-8'))
+    change(meta)
+    entries['meta.json'] = json.dumps(meta).encode('utf-8')
+    with zipfile.ZipFile(path, 'w') as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+
+
+def test_resume_refuses_optimizer_states_of_another_or_an_unknown_layout(tmp_path):
+    net = tiny_net()
+    trainer = tiny_trainer(net, save_dir=str(tmp_path), val_interval=0)
+    trainer.fit(max_iterations=1)
+    path = trainer.latest_path
+    layout = load_checkpoint(path)['optimizer_layout']
+    # The order of the states: the network's, by structural names (no global counters)
+    structural = net._collect_params_with_prefix()
+    assert layout == [[name, list(param.shape)] for name, param in structural.items()]
+    with pytest.raises(ValueError, match='not a parameter of the TinySegNet'):
+        save_checkpoint(str(tmp_path / 'other.ckpt'), tiny_net(), trainer.trainer)
+    assert not os.path.exists(str(tmp_path / 'other.ckpt'))
+    assert tiny_trainer(tiny_net(seed=1), save_dir=str(tmp_path)).resume()['iteration'] == 1
+
+    def refusal(layout_change):
+        rewrite_meta(path, layout_change)
+        with pytest.raises(CheckpointError) as err:
+            tiny_trainer(tiny_net(), save_dir=str(tmp_path)).resume()
+        message = str(err.value)
+        assert 'use --init-from %s (gluonseg train' % path in message
+        assert 'gluonseg.engine.initialize_from(net, %r)' % path in message
+        return message
+
+    # states saved in another order (weight and bias of the first layer swapped)
+    first, second = layout[0], layout[1]
+    assert tuple(first[1]) != tuple(second[1])
+    message = refusal(lambda meta: meta.update(optimizer_layout=[second, first] + layout[2:]))
+    assert ('The optimizer states of %s were saved for other parameters than this trainer\'s '
+            '(%d in the checkpoint, %d here): at index 0 the checkpoint has %s %s, the model '
+            '%s %s.' % (path, len(layout), len(layout), second[0], tuple(second[1]), first[0],
+                        tuple(first[1]))) in message
+    # states of fewer parameters
+    message = refusal(lambda meta: meta.update(optimizer_layout=layout[:-1]))
+    assert ('(%d in the checkpoint, %d here): at index %d the checkpoint has nothing (it ends '
+            'before), the model %s' % (len(layout) - 1, len(layout), len(layout) - 1,
+                                       layout[-1][0])) in message
+    # a checkpoint of an older gluonseg, which did not record the order of its states
+    message = refusal(lambda meta: meta.pop('optimizer_layout'))
+    assert ('%s holds optimizer states but not the order of the parameters they belong to'
+            % path) in message

@@ -5,6 +5,7 @@ batching, COCO conversion)."""
 import importlib.util
 import json
 import os
+import re
 
 import mxnet as mx
 import numpy as np
@@ -312,3 +313,25 @@ def test_loss_scaling_with_accumulation_gives_the_unscaled_updates_or_skips(tmp_
     assert all(np.array_equal(before[k], after[k]) for k in before)  # not applied
     # the skipped update's accumulated gradients were dropped: the next one starts clean
     assert all(not p.grad().asnumpy().any() for p in overflow._accumulated)
+
+
+def test_resume_refuses_the_optimizer_states_of_other_trainable_parameters(tiny_run, tmp_path,
+                                                                            capsys):
+    # The stem and two stages frozen (the Shapes run trained the whole backbone): the weights
+    # load, but the trainer updates fewer parameters, and the saved momentum would land on
+    # other arrays.
+    full, _, _ = tiny_run
+    checkpoint = os.path.join(full, 'latest.ckpt')
+    train = load_script('train_mask_rcnn.py')
+    capsys.readouterr()
+    assert train.main(TINY + ['--save-dir', str(tmp_path), '--resume', checkpoint,
+                              '--freeze-stages', '2']) == 2
+    err = capsys.readouterr().err
+    assert ('error: cannot resume: The optimizer states of %s were saved for other parameters'
+            % checkpoint) in err
+    match = re.search(r'\((\d+) in the checkpoint, (\d+) here\): at index 0 the checkpoint '
+                      r'has (\S+) \(', err)
+    assert match and int(match.group(2)) < int(match.group(1)), err
+    assert match.group(3) == load_checkpoint(checkpoint)['optimizer_layout'][0][0]
+    assert 'gluonseg.engine.initialize_from(net, %r)' % checkpoint in err
+    assert not os.listdir(tmp_path)  # nothing written

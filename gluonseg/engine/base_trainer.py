@@ -390,6 +390,10 @@ class BaseTrainer(object):
         Restores weights, optimizer states, iteration, scheduler position, best score and RNG
         states, checks that the run's batch layout and schedule are the same, and drops
         metric records written after the checkpoint. Returns the :class:`Checkpoint`.
+
+        Refuses (:class:`~gluonseg.engine.CheckpointError`) optimizer states saved for other
+        parameters or another order than this trainer's, and those of a checkpoint that did
+        not record their order (:meth:`~gluonseg.engine.Checkpoint.restore_trainer`).
         """
         path = path or self.latest_path
         if path is None:
@@ -412,7 +416,7 @@ class BaseTrainer(object):
                    len(self.train_data)))
         self.lr_scheduler.load_state_dict(meta['lr_scheduler'])
         ckpt.load_into(self.net, ctx=self.ctx)
-        ckpt.restore_trainer(self.trainer)
+        ckpt.restore_trainer(self.trainer, self.net)
         self.iteration = int(meta['iteration'])
         self.best = dict(meta['best'])
         self.last_metrics = meta.get('last_metrics')

@@ -8,7 +8,12 @@ A checkpoint is one zip file (stored, not compressed) holding
   ``gluon.Trainer.save_states``;
 - ``meta.json``: epoch, iteration, learning-rate scheduler position, best score, RNG states
   (python ``random``, numpy's global generator, the MXNet seed scheme), the model's name and
-  constructor arguments and the run's arguments.
+  constructor arguments and the run's arguments; with optimizer states, their layout
+  (``optimizer_layout``, see :func:`optimizer_layout`).
+
+The optimizer states are numbered by the parameters' places in the list the ``gluon.Trainer``
+was given, not by name, so they are only resumed into a trainer whose parameters have the
+recorded layout.
 
 It is written to a temporary file in the destination folder, flushed to disk, then moved over
 the destination with ``os.replace``; a crash at any point leaves either the previous file or the
@@ -27,9 +32,8 @@ import numpy as np
 from ..utils.atomic import atomic_copy, publish, remove_quietly, temp_path_beside
 
 __all__ = ['CHECKPOINT_FORMAT', 'Checkpoint', 'CheckpointError', 'save_checkpoint',
-           'load_checkpoint', 'atomic_copy', 'seed_everything', 'capture_rng_state',
-           'restore_rng_state',
-           'load_weights_from', 'initialize_from']
+           'load_checkpoint', 'atomic_copy', 'optimizer_layout', 'seed_everything',
+           'capture_rng_state', 'restore_rng_state', 'load_weights_from', 'initialize_from']
 
 CHECKPOINT_FORMAT = 'gluonseg-checkpoint-1'
 _META, _WEIGHTS, _TRAINER = 'meta.json', 'weights.params', 'trainer.states'
@@ -76,10 +80,44 @@ class Checkpoint(object):
         with _spilled(self._weights_bytes, self.path) as fname:
             load_weights(net, fname, ctx=ctx)
 
-    def restore_trainer(self, trainer):
-        """Load the optimizer states (momentum, update counts) into a ``gluon.Trainer``."""
+    def restore_trainer(self, trainer, net):
+        """Load the optimizer states (momentum, update counts) into the ``gluon.Trainer`` of
+        ``net``'s parameters.
+
+        Raises
+        ------
+        CheckpointError
+            Without states, or when they were saved for another :func:`optimizer_layout` than
+            the trainer's, or with no layout recorded (a checkpoint of an older gluonseg, whose
+            states may be in another order): loaded, they would put momentum into the wrong
+            arrays.
+        """
         if self._trainer_bytes is None:
             raise CheckpointError('%s holds no trainer states (weights only)' % self.path)
+        weights_only = ('To start a new run from its weights only (new optimizer states, '
+                        'iteration 0), use --init-from %s (gluonseg train, '
+                        'scripts/segmentation/train.py) or gluonseg.engine.initialize_from(net, '
+                        '%r) before building the trainer' % (self.path, self.path))
+        recorded = self.meta.get('optimizer_layout')
+        if recorded is None:
+            raise CheckpointError(
+                '%s holds optimizer states but not the order of the parameters they belong to '
+                '(it was written by an older gluonseg, whose trainers could order them by '
+                'name, and names change between builds): they cannot be resumed safely. %s'
+                % (self.path, weights_only))
+        current = optimizer_layout(net, trainer)
+        if recorded != current:
+            index = next((i for i, (a, b) in enumerate(zip(recorded, current)) if a != b),
+                         min(len(recorded), len(current)))
+
+            def at(layout):
+                return ('%s %s' % (layout[index][0], tuple(layout[index][1]))
+                        if index < len(layout) else 'nothing (it ends before)')
+            raise CheckpointError(
+                'The optimizer states of %s were saved for other parameters than this '
+                "trainer's (%d in the checkpoint, %d here): at index %d the checkpoint has %s, "
+                'the model %s. %s' % (self.path, len(recorded), len(current), index,
+                                      at(recorded), at(current), weights_only))
         with _spilled(self._trainer_bytes, self.path) as fname:
             trainer.load_states(fname)
 
@@ -115,7 +153,8 @@ def save_checkpoint(path, net, trainer=None, meta=None):
     net : Block
         Its parameters are saved (``save_parameters`` names).
     trainer : gluon.Trainer, optional
-        Its optimizer states are saved too.
+        Its optimizer states are saved too, with their :func:`optimizer_layout` (in the meta
+        data, ``optimizer_layout``).
     meta : dict, optional
         JSON-serialisable training state (epoch, iteration, scheduler, best, RNG, args, ...).
 
@@ -126,6 +165,8 @@ def save_checkpoint(path, net, trainer=None, meta=None):
     """
     meta = dict(meta or {})
     meta['format'] = CHECKPOINT_FORMAT
+    if trainer is not None:
+        meta['optimizer_layout'] = optimizer_layout(net, trainer)
     meta['saved_at'] = time.strftime('%Y-%m-%dT%H:%M:%S')
     meta_bytes = json.dumps(meta, indent=1, sort_keys=True, default=_json_default).encode('utf-8')
     tmp = temp_path_beside(path)
@@ -145,6 +186,23 @@ def save_checkpoint(path, net, trainer=None, meta=None):
         remove_quietly(tmp)
         raise
     return path
+
+
+def optimizer_layout(net, trainer):
+    """The parameters of ``trainer``, in its order (that of its optimizer states), as
+    ``[structural name, shape]`` pairs of ``net`` (e.g. ``['head.conv.weight', [4, 16, 1, 1]]``).
+
+    Structural names, not the parameters' own: those carry global counters that differ
+    between two builds of one model.
+    """
+    structural = {id(param): name for name, param in net._collect_params_with_prefix().items()}
+    layout = []
+    for param in trainer._params:
+        if id(param) not in structural:
+            raise ValueError('The trainer updates %s, which is not a parameter of the %s'
+                             % (param.name, type(net).__name__))
+        layout.append([structural[id(param)], list(param.shape)])
+    return layout
 
 
 def load_checkpoint(path):
