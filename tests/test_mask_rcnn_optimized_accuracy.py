@@ -142,7 +142,7 @@ def test_int8_keeps_the_shapes_mask_ap_within_one_point(tmp_path):
     """The issue's check for Mask R-CNN: fused float32 gives float32's mask AP, int8 (naive
     and entropy calibration) within 1.0 AP point. Trains the default Shapes Mask R-CNN
     (~6 min on 2 CPU cores; $GLUONSEG_SHAPES_MASK_RCNN: a checkpoint of that run to use
-    instead), then evaluates the four paths (~4 min)."""
+    instead), then evaluates the four paths (~1.5 min)."""
     script = load_script('scripts/benchmark/optimize_mask_rcnn_accuracy.py')
     argv = ['--save-dir', str(tmp_path), '--csv', str(tmp_path / 'acc.csv')]
     if os.environ.get('GLUONSEG_SHAPES_MASK_RCNN'):
