@@ -47,6 +47,9 @@ setup(
         'cpu': ['mxnet==1.9.1'],
         'cu112': ['mxnet-cu112==1.9.1'] + CUDA11_WHEELS,
         'coco': ['pycocotools>=2.0.6'],
+        # The lean Mask R-CNN's RoIAlign on the CPU (gluonseg.model_zoo.rcnn.fast_roi_align);
+        # without it MXNet's slower contrib.ROIAlign gives the same values.
+        'fast': ['numba>=0.57'],
         # ONNX export (gluonseg.model_zoo.onnx_export): MXNet 1.9.1's exporter needs
         # onnx.mapping, gone from later onnx; 1.14.1 installs beside numpy<1.24.
         # onnxruntime cannot be listed: its Python 3.11 wheels declare numpy>=1.24.2 (pip
@@ -58,7 +61,7 @@ setup(
         # resolve beside numpy < 1.24 (verified: matplotlib 3.9.4, contourpy 1.3.0).
         'docs': ['pdoc>=14', 'nbformat>=5.7', 'nbclient>=0.7', 'ipykernel>=6',
                  'matplotlib>=3.7,<3.10'],
-        'test': ['pytest>=7', 'pycocotools>=2.0.6', 'onnx==1.14.1', 'pdoc>=14',
+        'test': ['pytest>=7', 'pycocotools>=2.0.6', 'onnx==1.14.1', 'pdoc>=14', 'numba>=0.57',
                  'nbformat>=5.7', 'nbclient>=0.7', 'ipykernel>=6', 'matplotlib>=3.7,<3.10'],
     },
     entry_points={'console_scripts': ['gluonseg=gluonseg.cli:main']},

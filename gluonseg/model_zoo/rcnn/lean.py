@@ -28,6 +28,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
+from . import fast_roi_align
 from .roi_align import fpn_levels
 
 __all__ = ['LeanDetector', 'OptimizedMaskRCNN', 'optimize_mask_rcnn']
@@ -86,13 +87,20 @@ class LeanDetector(object):
 
         FPN: each RoI is pooled on its own level only (the RoIs grouped by level here),
         which gives the values of :class:`~.roi_align.RoIAlignExtractor` without pooling
-        every RoI on every level.
+        every RoI on every level. On the CPU with numba installed, the pooling runs in
+        :mod:`~.fast_roi_align` (the same values, several times faster).
         """
         net = self.net
         extractor = net.roi_align
+
+        def align(feature, level_rois, stride):
+            return fast_roi_align.roi_align(feature, level_rois, extractor.output_size[0],
+                                            1.0 / stride, extractor.sample_ratio)
         maps = features[:len(net.roi_strides)]
-        if len(maps) == 1 or extractor.gluoncv_quirk:
+        if extractor.gluoncv_quirk:
             pooled = extractor(rois, *maps)
+        elif len(maps) == 1:
+            pooled = align(maps[0], rois, extractor.strides[0])
         else:
             levels = fpn_levels(mx.nd, rois, extractor.min_level,
                                 extractor.min_level + len(maps) - 1).asnumpy()
@@ -101,9 +109,8 @@ class LeanDetector(object):
                 rows = np.flatnonzero(levels == extractor.min_level + i)
                 if len(rows):
                     order.append(rows)
-                    parts.append(extractor._align(mx.nd, feature,
-                                                  rois.take(mx.nd.array(rows, ctx=rois.context)),
-                                                  stride))
+                    parts.append(align(feature, rois.take(mx.nd.array(rows, ctx=rois.context)),
+                                       stride))
             pooled = mx.nd.concat(*parts, dim=0) if len(parts) > 1 else parts[0]
             inverse = np.argsort(np.concatenate(order))
             pooled = pooled.take(mx.nd.array(inverse, ctx=rois.context))

@@ -1,0 +1,75 @@
+"""The numba RoIAlign of the lean Mask R-CNN path gives contrib.ROIAlign's values."""
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gluonseg.model_zoo.rcnn import fast_roi_align
+
+needs_numba = pytest.mark.skipif(not fast_roi_align.available(),
+                                 reason='numba is not installed (pip install gluonseg[fast])')
+
+
+def random_rois(rng, count, images, height, width, stride, largest):
+    """RoIs of every kind ROIAlign clamps: inside, across and beyond the borders, tiny
+    (below one cell, even inverted), and large."""
+    x1 = rng.uniform(-3 * stride, (width + 2) * stride, count)
+    y1 = rng.uniform(-3 * stride, (height + 2) * stride, count)
+    w = rng.uniform(-stride, largest, count)
+    h = rng.uniform(-stride, largest, count)
+    return np.stack([rng.randint(0, images, count), x1, y1, x1 + w, y1 + h], 1).astype('f')
+
+
+@needs_numba
+@pytest.mark.parametrize('channels,height,width,stride,pooled,sample_ratio', [
+    (32, 13, 17, 16, 14, 2),    # C4-like
+    (16, 40, 30, 4, 7, 2),      # an FPN level, the box head's 7x7
+    (8, 9, 11, 8, 14, 0),       # adaptive sampling (ceil(roi size / bins) points)
+    (8, 9, 11, 8, 5, 3),
+])
+def test_values_are_contrib_roialigns(channels, height, width, stride, pooled, sample_ratio):
+    rng = np.random.RandomState(channels + pooled)
+    feature = mx.nd.array(rng.randn(2, channels, height, width).astype('f'))
+    rois = mx.nd.array(random_rois(rng, 300, 2, height, width, stride, 12 * stride))
+    expected = mx.nd.contrib.ROIAlign(feature, rois, pooled_size=(pooled, pooled),
+                                      spatial_scale=1.0 / stride, sample_ratio=sample_ratio,
+                                      aligned=False).asnumpy()
+    out = fast_roi_align.roi_align(feature, rois, pooled, 1.0 / stride, sample_ratio)
+    assert out.shape == expected.shape and out.context == feature.context
+    # Same points, weights and summation order in float32: equal, not just close.
+    np.testing.assert_array_equal(out.asnumpy(), expected)
+
+
+@needs_numba
+def test_a_negative_batch_index_gives_zeros_and_other_rois_are_unaffected():
+    rng = np.random.RandomState(1)
+    feature = mx.nd.array(rng.randn(1, 4, 8, 8).astype('f'))
+    rois = mx.nd.array([[0, 2, 2, 40, 50], [-1, 0, 0, 30, 30], [0, 10, 4, 60, 30]])
+    out = fast_roi_align.roi_align(feature, rois, 7, 1.0 / 8).asnumpy()
+    assert (out[1] == 0).all()
+    expected = mx.nd.contrib.ROIAlign(feature, rois[[0, 2]], pooled_size=(7, 7),
+                                      spatial_scale=1.0 / 8, sample_ratio=2).asnumpy()
+    np.testing.assert_array_equal(out[[0, 2]], expected)
+
+
+def test_without_numba_it_is_contrib_roialign(monkeypatch):
+    monkeypatch.setattr(fast_roi_align, 'numba', None)
+    assert not fast_roi_align.available()
+    rng = np.random.RandomState(2)
+    feature = mx.nd.array(rng.randn(1, 3, 10, 12).astype('f'))
+    rois = mx.nd.array(random_rois(rng, 20, 1, 10, 12, 8, 60))
+    np.testing.assert_array_equal(
+        fast_roi_align.roi_align(feature, rois, 14, 0.125).asnumpy(),
+        mx.nd.contrib.ROIAlign(feature, rois, pooled_size=(14, 14), spatial_scale=0.125,
+                               sample_ratio=2).asnumpy())
+
+
+@needs_numba
+def test_the_threads_split_the_rois_without_changing_them(monkeypatch):
+    rng = np.random.RandomState(3)
+    feature = mx.nd.array(rng.randn(2, 6, 12, 12).astype('f'))
+    rois = mx.nd.array(random_rois(rng, 7, 2, 12, 12, 8, 80))
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
+    single = fast_roi_align.roi_align(feature, rois, 7, 0.125).asnumpy()
+    monkeypatch.setenv('OMP_NUM_THREADS', '3')
+    np.testing.assert_array_equal(fast_roi_align.roi_align(feature, rois, 7, 0.125).asnumpy(),
+                                  single)
