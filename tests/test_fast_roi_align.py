@@ -73,3 +73,24 @@ def test_the_threads_split_the_rois_without_changing_them(monkeypatch):
     monkeypatch.setenv('OMP_NUM_THREADS', '3')
     np.testing.assert_array_equal(fast_roi_align.roi_align(feature, rois, 7, 0.125).asnumpy(),
                                   single)
+
+
+@pytest.mark.parametrize('use_numba', [
+    pytest.param(True, marks=needs_numba), False])
+def test_by_level_pools_each_roi_from_its_own_map_in_the_rois_order(use_numba, monkeypatch):
+    if not use_numba:
+        monkeypatch.setattr(fast_roi_align, 'numba', None)
+    rng = np.random.RandomState(4)
+    strides = (4, 8, 16)
+    maps = [mx.nd.array(rng.randn(2, 5, 64 // s, 80 // s).astype('f')) for s in strides]
+    rois = mx.nd.array(random_rois(rng, 40, 2, 16, 20, 4, 60))
+    level_rows = np.array_split(rng.permutation(40), [13, 13])  # one level gets no RoI
+    out = fast_roi_align.roi_align_by_level(maps, rois, level_rows, 7,
+                                            [1.0 / s for s in strides]).asnumpy()
+    assert out.shape == (40, 5, 7, 7)
+    for feature, rows, stride in zip(maps, level_rows, strides):
+        for row in rows:
+            expected = mx.nd.contrib.ROIAlign(feature, rois[int(row):int(row) + 1],
+                                              pooled_size=(7, 7), spatial_scale=1.0 / stride,
+                                              sample_ratio=2).asnumpy()
+            np.testing.assert_array_equal(out[row], expected[0])

@@ -22,7 +22,7 @@ try:
 except ImportError:  # optional: contrib.ROIAlign is used instead
     numba = None
 
-__all__ = ['available', 'roi_align']
+__all__ = ['available', 'roi_align', 'roi_align_by_level']
 
 
 def available():
@@ -30,13 +30,14 @@ def available():
     return numba is not None
 
 
-def _pool_rois(feature, rois, scale, pooled, sample_ratio, out, begin, end):
-    """Pool RoIs ``begin:end`` of ``rois`` (R, 5) from ``feature`` (B, H, W, C) into
-    ``out`` (R, C, pooled, pooled), as ``ROIAlign`` does (negative batch index: zeros)."""
+def _pool_rois(feature, rois, scale, pooled, sample_ratio, out, rows):
+    """Pool the RoIs ``rows`` of ``rois`` (R, 5) from ``feature`` (B, H, W, C) into the same
+    rows of ``out`` (R, C, pooled, pooled), as ``ROIAlign`` does (negative batch index:
+    zeros)."""
     height, width, channels = feature.shape[1], feature.shape[2], feature.shape[3]
     one, half, zero = np.float32(1), np.float32(0.5), np.float32(0)
     bins = pooled * pooled
-    for r in range(begin, end):
+    for r in rows:
         image = int(rois[r, 0])
         if image < 0:
             out[r] = 0
@@ -122,19 +123,49 @@ def roi_align(feature, rois, output_size, spatial_scale, sample_ratio=2):
     -------
     NDArray (R, C, output_size, output_size) on ``feature``'s context.
     """
-    if numba is None or feature.context.device_type != 'cpu' or not rois.shape[0]:
-        return mx.nd.contrib.ROIAlign(feature, rois, pooled_size=(output_size, output_size),
-                                      spatial_scale=spatial_scale,
-                                      sample_ratio=sample_ratio, aligned=False)
-    channels_last = np.ascontiguousarray(feature.asnumpy().transpose(0, 2, 3, 1))
+    return roi_align_by_level([feature], rois, [np.arange(rois.shape[0])], output_size,
+                              [spatial_scale], sample_ratio)
+
+
+def roi_align_by_level(features, rois, level_rows, output_size, spatial_scales,
+                       sample_ratio=2):
+    """Each RoI pooled from one of several feature maps (FPN levels) only: the RoIs
+    ``level_rows[i]`` (index arrays) from ``features[i]`` at ``spatial_scales[i]``, the
+    output rows in the order of ``rois``; every RoI must be in one ``level_rows`` entry.
+    Otherwise as :func:`roi_align`."""
+    count = rois.shape[0]
+    if numba is None or features[0].context.device_type != 'cpu' or not count:
+        return _contrib_by_level(features, rois, level_rows, output_size, spatial_scales,
+                                 sample_ratio)
     boxes = np.ascontiguousarray(rois.asnumpy(), dtype=np.float32)
-    out = np.empty((boxes.shape[0], feature.shape[1], output_size, output_size), np.float32)
-    scale = np.float32(spatial_scale)
-    threads = min(_threads(), boxes.shape[0])
-    edges = np.linspace(0, boxes.shape[0], threads + 1).astype(int)
+    out = np.empty((count, features[0].shape[1], output_size, output_size), np.float32)
+    threads = _threads()
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(lambda i: _pool_rois(channels_last, boxes, scale, output_size,
-                                           sample_ratio, out, edges[i], edges[i + 1]),
-                      range(threads)))
+        for feature, rows, scale in zip(features, level_rows, spatial_scales):
+            if not len(rows):
+                continue
+            channels_last = np.ascontiguousarray(feature.asnumpy().transpose(0, 2, 3, 1))
+            chunks = np.array_split(np.asarray(rows, dtype=np.int64), min(threads, len(rows)))
+            list(pool.map(lambda part: _pool_rois(channels_last, boxes, np.float32(scale),
+                                                  output_size, sample_ratio, out, part),
+                          chunks))
     # Zero-copy (C4: 800 MB for 1000 RoIs): the NDArray keeps `out` alive.
     return mx.nd.from_numpy(out, zero_copy=True)
+
+
+def _contrib_by_level(features, rois, level_rows, output_size, spatial_scales, sample_ratio):
+    """:func:`roi_align_by_level` with ``contrib.ROIAlign`` (one call per level)."""
+    def align(feature, level_rois, scale):
+        return mx.nd.contrib.ROIAlign(feature, level_rois, pooled_size=(output_size,) * 2,
+                                      spatial_scale=scale, sample_ratio=sample_ratio,
+                                      aligned=False)
+    if len(features) == 1:
+        return align(features[0], rois, spatial_scales[0])
+    ctx = rois.context
+    order, parts = [], []
+    for feature, rows, scale in zip(features, level_rows, spatial_scales):
+        if len(rows):
+            order.append(np.asarray(rows))
+            parts.append(align(feature, rois.take(mx.nd.array(rows, ctx=ctx)), scale))
+    pooled = mx.nd.concat(*parts, dim=0) if len(parts) > 1 else parts[0]
+    return pooled.take(mx.nd.array(np.argsort(np.concatenate(order)), ctx=ctx))

@@ -92,28 +92,20 @@ class LeanDetector(object):
         """
         net = self.net
         extractor = net.roi_align
-
-        def align(feature, level_rois, stride):
-            return fast_roi_align.roi_align(feature, level_rois, extractor.output_size[0],
-                                            1.0 / stride, extractor.sample_ratio)
         maps = features[:len(net.roi_strides)]
         if extractor.gluoncv_quirk:
             pooled = extractor(rois, *maps)
-        elif len(maps) == 1:
-            pooled = align(maps[0], rois, extractor.strides[0])
         else:
-            levels = fpn_levels(mx.nd, rois, extractor.min_level,
-                                extractor.min_level + len(maps) - 1).asnumpy()
-            order, parts = [], []
-            for i, (feature, stride) in enumerate(zip(maps, extractor.strides)):
-                rows = np.flatnonzero(levels == extractor.min_level + i)
-                if len(rows):
-                    order.append(rows)
-                    parts.append(align(feature, rois.take(mx.nd.array(rows, ctx=rois.context)),
-                                       stride))
-            pooled = mx.nd.concat(*parts, dim=0) if len(parts) > 1 else parts[0]
-            inverse = np.argsort(np.concatenate(order))
-            pooled = pooled.take(mx.nd.array(inverse, ctx=rois.context))
+            if len(maps) == 1:
+                level_rows = [np.arange(rois.shape[0])]
+            else:
+                levels = fpn_levels(mx.nd, rois, extractor.min_level,
+                                    extractor.min_level + len(maps) - 1).asnumpy()
+                level_rows = [np.flatnonzero(levels == extractor.min_level + i)
+                              for i in range(len(maps))]
+            pooled = fast_roi_align.roi_align_by_level(
+                maps, rois, level_rows, extractor.output_size[0],
+                [1.0 / stride for stride in extractor.strides], extractor.sample_ratio)
         if net.top_features is None:
             return pooled
         return (top_features or self.top_features)(pooled)
