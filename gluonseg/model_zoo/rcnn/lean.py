@@ -16,10 +16,11 @@ backbone (C4: stem to stage 3; FPN: the ResNet and the pyramid), the RPN's 3x3 c
 about half of the float32 time, most of it on P2), C4's stage 4 on the RoIs and the mask
 head are quantized by oneDNN (VNNI), calibrated on a few images; the RPN's objectness and
 box convs and the box predictors stay float32.
-Faster, but the detections change: on a Shapes-trained FPN model the mask AP held (within
-0.3 points) while about 1 in 8 confident detections moved (``docs/deploy.md``); the COCO AP
-of the published weights in int8 was not measured (``eval_mask_rcnn.py --optimize int8``
-does it).
+Faster, but the detections change: on Shapes-trained FPN and C4 models the mask AP held
+(within 0.3 points) while about 1 in 8 confident detections moved, and C4's box AP fell by
+0.8 (naive calibration) and 1.9 points (entropy) (``docs/deploy.md``); the COCO AP of the
+published weights in int8 was not measured (``eval_mask_rcnn.py --optimize int8`` does
+it).
 """
 import copy
 import warnings
