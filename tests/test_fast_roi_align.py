@@ -75,6 +75,19 @@ def test_the_threads_split_the_rois_without_changing_them(monkeypatch):
                                   single)
 
 
+@needs_numba
+def test_the_result_is_on_the_features_cpu_context():
+    rng = np.random.RandomState(5)
+    ctx = mx.cpu(1)
+    feature = mx.nd.array(rng.randn(1, 3, 8, 8).astype('f'), ctx=ctx)
+    rois = mx.nd.array([[0, 4, 4, 40, 30]], ctx=ctx)
+    out = fast_roi_align.roi_align(feature, rois, 7, 0.125)
+    assert out.context == ctx
+    np.testing.assert_array_equal(
+        out.asnumpy(), mx.nd.contrib.ROIAlign(feature, rois, pooled_size=(7, 7),
+                                              spatial_scale=0.125, sample_ratio=2).asnumpy())
+
+
 @pytest.mark.parametrize('use_numba', [
     pytest.param(True, marks=needs_numba), False])
 def test_by_level_pools_each_roi_from_its_own_map_in_the_rois_order(use_numba, monkeypatch):

@@ -149,8 +149,11 @@ def roi_align_by_level(features, rois, level_rows, output_size, spatial_scales,
             list(pool.map(lambda part: _pool_rois(channels_last, boxes, np.float32(scale),
                                                   output_size, sample_ratio, out, part),
                           chunks))
-    # Zero-copy (C4: 800 MB for 1000 RoIs): the NDArray keeps `out` alive.
-    return mx.nd.from_numpy(out, zero_copy=True)
+    # Zero-copy (C4: 800 MB for 1000 RoIs): the NDArray keeps `out` alive. It is on cpu(0);
+    # another CPU context gets a copy.
+    pooled = mx.nd.from_numpy(out, zero_copy=True)
+    ctx = features[0].context
+    return pooled if pooled.context == ctx else pooled.as_in_context(ctx)
 
 
 def _contrib_by_level(features, rois, level_rows, output_size, spatial_scales, sample_ratio):
