@@ -1,10 +1,13 @@
 """The benchmark scripts run and report consistent numbers (tiny settings; no timing asserts)."""
 import csv
 import importlib.util
+import json
+import os
+import shutil
 
 import pytest
 
-from test_docs import load_script
+from test_docs import ROOT, load_script
 
 
 def test_inference_benchmark_writes_rows(tmp_path):
@@ -92,3 +95,70 @@ def test_train_speed_splits_data_and_compute(tmp_path):
         assert 0 < row['data_share'] < 1
     with open(out) as f:
         assert [r['workers'] for r in csv.DictReader(f)] == ['0', '1']
+
+
+def test_merge_csv_replaces_only_the_measured_models_rows(tmp_path):
+    """optimize_mask_rcnn_accuracy.py re-run for one model keeps the other models' rows of
+    the committed accuracy CSV (FPN and C4 rows) and their order."""
+    timing = load_script('scripts/benchmark/_timing.py')
+    fields = load_script('scripts/benchmark/optimize_mask_rcnn_accuracy.py').FIELDS
+    out = tmp_path / 'acc.csv'
+    shutil.copyfile(os.path.join(ROOT, 'scripts', 'benchmark', 'results',
+                                 'mask_rcnn_int8_accuracy.csv'), str(out))
+    with open(out) as f:
+        before = list(csv.DictReader(f))
+    fpn, c4 = 'mask_rcnn_fpn_resnet18_v1b_small', 'mask_rcnn_resnet18_v1b_small'
+    assert {r['model'] for r in before} == {fpn, c4} and before[0]['model'] == fpn
+    others = [r for r in before if r['model'] != fpn]
+
+    # the first model re-measured (two paths only): its rows where its old ones were
+    new = [dict(model=fpn, path='float32', mask_AP=50.0, eval_s=1.5),
+           dict(model=fpn, path='int8-naive', mask_AP=49.5, eval_s=1.0)]
+    timing.merge_csv(str(out), new, fields, key='model')
+    with open(out) as f:
+        reader = csv.DictReader(f)
+        after = list(reader)
+    assert reader.fieldnames == fields
+    assert [(r['model'], r['path'], r['mask_AP']) for r in after[:2]] == [
+        (fpn, 'float32', '50.0'), (fpn, 'int8-naive', '49.5')]
+    assert after[2:] == others and after[0]['box_AP'] == ''
+
+    # a model not in the file yet: appended, nothing else touched
+    timing.merge_csv(str(out), [dict(model='other', path='float32')], fields, key='model')
+    with open(out) as f:
+        assert list(csv.DictReader(f))[:-1] == after
+    assert out.read_text().splitlines()[-1].startswith('other,float32,')
+    assert [p.name for p in tmp_path.iterdir()] == ['acc.csv']  # no temporary file left
+
+    # a missing file is created
+    timing.merge_csv(str(tmp_path / 'new.csv'), new, fields, key='model')
+    with open(tmp_path / 'new.csv') as f:
+        assert [r['path'] for r in csv.DictReader(f)] == ['float32', 'int8-naive']
+
+
+def test_mask_rcnn_accuracy_script_keeps_other_models_rows(tmp_path, monkeypatch):
+    """run() merges its rows by model (the evaluation faked: no training, no model)."""
+    script = load_script('scripts/benchmark/optimize_mask_rcnn_accuracy.py')
+    out = tmp_path / 'acc.csv'
+    out.write_text('model,path,mask_AP\nc4,float32,70.0\nfpn,float32,10.0\n'
+                   'fpn,int8-naive,11.0\n')
+
+    class FakeEval(object):
+        @staticmethod
+        def main(argv):
+            prefix = argv[argv.index('--save-prefix') + 1]
+            with open(prefix + '_metrics.json', 'w') as f:
+                json.dump({'segm/AP': 0.5, 'bbox/AP': 0.4, 'segm/AP50': 0.9, 'seconds': 1.0,
+                           'model': 'fpn'}, f)
+            with open(prefix + '_bbox.json', 'w') as f:
+                json.dump([{'image_id': 1, 'category_id': 1, 'score': 0.9,
+                            'bbox': [0, 0, 10, 10]}], f)
+
+    monkeypatch.setattr(script, 'instance_script', lambda name: FakeEval)
+    monkeypatch.setattr(script, 'load_checkpoint',
+                        lambda path: type('Ckpt', (), {'meta': {'model': {'name': 'fpn'}}}))
+    script.run(script.parse_args(['--checkpoint', 'unused.ckpt', '--save-dir', str(tmp_path),
+                                  '--paths', 'float32', '--csv', str(out)]))
+    with open(out) as f:
+        assert [(r['model'], r['path'], r['mask_AP']) for r in csv.DictReader(f)] == [
+            ('c4', 'float32', '70.0'), ('fpn', 'float32', '50.0')]

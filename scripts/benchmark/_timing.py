@@ -2,8 +2,8 @@
 
 No MXNet import at module level: ``compare_peers.py`` times PyTorch in processes that must
 not load MXNet (its libraries would count in the peer's peak memory); only
-:func:`write_csv` imports gluonseg. Scripts import it with their own folder on
-``sys.path``::
+:func:`write_csv` (and :func:`merge_csv`, through it) imports gluonseg. Scripts import it
+with their own folder on ``sys.path``::
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from _timing import median_seconds, write_csv
@@ -17,7 +17,7 @@ import sys
 import time
 
 __all__ = ['median_seconds', 'parse_size', 'machine_description', 'peak_rss_mb', 'write_csv',
-           'print_row']
+           'merge_csv', 'print_row']
 
 
 def median_seconds(fn, warmup=1, repeat=3):
@@ -79,6 +79,36 @@ def write_csv(path, rows, fields):
         writer.writeheader()
         writer.writerows(rows)
     return write_atomically(path, write, binary=False)
+
+
+def merge_csv(path, rows, fields, key):
+    """Write ``rows`` into the CSV file at ``path``, replacing only the rows already there
+    whose ``key`` column holds a value that ``rows`` have; the file is written whole or not at
+    all (:func:`write_csv`).
+
+    A script measuring one model re-writes that model's rows and keeps those other runs put
+    there. The other rows keep their place and order; the new rows of a ``key`` value already
+    in the file go where its first old row was (all its old rows go), those of a new value at
+    the end. A missing file is created. The file's columns become ``fields``: old rows keep
+    the values of those columns (as read: text), other columns are dropped, missing ones left
+    empty. Returns ``path``.
+    """
+    try:
+        with open(path, newline='') as f:
+            old = list(csv.DictReader(f))
+    except FileNotFoundError:
+        old = []
+    replaced = {str(row[key]) for row in rows}
+    merged, placed = [], set()
+    for row in old:
+        value = row.get(key)
+        if value not in replaced:
+            merged.append(row)
+        elif value not in placed:
+            placed.add(value)
+            merged.extend(new for new in rows if str(new[key]) == value)
+    merged.extend(new for new in rows if str(new[key]) not in placed)
+    return write_csv(path, merged, fields)
 
 
 def print_row(template, row):

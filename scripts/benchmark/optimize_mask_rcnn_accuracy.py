@@ -11,6 +11,11 @@ and how many of float32's kept detections the path reproduces (same class, box I
 all of them, and those scoring >= 0.5). Exits with status 1 when a path's mask AP is more
 than ``--max-drop`` points (default 1.0) below float32's.
 
+The rows go into ``--csv`` (default ``scripts/benchmark/results/mask_rcnn_int8_accuracy.csv``)
+by model: the rows of the measured model (column ``model``) already there are replaced where
+they stand (the new rows take the place of the first old one), those of other models are kept
+as they were, and a model not yet in the file is appended at the end.
+
     python scripts/benchmark/optimize_mask_rcnn_accuracy.py                  # trains, ~6 min
     python scripts/instance/train_mask_rcnn.py --save-dir runs/mrcnn        # or, then:
     python scripts/benchmark/optimize_mask_rcnn_accuracy.py --checkpoint runs/mrcnn/best.ckpt
@@ -30,7 +35,7 @@ from gluonseg.engine import load_checkpoint
 from gluonseg.model_zoo.rcnn.boxes import iou_matrix
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import print_row, write_csv  # noqa: E402
+from _timing import merge_csv, print_row  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIELDS = ['model', 'path', 'mask_AP', 'box_AP', 'mask_AP50', 'delta_mask_AP_points',
@@ -55,7 +60,9 @@ def parse_args(argv=None):
     parser.add_argument('--limit', type=int, help='evaluate the first N images only')
     parser.add_argument('--max-drop', type=float, default=1.0,
                         help='largest mask AP drop (points) accepted against float32')
-    parser.add_argument('--csv', default=DEFAULT_CSV)
+    parser.add_argument('--csv', default=DEFAULT_CSV,
+                        help="the measured model's rows replace its old ones there; other "
+                             "models' rows are kept")
     args = parser.parse_args(argv)
     if args.paths[0] != 'float32':
         parser.error('--paths must start with float32: the others are compared with it')
@@ -165,8 +172,8 @@ def run(args):
                   '{box_AP:6.2f} ({delta_box_AP_points:+6.2f})  float32 detections '
                   'reproduced {fp32_dets_reproduced}/{fp32_dets}, scoring >= 0.5 '
                   '{confident_reproduced}/{confident}  ({eval_s:.1f} s)', row)
-    if args.csv:
-        write_csv(args.csv, rows, FIELDS)
+    if args.csv:  # keep the other models' rows (FPN and C4 share the committed file)
+        merge_csv(args.csv, rows, FIELDS, key='model')
     return rows
 
 
