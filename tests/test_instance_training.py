@@ -135,7 +135,8 @@ def test_resume_continues_the_interrupted_run_exactly(tiny_run):
         assert [json.loads(line)['epoch'] for line in f] == [1, 2, 3]  # none repeated
 
 
-def test_eval_script_scores_a_checkpoint_and_writes_results(tiny_run, tmp_path, capsys):
+def test_eval_script_scores_a_checkpoint_and_writes_results(tiny_run, tmp_path, capsys,
+                                                             monkeypatch):
     full, _, _ = tiny_run
     evaluate = load_script('eval_mask_rcnn.py')
     prefix = str(tmp_path / 'shapes_eval')
@@ -156,6 +157,27 @@ def test_eval_script_scores_a_checkpoint_and_writes_results(tiny_run, tmp_path, 
     with open(prefix + '_segm.json') as f:
         results = json.load(f)
     assert all(r['image_id'] in (1, 2) and r['score'] >= 0.001 for r in results)
+
+    # a crash while writing the metrics (disk full) leaves the previous file whole
+    with open(prefix + '_metrics.json') as f:
+        written = f.read()
+
+    class DiskFull(object):
+        dumps = staticmethod(json.dumps)
+
+        @staticmethod
+        def dump(obj, f, **kwargs):
+            f.write(json.dumps(obj)[:10])
+            raise OSError('No space left on device')
+
+    monkeypatch.setattr(evaluate, 'json', DiskFull)
+    with pytest.raises(OSError, match='No space left'):
+        evaluate.main(['--checkpoint', os.path.join(full, 'best.ckpt'), '--save-prefix',
+                       prefix, '--no-progress'])
+    with open(prefix + '_metrics.json') as f:
+        assert f.read() == written
+    assert sorted(os.listdir(str(tmp_path))) == ['shapes_eval' + suffix for suffix in (
+        '_bbox.json', '_metrics.json', '_segm.json')]  # no temporary file left
 
 
 def test_eval_script_needs_a_model_or_a_checkpoint():

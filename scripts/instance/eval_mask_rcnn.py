@@ -30,6 +30,7 @@ os.environ.setdefault('OMP_NUM_THREADS', str(min(os.cpu_count() or 1, 4)))
 import mxnet as mx  # noqa: E402
 
 from gluonseg.engine.instance_evaluation import evaluate_instances  # noqa: E402
+from gluonseg.utils.atomic import write_atomically  # noqa: E402
 from gluonseg.utils.coco_metric import STAT_NAMES  # noqa: E402
 
 
@@ -198,8 +199,8 @@ def main(argv=None):
     if args.optimize == 'int8':
         record.update(calib_mode=args.calib_mode, num_calib_batches=args.num_calib_batches)
     record = {k: (None if isinstance(v, float) and v != v else v) for k, v in record.items()}
-    with open(prefix + '_metrics.json', 'w') as f:
-        json.dump(record, f, indent=1)
+    write_atomically(prefix + '_metrics.json', lambda f: json.dump(record, f, indent=1),
+                     binary=False)
     print(json.dumps({'bbox/AP': record['bbox/AP'], 'segm/AP': record['segm/AP'],
                       'images': record['images'], 'results': prefix + '_{bbox,segm}.json'}))
     return 0
