@@ -391,8 +391,16 @@ def test_resume_refuses_optimizer_states_of_another_or_an_unknown_layout(tmp_pat
 
     def refusal(layout_change):
         rewrite_meta(path, layout_change)
+        other = tiny_trainer(tiny_net(), save_dir=str(tmp_path))
+        before, schedule = weights_of(other.net), other.lr_scheduler.state_dict()
         with pytest.raises(CheckpointError) as err:
-            tiny_trainer(tiny_net(), save_dir=str(tmp_path)).resume()
+            other.resume()
+        # refused before anything was loaded: a caller catching the error keeps its model
+        after = weights_of(other.net)
+        assert after.keys() == before.keys()
+        for key in before:
+            np.testing.assert_array_equal(after[key], before[key], err_msg=key)
+        assert other.lr_scheduler.state_dict() == schedule and other.iteration == 0
         message = str(err.value)
         assert 'use --init-from %s (gluonseg train' % path in message
         assert 'gluonseg.engine.initialize_from(net, %r)' % path in message
@@ -415,3 +423,35 @@ def test_resume_refuses_optimizer_states_of_another_or_an_unknown_layout(tmp_pat
     message = refusal(lambda meta: meta.pop('optimizer_layout'))
     assert ('%s holds optimizer states but not the order of the parameters they belong to'
             % path) in message
+
+
+def test_trainer_check_before_loading_accepts_sizes_not_known_yet(tmp_path):
+    """Checkpoint.check_trainer runs before the weights are loaded, when a network with
+    deferred initialization does not know all its sizes yet: those match the recorded ones,
+    the parameters, their order and the known sizes do not."""
+    def dense(units):
+        net = nn.Dense(units)  # input size deferred: weight (units, 0)
+        net.initialize(mx.init.Xavier())
+        return net, mx.gluon.Trainer(list(net.collect_params().values()), 'sgd',
+                                     {'learning_rate': 0.1, 'momentum': 0.9})
+    net, trainer = dense(3)
+    with autograd.record():
+        loss = net(mx.nd.ones((2, 4))).sum()
+    loss.backward()
+    trainer.step(2)
+    path = save_checkpoint(str(tmp_path / 'dense.ckpt'), net, trainer)
+    ckpt = load_checkpoint(path)
+    assert ckpt['optimizer_layout'] == [['weight', [3, 4]], ['bias', [3]]]
+
+    fresh, fresh_trainer = dense(3)
+    assert fresh.weight.shape == (3, 0)
+    ckpt.check_trainer(fresh_trainer, fresh)
+    ckpt.load_into(fresh)
+    ckpt.restore_trainer(fresh_trainer, fresh)
+    assert fresh.weight.shape == (3, 4)
+    np.testing.assert_array_equal(fresh.weight.data().asnumpy(), net.weight.data().asnumpy())
+
+    wrong, wrong_trainer = dense(5)
+    with pytest.raises(CheckpointError, match=r'at index 0 the checkpoint has weight \(3, 4\), '
+                                              r'the model weight \(5, 0\)'):
+        ckpt.check_trainer(wrong_trainer, wrong)

@@ -393,7 +393,8 @@ class BaseTrainer(object):
 
         Refuses (:class:`~gluonseg.engine.CheckpointError`) optimizer states saved for other
         parameters or another order than this trainer's, and those of a checkpoint that did
-        not record their order (:meth:`~gluonseg.engine.Checkpoint.restore_trainer`).
+        not record their order (:meth:`~gluonseg.engine.Checkpoint.check_trainer`), before
+        loading anything: the network keeps its weights.
         """
         path = path or self.latest_path
         if path is None:
@@ -414,6 +415,9 @@ class BaseTrainer(object):
                 % (path, meta['iters_per_epoch'], meta['total_batch_size'],
                    meta['train_samples'], self.iters_per_epoch, self.total_batch_size,
                    len(self.train_data)))
+        # Refuse optimizer states of another layout before anything is loaded: a caller that
+        # catches the error keeps its network and scheduler as they were.
+        ckpt.check_trainer(self.trainer, self.net)
         self.lr_scheduler.load_state_dict(meta['lr_scheduler'])
         ckpt.load_into(self.net, ctx=self.ctx)
         ckpt.restore_trainer(self.trainer, self.net)

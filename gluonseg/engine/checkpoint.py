@@ -80,9 +80,17 @@ class Checkpoint(object):
         with _spilled(self._weights_bytes, self.path) as fname:
             load_weights(net, fname, ctx=ctx)
 
-    def restore_trainer(self, trainer, net):
-        """Load the optimizer states (momentum, update counts) into the ``gluon.Trainer`` of
-        ``net``'s parameters.
+    def check_trainer(self, trainer, net):
+        """Raise :class:`CheckpointError` unless :meth:`restore_trainer` can load the optimizer
+        states into ``trainer`` (``gluon.Trainer`` of ``net``'s parameters); change nothing.
+
+        It compares the trainer's :func:`optimizer_layout` (its parameters, their order and
+        shapes) with the recorded one. The trainer's parameters are fixed when it is built, so
+        call it before loading anything (weights included): a refused resume then leaves
+        ``net`` as it was. Sizes of ``net`` not known yet (deferred initialization: 0 or -1,
+        or no shape) match any recorded size: loading the checkpoint's weights sets them to
+        the recorded ones (the weights and the layout were saved from the same parameters),
+        and :meth:`restore_trainer` checks again with all sizes known.
 
         Raises
         ------
@@ -106,18 +114,36 @@ class Checkpoint(object):
                 'name, and names change between builds): they cannot be resumed safely. %s'
                 % (self.path, weights_only))
         current = optimizer_layout(net, trainer)
-        if recorded != current:
-            index = next((i for i, (a, b) in enumerate(zip(recorded, current)) if a != b),
-                         min(len(recorded), len(current)))
+        index = next((i for i, (a, b) in enumerate(zip(recorded, current))
+                      if not _layout_entry_fits(a, b)), min(len(recorded), len(current)))
+        if index == len(recorded) == len(current):
+            return
 
-            def at(layout):
-                return ('%s %s' % (layout[index][0], tuple(layout[index][1]))
-                        if index < len(layout) else 'nothing (it ends before)')
-            raise CheckpointError(
-                'The optimizer states of %s were saved for other parameters than this '
-                "trainer's (%d in the checkpoint, %d here): at index %d the checkpoint has %s, "
-                'the model %s. %s' % (self.path, len(recorded), len(current), index,
-                                      at(recorded), at(current), weights_only))
+        def at(layout):
+            if index >= len(layout):
+                return 'nothing (it ends before)'
+            name, shape = layout[index]
+            return '%s %s' % (name, 'of unknown shape' if shape is None else tuple(shape))
+        raise CheckpointError(
+            'The optimizer states of %s were saved for other parameters than this '
+            "trainer's (%d in the checkpoint, %d here): at index %d the checkpoint has %s, "
+            'the model %s. %s' % (self.path, len(recorded), len(current), index,
+                                  at(recorded), at(current), weights_only))
+
+    def restore_trainer(self, trainer, net):
+        """Load the optimizer states (momentum, update counts) into the ``gluon.Trainer`` of
+        ``net``'s parameters.
+
+        It checks the trainer first (:meth:`check_trainer`), but called after
+        :meth:`load_into`, it refuses with the weights already loaded: to resume weights and
+        states, call :meth:`check_trainer` before :meth:`load_into`.
+
+        Raises
+        ------
+        CheckpointError
+            As :meth:`check_trainer`.
+        """
+        self.check_trainer(trainer, net)
         with _spilled(self._trainer_bytes, self.path) as fname:
             trainer.load_states(fname)
 
@@ -188,6 +214,18 @@ def save_checkpoint(path, net, trainer=None, meta=None):
     return path
 
 
+def _layout_entry_fits(recorded, current):
+    """Whether the ``[name, shape]`` of a trainer's parameter (``current``; sizes of 0 or -1,
+    or no shape: not known yet) can be the ``recorded`` one."""
+    (name, saved), (current_name, shape) = recorded, current
+    if name != current_name:
+        return False
+    if shape is None or saved is None:
+        return shape is None
+    return len(saved) == len(shape) and all(size in (0, -1) or size == recorded_size
+                                            for recorded_size, size in zip(saved, shape))
+
+
 def optimizer_layout(net, trainer):
     """The parameters of ``trainer``, in its order (that of its optimizer states), as
     ``[structural name, shape]`` pairs of ``net`` (e.g. ``['head.conv.weight', [4, 16, 1, 1]]``).
@@ -201,7 +239,8 @@ def optimizer_layout(net, trainer):
         if id(param) not in structural:
             raise ValueError('The trainer updates %s, which is not a parameter of the %s'
                              % (param.name, type(net).__name__))
-        layout.append([structural[id(param)], list(param.shape)])
+        shape = None if param.shape is None else list(param.shape)
+        layout.append([structural[id(param)], shape])
     return layout
 
 
