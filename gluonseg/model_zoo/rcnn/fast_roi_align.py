@@ -95,9 +95,9 @@ if numba is not None:
     _pool_rois = numba.njit(nogil=True, cache=True)(_pool_rois)
 
 
-def _threads():
-    """Threads for the kernel: what MXNet's operators are given (OMP_NUM_THREADS), else the
-    cores."""
+def kernel_threads():
+    """Threads for the numba kernels: what MXNet's operators are given (OMP_NUM_THREADS),
+    else the cores."""
     try:
         return max(1, int(os.environ.get('OMP_NUM_THREADS', '')))
     except ValueError:
@@ -139,7 +139,7 @@ def roi_align_by_level(features, rois, level_rows, output_size, spatial_scales,
                                  sample_ratio)
     boxes = np.ascontiguousarray(rois.asnumpy(), dtype=np.float32)
     out = np.empty((count, features[0].shape[1], output_size, output_size), np.float32)
-    threads = _threads()
+    threads = kernel_threads()
     with ThreadPoolExecutor(threads) as pool:
         for feature, rows, scale in zip(features, level_rows, spatial_scales):
             if not len(rows):

@@ -31,6 +31,7 @@ from mxnet import autograd
 
 from . import fast_roi_align
 from .roi_align import fpn_levels
+from .rpn import RPNCandidates
 
 __all__ = ['LeanDetector', 'OptimizedMaskRCNN', 'optimize_mask_rcnn']
 
@@ -43,7 +44,9 @@ class LeanDetector(object):
     net : MaskRCNN
     **blocks
         Replacements (with the same inputs and outputs) for ``features``, ``top_features``,
-        ``rpn``, ``box_features`` or ``mask``; the network's own blocks otherwise.
+        ``rpn``, ``box_features`` or ``mask``; the network's own blocks otherwise, except
+        ``rpn``: the RPN up to its NMS (:class:`~.rpn.RPNCandidates`), whose candidate rows
+        :meth:`propose` suppresses imperatively (with :mod:`~.fast_nms` when it can).
         ``mask_top_features`` is C4's stage 4 for the mask head (default: ``top_features``):
         a block of its own keeps the shapes each one sees steady (about 1000 proposals,
         then at most 100 detections), which a cached graph reallocates for at every change.
@@ -57,8 +60,9 @@ class LeanDetector(object):
             raise ValueError('LeanDetector: unknown blocks %s (known: %s)'
                              % (sorted(unknown), ', '.join(self.PARTS)))
         self.net = net
-        for part in ('features', 'top_features', 'rpn', 'box_features', 'mask'):
+        for part in ('features', 'top_features', 'box_features', 'mask'):
             setattr(self, part, blocks[part] if part in blocks else getattr(net, part))
+        self.rpn = blocks['rpn'] if 'rpn' in blocks else RPNCandidates(net.rpn)
         self.mask_top_features = blocks.get('mask_top_features', self.top_features)
 
     def __call__(self, x, score_thresh=0.001, max_dets=100):
@@ -78,7 +82,7 @@ class LeanDetector(object):
     def propose(self, x, features):
         """Proposals (B, post_nms, 4), best first, and the number of valid ones per image
         (the rest are -1 rows)."""
-        scores, proposals = self.rpn(x, *features)
+        scores, proposals = self.net.rpn.proposal.select(mx.nd, self.rpn(x, *features))
         counts = (scores.reshape((x.shape[0], -1)) >= 0).sum(axis=1).asnumpy().astype(int)
         return proposals, counts
 
@@ -299,7 +303,7 @@ def optimize_mask_rcnn(net, dtype='float32', calib_data=None, calib_mode='naive'
         rois = mx.nd.array([[0, 8, 8, 72, 88]], ctx=ctx)
         pooled = net.roi_align(rois, *features[:len(net.roi_strides)])
         blocks = {'features': _fused(net.features, [image]),
-                  'rpn': _fused(net.rpn, [image] + features)}
+                  'rpn': _fused(RPNCandidates(net.rpn), [image] + features)}
         if net.top_features is not None:
             blocks['top_features'] = _fused(net.top_features, [pooled])
             blocks['mask_top_features'] = _fused(net.top_features, [pooled])
@@ -334,10 +338,12 @@ def _quantized_blocks(net, plain, batches, calib_mode, ctx, rois_per_image=64):
     # proposals' order and boxes come straight from them.
     rpn_head = getattr(net.rpn, 'rpn_head', net.rpn)
     keep_float = {'rpn': [rpn_head.score.name + '_fwd', rpn_head.loc.name + '_fwd']}
+    sources = {'features': net.features, 'rpn': RPNCandidates(net.rpn),
+               'top_features': net.top_features, 'mask': net.mask}
     blocks = {}
     for part, calib in inputs.items():
         if calib:  # no top_features in an FPN model
-            blocks[part] = _quantized(getattr(net, part), calib, calib_mode, ctx,
+            blocks[part] = _quantized(sources[part], calib, calib_mode, ctx,
                                       keep_float.get(part, ()))
     if 'top_features' in blocks:  # the mask head's own copy (see LeanDetector)
         inputs, out = blocks['top_features']._cached_graph

@@ -9,6 +9,7 @@ turning its outputs into proposals.
 ``MultiLevelRPN`` the FPN network: one head shared by the pyramid levels, one anchor grid
                  per level (keys ``rpn_head.*``, ``anchor_generator.{i}.anchors``); the
                  ``pre_nms`` cut and the NMS run over all levels together.
+``RPNCandidates`` either network up to its NMS (lean inference runs the NMS apart).
 """
 import mxnet as mx
 from mxnet import autograd
@@ -18,7 +19,7 @@ from .anchors import AnchorGenerator
 from .box_coder import BoxCoder
 from .boxes import clip_to_image, nms
 
-__all__ = ['RPNHead', 'ProposalLayer', 'SingleLevelRPN', 'MultiLevelRPN']
+__all__ = ['RPNHead', 'ProposalLayer', 'SingleLevelRPN', 'MultiLevelRPN', 'RPNCandidates']
 
 
 class RPNHead(nn.HybridBlock):
@@ -105,8 +106,8 @@ class ProposalLayer(object):
         # output always has post_nms rows (they sort last and change nothing else).
         padding = F.broadcast_axis(F.ones_like(candidates.slice_axis(axis=1, begin=0, end=1)),
                                    axis=1, size=self.post_nms) * -1
-        kept = nms(F, F.concat(candidates, padding, dim=1), self.nms_thresh, topk=pre_nms)
-        kept = F.slice_axis(kept, axis=1, begin=0, end=self.post_nms)
+        kept = nms(F, F.concat(candidates, padding, dim=1), self.nms_thresh, topk=pre_nms,
+                   max_out=self.post_nms)
         return (F.slice_axis(kept, axis=-1, begin=0, end=1),
                 F.slice_axis(kept, axis=-1, begin=1, end=None))
 
@@ -141,28 +142,34 @@ class SingleLevelRPN(RPNHead):
         self.proposal = ProposalLayer(**proposal_kwargs)
 
     def hybrid_forward(self, F, image, feature):
-        anchors = self.anchor_generator(feature)
-        logits, deltas = super().hybrid_forward(F, feature)
+        anchors, logits, deltas, candidates = self._outputs(F, image, feature)
         with autograd.pause():
-            candidates = self.proposal.candidates(F, anchors, *_stop(F, logits, deltas),
-                                                  image)
             scores, boxes = self.proposal.select(F, candidates)
         if autograd.is_training():
             return scores, boxes, logits, deltas, anchors
         return scores, boxes
+
+    def proposal_candidates(self, F, image, feature):
+        """The rows (B, N, 5) ``score, x1, y1, x2, y2`` that ``self.proposal.select``
+        turns into proposals (NMS), one per anchor."""
+        return self._outputs(F, image, feature)[3]
+
+    def _outputs(self, F, image, feature):
+        anchors = self.anchor_generator(feature)
+        logits, deltas = RPNHead.hybrid_forward(self, F, feature)
+        with autograd.pause():
+            candidates = self.proposal.candidates(F, anchors, *_stop(F, logits, deltas),
+                                                  image)
+        return anchors, logits, deltas, candidates
 
     def forward_train(self, image, feature):
         """Training pass, run imperatively (the proposal counts depend on the mode, which a
         cached graph would freeze): logits (B, N, 1) and offsets (B, N, 4) with gradients,
         anchors (1, N, 4), and the training proposals' scores (B, post_nms, 1) and boxes
         (B, post_nms, 4)."""
-        F = mx.nd
-        anchors = self.anchor_generator(feature)
-        logits, deltas = RPNHead.hybrid_forward(self, F, feature)
+        anchors, logits, deltas, candidates = self._outputs(mx.nd, image, feature)
         with autograd.pause():
-            candidates = self.proposal.candidates(F, anchors, *_stop(F, logits, deltas),
-                                                  image)
-            scores, boxes = self.proposal.select(F, candidates)
+            scores, boxes = self.proposal.select(mx.nd, candidates)
         return logits, deltas, anchors, scores, boxes
 
 
@@ -194,30 +201,20 @@ class MultiLevelRPN(nn.HybridBlock):
         self.proposal = ProposalLayer(**proposal_kwargs)
 
     def hybrid_forward(self, F, image, *features):
-        if len(features) != len(self.anchor_generator):
-            raise ValueError('MultiLevelRPN got %d feature maps for %d levels'
-                             % (len(features), len(self.anchor_generator)))
-        anchors, logits, deltas, candidates = [], [], [], []
-        for generator, feature in zip(self.anchor_generator, features):
-            level_anchors = generator(feature)
-            level_logits, level_deltas = self.rpn_head(feature)
-            with autograd.pause():
-                candidates.append(self.proposal.candidates(
-                    F, level_anchors, *_stop(F, level_logits, level_deltas), image))
-            anchors.append(level_anchors)
-            logits.append(level_logits)
-            deltas.append(level_deltas)
+        anchors, logits, deltas, candidates = self._outputs(F, image, features)
         with autograd.pause():
-            scores, boxes = self.proposal.select(F, F.concat(*candidates, dim=1))
+            scores, boxes = self.proposal.select(F, candidates)
         if autograd.is_training():
-            return (scores, boxes, F.concat(*logits, dim=1), F.concat(*deltas, dim=1),
-                    F.concat(*anchors, dim=1))
+            return scores, boxes, logits, deltas, anchors
         return scores, boxes
 
-    def forward_train(self, image, *features):
-        """Training pass, run imperatively; returns what
-        :meth:`SingleLevelRPN.forward_train` returns, levels concatenated."""
-        F = mx.nd
+    def proposal_candidates(self, F, image, *features):
+        """The rows (B, N, 5) of all levels that ``self.proposal.select`` turns into
+        proposals, as :meth:`SingleLevelRPN.proposal_candidates`."""
+        return self._outputs(F, image, features)[3]
+
+    def _outputs(self, F, image, features):
+        """Anchors, logits, offsets and candidate rows, the levels concatenated."""
         if len(features) != len(self.anchor_generator):
             raise ValueError('MultiLevelRPN got %d feature maps for %d levels'
                              % (len(features), len(self.anchor_generator)))
@@ -230,7 +227,27 @@ class MultiLevelRPN(nn.HybridBlock):
             with autograd.pause():
                 candidates.append(self.proposal.candidates(
                     F, anchors[-1], *_stop(F, level_logits, level_deltas), image))
+        return [F.concat(*parts, dim=1) for parts in (anchors, logits, deltas, candidates)]
+
+    def forward_train(self, image, *features):
+        """Training pass, run imperatively; returns what
+        :meth:`SingleLevelRPN.forward_train` returns, levels concatenated."""
+        anchors, logits, deltas, candidates = self._outputs(mx.nd, image, features)
         with autograd.pause():
-            scores, boxes = self.proposal.select(F, F.concat(*candidates, dim=1))
-        return (F.concat(*logits, dim=1), F.concat(*deltas, dim=1),
-                F.concat(*anchors, dim=1), scores, boxes)
+            scores, boxes = self.proposal.select(mx.nd, candidates)
+        return logits, deltas, anchors, scores, boxes
+
+
+class RPNCandidates(nn.HybridBlock):
+    """An RPN's inference up to NMS, as a block of its own: called like the RPN, it returns
+    its candidate rows (B, N, 5) (``rpn.proposal_candidates``); ``rpn.proposal.select``
+    makes the proposals from them. Lean inference runs this part as a (fused, quantized)
+    graph and the NMS imperatively, where :mod:`~.fast_nms` can take it. No parameters of
+    its own: it shares the RPN's."""
+
+    def __init__(self, rpn):
+        super().__init__()
+        self.rpn = rpn
+
+    def hybrid_forward(self, F, image, *features):
+        return self.rpn.proposal_candidates(F, image, *features)
