@@ -1,13 +1,17 @@
 """Lean Mask R-CNN inference (MaskRCNN.detect): the kept detections of the raw forward,
 with the mask head run on them only; checked on the golden weights against the raw path."""
 import re
+import types
 
 import mxnet as mx
 import numpy as np
 import pytest
 
 import gluonseg
+from gluonseg.model_zoo.rcnn import lean as lean_module
 from gluonseg.model_zoo.rcnn import mask_rcnn
+from gluonseg.model_zoo.rcnn.heads import MaskHead
+from gluonseg.model_zoo.rcnn.lean import LeanDetector, OptimizedMaskRCNN, SubpixelMaskFeatures
 from spec_utils import golden
 from test_mask_rcnn import published_file  # noqa: F401,F811  (fixture)
 
@@ -202,3 +206,27 @@ def test_a_single_kept_detection_and_a_single_roi(small_fpn):
     two = small_fpn.roi_align(mx.nd.array([[0, 4, 4, 40, 30], [0, 1, 1, 9, 9]]),
                               *small_fpn.features(x)[:4]).asnumpy()
     np.testing.assert_allclose(pooled[0], two[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('num_convs', [0, 2], ids=['c4-head', 'fpn-head'])
+def test_subpixel_mask_head_gives_each_rois_class_logits(num_convs):
+    """The optimized paths' mask head (transposed conv as a 1x1 conv to sub-pixels, the
+    predictor applied for each RoI's class only) equals MaskHead's logits of that class."""
+    mx.random.seed(num_convs)
+    head = MaskHead(5, channels=8, num_convs=num_convs, in_channels=6)
+    head.initialize(mx.init.Normal(0.5))
+    for param in head.collect_params('.*bias').values():
+        param.set_data(mx.nd.random.normal(shape=param.shape))
+    net = types.SimpleNamespace(mask=head)
+    pooled = mx.nd.random.normal(shape=(7, 6, 4, 4))
+    class_ids = mx.nd.array([0, 4, 2, 2, 1, 3, 0])
+    expected = LeanDetector.class_mask_logits(types.SimpleNamespace(mask=head), pooled,
+                                              class_ids).asnumpy()
+    assert expected.shape == (7, 8, 8)
+    for fused in (False, True):
+        features = SubpixelMaskFeatures(head)
+        if fused:
+            features = lean_module._fused(features, [pooled])
+        optimized = types.SimpleNamespace(mask=features, net=net)
+        got = OptimizedMaskRCNN.class_mask_logits(optimized, pooled, class_ids).asnumpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

@@ -33,7 +33,7 @@ from . import fast_roi_align
 from .roi_align import fpn_levels
 from .rpn import RPNCandidates
 
-__all__ = ['LeanDetector', 'OptimizedMaskRCNN', 'optimize_mask_rcnn']
+__all__ = ['LeanDetector', 'OptimizedMaskRCNN', 'SubpixelMaskFeatures', 'optimize_mask_rcnn']
 
 
 class LeanDetector(object):
@@ -173,15 +173,21 @@ class LeanDetector(object):
             return masks
         rois = F.concat(*[F.concat(F.full((k, 1), b, ctx=ctx), boxes[b, :k], dim=1)
                           for b, k in kept], dim=0)
-        mask_logits = self.mask(self.roi_features(rois, features, self.mask_top_features))
         class_ids = F.concat(*[ids[b, :k, 0] for b, k in kept], dim=0)
-        pick = F.stack(F.arange(mask_logits.shape[0], ctx=ctx), class_ids)
-        probabilities = F.sigmoid(F.gather_nd(mask_logits, pick))
+        probabilities = F.sigmoid(self.class_mask_logits(
+            self.roi_features(rois, features, self.mask_top_features), class_ids))
         start = 0
         for b, k in kept:
             masks[b, :k] = probabilities[start:start + k]
             start += k
         return masks
+
+    def class_mask_logits(self, pooled, class_ids):
+        """The mask logits (R, M, M) of each RoI's class (``class_ids`` (R,)) from its
+        pooled features."""
+        logits = self.mask(pooled)
+        pick = mx.nd.stack(mx.nd.arange(logits.shape[0], ctx=logits.context), class_ids)
+        return mx.nd.gather_nd(logits, pick)
 
 
 class OptimizedMaskRCNN(LeanDetector):
@@ -191,6 +197,10 @@ class OptimizedMaskRCNN(LeanDetector):
     ``fast.predict(image)`` what ``net.predict(image)`` returns. Other attributes
     (``classes``, ``mask_size``, ...) are the network's. Inference only: ``net(x)``,
     training and ``reset_class`` stay on the network, which is not modified.
+
+    Its ``mask`` block is the mask head up to the upsampling, which runs as a 1x1 conv
+    (:class:`SubpixelMaskFeatures`); the class predictor is then applied to each RoI's
+    class only.
 
     Attributes
     ----------
@@ -202,6 +212,20 @@ class OptimizedMaskRCNN(LeanDetector):
     def __init__(self, net, dtype, **blocks):
         super().__init__(net, **blocks)
         self.dtype = dtype
+
+    def class_mask_logits(self, pooled, class_ids):
+        """As :meth:`LeanDetector.class_mask_logits`: the predictor (a 1x1 conv) is a dot
+        product per output cell, taken here with the RoI's class's weights only."""
+        features = self.mask(pooled)  # (R, C * 4, S, S): channel o * 4 + a * 2 + b
+        count, channels, size = features.shape[0], features.shape[1] // 4, features.shape[2]
+        predictor = self.net.mask.mask
+        weight = predictor.weight.data(features.context).reshape((0, -1)).take(class_ids)
+        bias = predictor.bias.data(features.context).take(class_ids)
+        logits = mx.nd.batch_dot(weight.expand_dims(1),
+                                 features.reshape((count, channels, -1)))
+        # (R, 1, [a, b, i, j]) -> (R, [i, a], [j, b]): cell (i, j)'s sub-pixel (a, b)
+        logits = logits.reshape((count, 2, 2, size, size)).transpose((0, 3, 1, 4, 2))
+        return logits.reshape((count, 2 * size, 2 * size)) + bias.reshape((-1, 1, 1))
 
     def detect(self, x, score_thresh=0.001, max_dets=100):
         """See :meth:`~.mask_rcnn.MaskRCNN.detect`."""
@@ -226,6 +250,34 @@ class OptimizedMaskRCNN(LeanDetector):
 
     def __repr__(self):
         return 'OptimizedMaskRCNN(dtype=%r, %s)' % (self.dtype, type(self.net).__name__)
+
+
+class SubpixelMaskFeatures(mx.gluon.HybridBlock):
+    """A :class:`~.heads.MaskHead` up to its class predictor, with the 2x2/2 transposed conv
+    run as the equivalent 1x1 conv to 4 sub-pixels per channel (output channel
+    ``o * 4 + a * 2 + b`` is channel o at output cell (2i + a, 2j + b)), followed by the
+    ReLU: oneDNN fuses and quantizes a conv + ReLU, not a transposed conv (which, with its
+    separate ReLU, was most of the FPN mask head's time). The 3x3 convs are the head's own;
+    the 1x1 conv's weights are a copy of the transposed conv's, rearranged."""
+
+    def __init__(self, head):
+        super().__init__()
+        deconv = head.deconv
+        self.convs = deconv[:-1] if isinstance(deconv, mx.gluon.nn.HybridSequential) else None
+        upsample = deconv[-1] if self.convs is not None else deconv
+        weight = upsample.weight.data()  # (in, out, 2, 2)
+        in_channels, channels = weight.shape[:2]
+        self.upsample = mx.gluon.nn.Conv2D(channels * 4, 1, in_channels=in_channels)
+        self.upsample.initialize(ctx=weight.context)
+        self.upsample.weight.set_data(
+            weight.transpose((1, 2, 3, 0)).reshape((channels * 4, in_channels, 1, 1)))
+        self.upsample.bias.set_data(upsample.bias.data().repeat(4))
+
+    def hybrid_forward(self, F, x):
+        if self.convs is not None:
+            x = self.convs(x)
+        # Activation, not relu: oneDNN's conv fusion matches the former only.
+        return F.Activation(self.upsample(x), act_type='relu')
 
 
 def _symbol_block(block, num_inputs, input_names=None):
@@ -309,7 +361,7 @@ def optimize_mask_rcnn(net, dtype='float32', calib_data=None, calib_mode='naive'
             blocks['mask_top_features'] = _fused(net.top_features, [pooled])
             pooled = net.top_features(pooled)
         blocks['box_features'] = _fused(net.box_features, [pooled])
-        blocks['mask'] = _fused(net.mask, [pooled])
+        blocks['mask'] = _fused(SubpixelMaskFeatures(net.mask), [pooled])
         if dtype == 'int8':
             blocks.update(_quantized_blocks(net, plain, batches, calib_mode, ctx))
     return OptimizedMaskRCNN(net, dtype, **blocks)
@@ -339,7 +391,7 @@ def _quantized_blocks(net, plain, batches, calib_mode, ctx, rois_per_image=64):
     rpn_head = getattr(net.rpn, 'rpn_head', net.rpn)
     keep_float = {'rpn': [rpn_head.score.name + '_fwd', rpn_head.loc.name + '_fwd']}
     sources = {'features': net.features, 'rpn': RPNCandidates(net.rpn),
-               'top_features': net.top_features, 'mask': net.mask}
+               'top_features': net.top_features, 'mask': SubpixelMaskFeatures(net.mask)}
     blocks = {}
     for part, calib in inputs.items():
         if calib:  # no top_features in an FPN model
