@@ -11,6 +11,7 @@ tests). No gradient: :class:`~.lean.LeanDetector` uses it; training keeps ``ROIA
 :func:`roi_align` falls back to ``contrib.ROIAlign`` when numba is not installed
 (``pip install gluonseg[fast]``) or the arrays are not on the CPU.
 """
+import ctypes
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -138,7 +139,9 @@ def roi_align_by_level(features, rois, level_rows, output_size, spatial_scales,
         return _contrib_by_level(features, rois, level_rows, output_size, spatial_scales,
                                  sample_ratio)
     boxes = np.ascontiguousarray(rois.asnumpy(), dtype=np.float32)
-    out = np.empty((count, features[0].shape[1], output_size, output_size), np.float32)
+    pooled = mx.nd.empty((count, features[0].shape[1], output_size, output_size),
+                         ctx=features[0].context)
+    out = _host_view(pooled)
     threads = kernel_threads()
     with ThreadPoolExecutor(threads) as pool:
         for feature, rows, scale in zip(features, level_rows, spatial_scales):
@@ -149,11 +152,20 @@ def roi_align_by_level(features, rois, level_rows, output_size, spatial_scales,
             list(pool.map(lambda part: _pool_rois(channels_last, boxes, np.float32(scale),
                                                   output_size, sample_ratio, out, part),
                           chunks))
-    # Zero-copy (C4: 800 MB for 1000 RoIs): the NDArray keeps `out` alive. It is on cpu(0);
-    # another CPU context gets a copy.
-    pooled = mx.nd.from_numpy(out, zero_copy=True)
-    ctx = features[0].context
-    return pooled if pooled.context == ctx else pooled.as_in_context(ctx)
+    return pooled
+
+
+def _host_view(array):
+    """A NumPy view of a new float32 CPU NDArray's memory, for the kernel to write into.
+
+    The memory comes from MXNet's pool, which hands back what earlier arrays freed: a
+    fresh NumPy array of C4's 800 MB would be faulted in page by page on every call
+    (measured: 0.2 to 1.5 s instead of 0.3 s). A new NDArray has no pending operations,
+    and the kernel is done writing before the NDArray is returned."""
+    pointer = ctypes.c_void_p()
+    mx.base.check_call(mx.base._LIB.MXNDArrayGetData(array.handle, ctypes.byref(pointer)))
+    return np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)),
+                                 shape=array.shape)
 
 
 def _contrib_by_level(features, rois, level_rows, output_size, spatial_scales, sample_ratio):
