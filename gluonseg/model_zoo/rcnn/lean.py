@@ -2,8 +2,11 @@
 
 :class:`LeanDetector` is what :meth:`~.mask_rcnn.MaskRCNN.detect` runs: the backbone, the
 RPN, the box head on the valid proposals only, per-class NMS keeping the best ``max_dets``
-detections, and the mask head on the kept detections only. Each stage is a method, so the
-stages can be timed one by one on the same input (``scripts/benchmark/mask_rcnn.py``).
+detections, and the mask head on the kept detections only. The RPN runs up to its
+candidate boxes as a block (:class:`~.rpn.RPNCandidates`) and its NMS imperatively, so that
+with numba every NMS and the RoIAlign run in the kernels of :mod:`~.fast_nms` and
+:mod:`~.fast_roi_align` (MXNet's values, several times faster). Each stage is a method, so
+the stages can be timed one by one on the same input (``scripts/benchmark/mask_rcnn.py``).
 
 :func:`optimize_mask_rcnn` (what ``gluonseg.optimize(net)`` does for a Mask R-CNN) runs
 the same stages with the convolutional blocks (backbone, RPN, box and mask heads)
@@ -11,7 +14,8 @@ rebuilt as ``SymbolBlock``\\ s that share the network's parameters and are parti
 for oneDNN (``optimize_for(backend='MKLDNN')``): each Convolution -> BatchNorm -> ReLU
 (and the residual ``+``) runs as one fused convolution, the frozen BatchNorm folded into
 the weights in float32. The detections are those of ``net.detect`` up to float rounding
-(scores within 4e-5 relative on the golden weights). With ``dtype='int8'`` the
+(scores within 4e-5 relative on the golden weights); the mask head's transposed conv runs
+as a 1x1 conv (:class:`SubpixelMaskFeatures`). With ``dtype='int8'`` the
 backbone (C4: stem to stage 3; FPN: the ResNet and the pyramid), the RPN's 3x3 conv (FPN:
 about half of the float32 time, most of it on P2), C4's stage 4 on the RoIs and the mask
 head are quantized by oneDNN (VNNI), calibrated on a few images; the RPN's objectness and
@@ -23,6 +27,7 @@ published weights in int8 was not measured (``eval_mask_rcnn.py --optimize int8`
 it).
 """
 import copy
+import functools
 import warnings
 
 import mxnet as mx
@@ -62,7 +67,9 @@ class LeanDetector(object):
         self.net = net
         for part in ('features', 'top_features', 'box_features', 'mask'):
             setattr(self, part, blocks[part] if part in blocks else getattr(net, part))
-        self.rpn = blocks['rpn'] if 'rpn' in blocks else RPNCandidates(net.rpn)
+        # The RPN's candidate rows: its own blocks, run imperatively by default.
+        self.rpn = blocks['rpn'] if 'rpn' in blocks else functools.partial(
+            net.rpn.proposal_candidates, mx.nd)
         self.mask_top_features = blocks.get('mask_top_features', self.top_features)
 
     def __call__(self, x, score_thresh=0.001, max_dets=100):
