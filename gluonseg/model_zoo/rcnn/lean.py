@@ -3,8 +3,8 @@
 :class:`LeanDetector` is what :meth:`~.mask_rcnn.MaskRCNN.detect` runs: the backbone, the
 RPN, the box head on the valid proposals only, per-class NMS keeping the best ``max_dets``
 detections, and the mask head on the kept detections only. The RPN runs up to its
-candidate boxes as a block (:class:`~.rpn.RPNCandidates`) and its NMS imperatively, so that
-with numba every NMS and the RoIAlign run in the kernels of :mod:`~.fast_nms` and
+candidate boxes (``proposal_candidates``), then its NMS imperatively, so that with numba
+every NMS and the RoIAlign run in the kernels of :mod:`~.fast_nms` and
 :mod:`~.fast_roi_align` (MXNet's values, several times faster). Each stage is a method, so
 the stages can be timed one by one on the same input (``scripts/benchmark/mask_rcnn.py``).
 
@@ -50,7 +50,8 @@ class LeanDetector(object):
     **blocks
         Replacements (with the same inputs and outputs) for ``features``, ``top_features``,
         ``rpn``, ``box_features`` or ``mask``; the network's own blocks otherwise, except
-        ``rpn``: the RPN up to its NMS (:class:`~.rpn.RPNCandidates`), whose candidate rows
+        ``rpn``: the RPN up to its NMS, returning its candidate rows (by default the RPN's
+        ``proposal_candidates``; a graph of it is an :class:`~.rpn.RPNCandidates`), which
         :meth:`propose` suppresses imperatively (with :mod:`~.fast_nms` when it can).
         ``mask_top_features`` is C4's stage 4 for the mask head (default: ``top_features``):
         a block of its own keeps the shapes each one sees steady (about 1000 proposals,
@@ -274,7 +275,8 @@ class SubpixelMaskFeatures(mx.gluon.HybridBlock):
         upsample = deconv[-1] if self.convs is not None else deconv
         weight = upsample.weight.data()  # (in, out, 2, 2)
         in_channels, channels = weight.shape[:2]
-        self.upsample = mx.gluon.nn.Conv2D(channels * 4, 1, in_channels=in_channels)
+        with self.name_scope():
+            self.upsample = mx.gluon.nn.Conv2D(channels * 4, 1, in_channels=in_channels)
         self.upsample.initialize(ctx=weight.context)
         self.upsample.weight.set_data(
             weight.transpose((1, 2, 3, 0)).reshape((channels * 4, in_channels, 1, 1)))
