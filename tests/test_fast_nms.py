@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gluonseg.model_zoo.rcnn import fast_nms
-from gluonseg.model_zoo.rcnn.boxes import nms
+from gluonseg.model_zoo.rcnn.boxes import iou_matrix, nms
 
 needs_numba = pytest.mark.skipif(not fast_nms.numba,
                                  reason='numba is not installed (pip install gluonseg[fast])')
@@ -72,7 +72,6 @@ def test_kept_rows_do_not_overlap_and_suppressed_rows_did():
                             coord_start=2).asnumpy()[0]
     kept = kept[kept[:, 1] >= 0]
     assert (np.diff(kept[:, 1]) <= 0).all()
-    from gluonseg.model_zoo.rcnn.boxes import iou_matrix
     iou = iou_matrix(kept[:, 2:], kept[:, 2:])
     assert (np.triu(iou, 1) <= 0.5 + 1e-6).all()
     kept_set = {tuple(r) for r in kept}
