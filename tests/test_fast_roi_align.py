@@ -107,3 +107,20 @@ def test_by_level_pools_each_roi_from_its_own_map_in_the_rois_order(use_numba, m
                                               pooled_size=(7, 7), spatial_scale=1.0 / stride,
                                               sample_ratio=2).asnumpy()
             np.testing.assert_array_equal(out[row], expected[0])
+
+
+@pytest.mark.parametrize('use_numba', [
+    pytest.param(True, marks=needs_numba), False])
+@pytest.mark.parametrize('pooled,bin_step,sample_ratio', [(14, 2, 2), (7, 3, 0), (5, 1, 2)])
+def test_bin_step_keeps_every_nth_bin_of_contrib_roialign(use_numba, pooled, bin_step,
+                                                          sample_ratio, monkeypatch):
+    if not use_numba:
+        monkeypatch.setattr(fast_roi_align, 'numba', None)
+    rng = np.random.RandomState(pooled + bin_step)
+    feature = mx.nd.array(rng.randn(2, 8, 13, 17).astype('f'))
+    rois = mx.nd.array(random_rois(rng, 50, 2, 13, 17, 16, 200))
+    expected = mx.nd.contrib.ROIAlign(feature, rois, pooled_size=(pooled, pooled),
+                                      spatial_scale=1.0 / 16, sample_ratio=sample_ratio,
+                                      aligned=False).asnumpy()[:, :, ::bin_step, ::bin_step]
+    out = fast_roi_align.roi_align(feature, rois, pooled, 1.0 / 16, sample_ratio, bin_step)
+    np.testing.assert_array_equal(out.asnumpy(), expected)

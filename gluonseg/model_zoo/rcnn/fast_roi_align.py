@@ -31,13 +31,14 @@ def available():
     return numba is not None
 
 
-def _pool_rois(feature, rois, scale, pooled, sample_ratio, out, rows):
+def _pool_rois(feature, rois, scale, pooled, sample_ratio, step, out, rows):
     """Pool the RoIs ``rows`` of ``rois`` (R, 5) from ``feature`` (B, H, W, C) into the same
-    rows of ``out`` (R, C, pooled, pooled), as ``ROIAlign`` does (negative batch index:
-    zeros)."""
+    rows of ``out`` (R, C, S, S), as ``ROIAlign`` does with ``pooled`` bins a side
+    (negative batch index: zeros), keeping every ``step``-th bin (S = ceil(pooled / step))."""
     height, width, channels = feature.shape[1], feature.shape[2], feature.shape[3]
     one, half, zero = np.float32(1), np.float32(0.5), np.float32(0)
-    bins = pooled * pooled
+    side = (pooled + step - 1) // step
+    bins = side * side
     for r in rows:
         image = int(rois[r, 0])
         if image < 0:
@@ -53,14 +54,14 @@ def _pool_rois(feature, rois, scale, pooled, sample_ratio, out, rows):
         grid_w = sample_ratio if sample_ratio > 0 else int(np.ceil(roi_w / pooled))
         count = np.float32(max(grid_h * grid_w, 1))
         block = np.zeros((bins, channels), np.float32)  # channels-last, written out below
-        for ph in range(pooled):
-            for pw in range(pooled):
-                acc = block[ph * pooled + pw]
+        for ph in range(side):
+            for pw in range(side):
+                acc = block[ph * side + pw]
                 for iy in range(grid_h):
-                    y = (start_h + np.float32(ph) * bin_h +
+                    y = (start_h + np.float32(ph * step) * bin_h +
                          (np.float32(iy) + half) * bin_h / np.float32(grid_h))
                     for ix in range(grid_w):
-                        x = (start_w + np.float32(pw) * bin_w +
+                        x = (start_w + np.float32(pw * step) * bin_w +
                              (np.float32(ix) + half) * bin_w / np.float32(grid_w))
                         if y < -one or y > height or x < -one or x > width:
                             continue  # outside the map: contributes zero
@@ -105,9 +106,10 @@ def kernel_threads():
         return os.cpu_count() or 1
 
 
-def roi_align(feature, rois, output_size, spatial_scale, sample_ratio=2):
+def roi_align(feature, rois, output_size, spatial_scale, sample_ratio=2, bin_step=1):
     """``mx.nd.contrib.ROIAlign(feature, rois, (output_size, output_size), spatial_scale,
-    sample_ratio, aligned=False)``, by the numba kernel when it can run.
+    sample_ratio, aligned=False)[:, :, ::bin_step, ::bin_step]``, by the numba kernel when it
+    can run (which pools only the bins kept).
 
     Parameters
     ----------
@@ -119,27 +121,32 @@ def roi_align(feature, rois, output_size, spatial_scale, sample_ratio=2):
         Feature cells per input pixel (1 / stride).
     sample_ratio : int
         Sampling points per bin side (<= 0: adaptive, as ``ROIAlign``).
+    bin_step : int
+        Keep the bins ``0, bin_step, 2 * bin_step, ...`` of each side (what a 1x1 conv of
+        stride ``bin_step`` reads of the pooled features).
 
     Returns
     -------
-    NDArray (R, C, output_size, output_size) on ``feature``'s context.
+    NDArray (R, C, S, S) on ``feature``'s context, S = ceil(output_size / bin_step).
     """
     return roi_align_by_level([feature], rois, [np.arange(rois.shape[0])], output_size,
-                              [spatial_scale], sample_ratio)
+                              [spatial_scale], sample_ratio, bin_step)
 
 
 def roi_align_by_level(features, rois, level_rows, output_size, spatial_scales,
-                       sample_ratio=2):
+                       sample_ratio=2, bin_step=1):
     """Each RoI pooled from one of several feature maps (FPN levels) only: the RoIs
     ``level_rows[i]`` (index arrays) from ``features[i]`` at ``spatial_scales[i]``, the
     output rows in the order of ``rois``; every RoI must be in one ``level_rows`` entry.
     Otherwise as :func:`roi_align`."""
     count = rois.shape[0]
     if numba is None or features[0].context.device_type != 'cpu' or not count:
-        return _contrib_by_level(features, rois, level_rows, output_size, spatial_scales,
-                                 sample_ratio)
+        pooled = _contrib_by_level(features, rois, level_rows, output_size, spatial_scales,
+                                   sample_ratio)
+        return pooled if bin_step == 1 else pooled[:, :, ::bin_step, ::bin_step]
     boxes = np.ascontiguousarray(rois.asnumpy(), dtype=np.float32)
-    pooled = mx.nd.empty((count, features[0].shape[1], output_size, output_size),
+    side = -(-output_size // bin_step)
+    pooled = mx.nd.empty((count, features[0].shape[1], side, side),
                          ctx=features[0].context)
     out = _host_view(pooled)
     threads = kernel_threads()
@@ -150,7 +157,8 @@ def roi_align_by_level(features, rois, level_rows, output_size, spatial_scales,
             channels_last = np.ascontiguousarray(feature.asnumpy().transpose(0, 2, 3, 1))
             chunks = np.array_split(np.asarray(rows, dtype=np.int64), min(threads, len(rows)))
             list(pool.map(lambda part: _pool_rois(channels_last, boxes, np.float32(scale),
-                                                  output_size, sample_ratio, out, part),
+                                                  output_size, sample_ratio, bin_step, out,
+                                                  part),
                           chunks))
     return pooled
 

@@ -37,6 +37,7 @@ from mxnet import autograd
 from . import fast_roi_align
 from .roi_align import fpn_levels
 from .rpn import RPNCandidates
+from .split_stage import pool_entry_maps, split_stage
 
 __all__ = ['LeanDetector', 'OptimizedMaskRCNN', 'SubpixelMaskFeatures', 'optimize_mask_rcnn']
 
@@ -56,9 +57,13 @@ class LeanDetector(object):
         ``mask_top_features`` is C4's stage 4 for the mask head (default: ``top_features``):
         a block of its own keeps the shapes each one sees steady (about 1000 proposals,
         then at most 100 detections), which a cached graph reallocates for at every change.
+        ``stage_entry``: C4 only, a :class:`~.split_stage.StageEntry` (or a graph of one)
+        run on the stage-3 map; ``top_features`` and ``mask_top_features`` are then
+        :class:`~.split_stage.StageTail` s taking its two maps pooled on the RoIs.
     """
 
-    PARTS = ('features', 'top_features', 'mask_top_features', 'rpn', 'box_features', 'mask')
+    PARTS = ('features', 'stage_entry', 'top_features', 'mask_top_features', 'rpn',
+             'box_features', 'mask')
 
     def __init__(self, net, **blocks):
         unknown = set(blocks) - set(self.PARTS)
@@ -72,6 +77,14 @@ class LeanDetector(object):
         self.rpn = blocks['rpn'] if 'rpn' in blocks else functools.partial(
             net.rpn.proposal_candidates, mx.nd)
         self.mask_top_features = blocks.get('mask_top_features', self.top_features)
+        self.stage_entry = blocks.get('stage_entry')
+        if self.stage_entry is not None:
+            split = split_stage(net.top_features)
+            if split is None or net.roi_align.gluoncv_quirk:
+                raise ValueError('LeanDetector: stage_entry needs a C4 model whose stage 4 '
+                                 'starts with a 1x1 conv and a 1x1 conv shortcut, pooled '
+                                 'without gluoncv_quirk')
+            self.shortcut_step = split[0].bin_step
 
     def __call__(self, x, score_thresh=0.001, max_dets=100):
         """What :meth:`~.mask_rcnn.MaskRCNN.detect` returns: ids, scores, boxes, masks."""
@@ -83,14 +96,19 @@ class LeanDetector(object):
             return ids, scores, boxes, self.detect_masks(features, ids, boxes, kept)
 
     def backbone(self, x):
-        """The feature maps (a list: one map for C4, P2..P6 for FPN)."""
+        """The feature maps (a list: one map for C4, P2..P6 for FPN; with ``stage_entry``,
+        C4's map is followed by that block's two maps)."""
         features = self.features(x)
-        return list(features) if isinstance(features, (list, tuple)) else [features]
+        features = list(features) if isinstance(features, (list, tuple)) else [features]
+        if self.stage_entry is not None:
+            features.extend(self.stage_entry(features[0]))
+        return features
 
     def propose(self, x, features):
         """Proposals (B, post_nms, 4), best first, and the number of valid ones per image
         (the rest are -1 rows)."""
-        scores, proposals = self.net.rpn.proposal.select(mx.nd, self.rpn(x, *features))
+        rpn_maps = features if self.stage_entry is None else features[:1]
+        scores, proposals = self.net.rpn.proposal.select(mx.nd, self.rpn(x, *rpn_maps))
         counts = (scores.reshape((x.shape[0], -1)) >= 0).sum(axis=1).asnumpy().astype(int)
         return proposals, counts
 
@@ -105,6 +123,9 @@ class LeanDetector(object):
         """
         net = self.net
         extractor = net.roi_align
+        if self.stage_entry is not None:
+            return (top_features or self.top_features)(
+                *pool_entry_maps(features[1:3], rois, extractor, self.shortcut_step))
         maps = features[:len(net.roi_strides)]
         if extractor.gluoncv_quirk:
             pooled = extractor(rois, *maps)
@@ -365,22 +386,31 @@ def optimize_mask_rcnn(net, dtype='float32', calib_data=None, calib_mode='naive'
         pooled = net.roi_align(rois, *features[:len(net.roi_strides)])
         blocks = {'features': _fused(net.features, [image]),
                   'rpn': _fused(RPNCandidates(net.rpn), [image] + features)}
-        if net.top_features is not None:
+        split = None if net.roi_align.gluoncv_quirk else split_stage(net.top_features)
+        if split is not None:  # C4: stage 4's first 1x1 convs on the map (split_stage.py)
+            entry, tail = split
+            blocks['stage_entry'] = _fused(entry, features[:1])
+            tail_inputs = pool_entry_maps(entry(features[0]), rois, net.roi_align, entry.bin_step)
+            blocks['top_features'] = _fused(tail, tail_inputs)
+            blocks['mask_top_features'] = _fused(tail, tail_inputs)
+            pooled = net.top_features(pooled)
+        elif net.top_features is not None:
             blocks['top_features'] = _fused(net.top_features, [pooled])
             blocks['mask_top_features'] = _fused(net.top_features, [pooled])
             pooled = net.top_features(pooled)
         blocks['box_features'] = _fused(net.box_features, [pooled])
         blocks['mask'] = _fused(SubpixelMaskFeatures(net.mask), [pooled])
         if dtype == 'int8':
-            blocks.update(_quantized_blocks(net, plain, batches, calib_mode, ctx))
+            blocks.update(_quantized_blocks(net, plain, split, batches, calib_mode, ctx))
     return OptimizedMaskRCNN(net, dtype, **blocks)
 
 
-def _quantized_blocks(net, plain, batches, calib_mode, ctx, rois_per_image=64):
+def _quantized_blocks(net, plain, split, batches, calib_mode, ctx, rois_per_image=64):
     """int8 versions of the backbone, of the RPN's 3x3 conv and of the blocks the RoI
-    features go through (C4: stage 4 and the mask head; FPN: the mask head), calibrated on
-    what each block receives from the calibration images (the RoIs: each image's best
-    proposals)."""
+    features go through (C4: stage 4, or its tail when ``split`` (``split_stage``'s
+    blocks; the entry on the map, 1% of the work, stays float32), and the mask head; FPN:
+    the mask head), calibrated on what each block receives from the calibration images (the
+    RoIs: each image's best proposals)."""
     inputs = {'features': [[b] for b in batches], 'rpn': [], 'top_features': [], 'mask': []}
     for batch in batches:
         features = plain.backbone(batch)
@@ -391,8 +421,13 @@ def _quantized_blocks(net, plain, batches, calib_mode, ctx, rois_per_image=64):
             proposals[b, :min(n, rois_per_image)], dim=1) for b, n in enumerate(counts)],
             dim=0)
         pooled = net.roi_align(rois, *features[:len(net.roi_strides)])
-        if net.top_features is not None:
+        if split is not None:
+            entry = split[0]
+            inputs['top_features'].append(
+                pool_entry_maps(entry(features[0]), rois, net.roi_align, entry.bin_step))
+        elif net.top_features is not None:
             inputs['top_features'].append([pooled])
+        if net.top_features is not None:
             pooled = net.top_features(pooled)
         inputs['mask'].append([pooled])
     # The RPN's 1x1 objectness and box convs stay float32: they are cheap, and the
@@ -400,7 +435,8 @@ def _quantized_blocks(net, plain, batches, calib_mode, ctx, rois_per_image=64):
     rpn_head = getattr(net.rpn, 'rpn_head', net.rpn)
     keep_float = {'rpn': [rpn_head.score.name + '_fwd', rpn_head.loc.name + '_fwd']}
     sources = {'features': net.features, 'rpn': RPNCandidates(net.rpn),
-               'top_features': net.top_features, 'mask': SubpixelMaskFeatures(net.mask)}
+               'top_features': split[1] if split is not None else net.top_features,
+               'mask': SubpixelMaskFeatures(net.mask)}
     blocks = {}
     for part, calib in inputs.items():
         if calib:  # no top_features in an FPN model

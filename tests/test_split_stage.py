@@ -1,0 +1,84 @@
+"""C4's stage 4 split around RoIAlign (split_stage.py): its first 1x1 convs on the map, the
+rest on the pooled RoIs, the values of the whole stage on pooled RoIs."""
+import re
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gluonseg.model_zoo.rcnn import fast_roi_align
+from gluonseg.model_zoo.rcnn.lean import LeanDetector, optimize_mask_rcnn
+from gluonseg.model_zoo.rcnn.mask_rcnn import mask_rcnn
+from gluonseg.model_zoo.rcnn.split_stage import pool_entry_maps, split_stage
+
+
+@pytest.fixture(scope='module')
+def small_c4():
+    """A ResNet-50 C4 Mask R-CNN (the published C4 architecture) with random weights."""
+    mx.random.seed(7)
+    net = mask_rcnn(50, 'v1b', classes=('a', 'b', 'c'), rpn_test_post_nms=40,
+                    rpn_channels=64, mask_channels=32)
+    net.initialize(mx.init.Xavier(magnitude=0.5))
+    return net
+
+
+def test_only_a_bottleneck_with_a_1x1_conv_shortcut_splits():
+    assert split_stage(None) is None  # FPN: no stage 4 on the RoIs
+    c4_resnet18 = mask_rcnn(18, 'v1b', classes=('a',), rpn_channels=16, mask_channels=16)
+    assert split_stage(c4_resnet18.top_features) is None  # basic block: 3x3 conv first
+    c4_v1d = mask_rcnn(101, 'v1d', classes=('a',), rpn_channels=16, mask_channels=16)
+    assert split_stage(c4_v1d.top_features) is None  # average-pooled shortcut
+
+
+def test_entry_then_tail_on_pooled_rois_is_the_stage_on_pooled_rois(small_c4):
+    entry, tail = split_stage(small_c4.top_features)
+    assert entry.bin_step == 2
+    # the same parameters, none new
+    assert set(entry.collect_params()) | set(tail.collect_params()) == set(
+        small_c4.top_features.collect_params())
+    rng = np.random.RandomState(0)
+    feature = mx.nd.array(rng.randn(1, 1024, 9, 12).astype('f'))
+    # inside the 144x192 image the map covers, the last one reaching its far corner
+    rois = mx.nd.array([[0, 3.5, 7.25, 120.5, 100], [0, 0, 0, 191, 143],
+                        [0, 60, 20, 66, 31], [0, 150.5, 90, 191, 143]])
+    extractor = small_c4.roi_align
+    with mx.autograd.predict_mode():
+        expected = small_c4.top_features(fast_roi_align.roi_align(
+            feature, rois, extractor.output_size[0], 1.0 / 16, extractor.sample_ratio))
+        out = tail(*pool_entry_maps(entry(feature), rois, extractor, entry.bin_step))
+    expected, out = expected.asnumpy(), out.asnumpy()
+    assert out.shape == expected.shape == (4, 2048, 7, 7)
+    # The same sums in another order: equal up to float32 rounding.
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+    # not by accident: the shortcut is pooled on every second bin, not every bin
+    wrong = tail(*pool_entry_maps(entry(feature), rois, extractor, 1)[:1] + [
+        fast_roi_align.roi_align(entry(feature)[1], rois, 7, 1.0 / 16, 2)]).asnumpy()
+    assert np.abs(wrong - expected).max() > 1e-2 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'int8'])
+def test_optimized_c4_runs_stage_4_split(small_c4, dtype):
+    x = mx.nd.array(np.random.RandomState(1).randn(1, 3, 96, 128).astype('f'))
+    calib = [mx.nd.array(np.random.RandomState(2).randn(1, 3, 96, 128).astype('f'))]
+    fast = optimize_mask_rcnn(small_c4, dtype, calib_data=calib if dtype == 'int8' else None)
+    assert fast.stage_entry is not None and fast.shortcut_step == 2
+    lean = [o.asnumpy() for o in small_c4.detect(x, 0.0, 30)]
+    ids, scores, boxes, masks = [o.asnumpy() for o in fast.detect(x, 0.0, 30)]
+    assert ids.shape == (1, 30, 1) and masks.shape == (1, 30, 14, 14)
+    if dtype == 'float32':  # the detections of net.detect, up to float rounding
+        np.testing.assert_array_equal(ids, lean[0])
+        np.testing.assert_allclose(scores, lean[1], rtol=1e-4)
+        np.testing.assert_allclose(boxes, lean[2], rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(masks, lean[3], atol=1e-4)
+    else:  # the tail is quantized, the entry (on the map) is not
+        graph = fast.top_features._cached_graph[1].get_internals().list_outputs()
+        assert any(re.match(r'quantized_sg_mkldnn_conv', n) for n in graph)
+        entry_graph = fast.stage_entry._cached_graph[1].get_internals().list_outputs()
+        assert not any('quantized' in n for n in entry_graph)
+        assert (ids >= 0).all() and np.isfinite(boxes).all()
+
+
+def test_a_stage_entry_needs_a_splittable_stage():
+    c4_resnet18 = mask_rcnn(18, 'v1b', classes=('a',), rpn_channels=16, mask_channels=16)
+    with pytest.raises(ValueError, match='stage_entry needs a C4 model'):
+        LeanDetector(c4_resnet18, stage_entry=lambda x: x)
