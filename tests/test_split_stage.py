@@ -1,5 +1,6 @@
 """C4's stage 4 split around RoIAlign (split_stage.py): its first 1x1 convs on the map, the
 rest on the pooled RoIs, the values of the whole stage on pooled RoIs."""
+import copy
 import re
 
 import mxnet as mx
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from gluonseg.model_zoo.rcnn import fast_roi_align
+from gluonseg.model_zoo.segbase import build_backbone
 from gluonseg.model_zoo.rcnn.lean import LeanDetector, optimize_mask_rcnn
 from gluonseg.model_zoo.rcnn.mask_rcnn import mask_rcnn
 from gluonseg.model_zoo.rcnn.split_stage import pool_entry_maps, split_stage
@@ -22,37 +24,56 @@ def small_c4():
     return net
 
 
-def test_only_a_bottleneck_with_a_1x1_conv_shortcut_splits():
-    assert split_stage(None) is None  # FPN: no stage 4 on the RoIs
+def test_only_a_bottleneck_with_a_1x1_conv_shortcut_splits(small_c4):
+    extractor = small_c4.roi_align
+    assert split_stage(None, extractor) is None  # FPN: no stage 4 on the RoIs
     c4_resnet18 = mask_rcnn(18, 'v1b', classes=('a',), rpn_channels=16, mask_channels=16)
-    assert split_stage(c4_resnet18.top_features) is None  # basic block: 3x3 conv first
-    c4_v1d = mask_rcnn(101, 'v1d', classes=('a',), rpn_channels=16, mask_channels=16)
-    assert split_stage(c4_v1d.top_features) is None  # average-pooled shortcut
+    # basic block: a 3x3 conv first
+    assert split_stage(c4_resnet18.top_features, c4_resnet18.roi_align) is None
+    entry, _ = split_stage(small_c4.top_features, extractor)
+    assert entry.shortcut_pooling == dict(output_size=14, sample_ratio=2, bin_step=2)
+    adaptive = copy.copy(extractor)
+    adaptive.sample_ratio = 0  # v1d's average pool then needs the same points: fixed ratio
+    assert split_stage(stage_of('v1d'), adaptive) is None
+    entry, _ = split_stage(stage_of('v1d'), extractor)
+    assert entry.shortcut_pooling == dict(output_size=7, sample_ratio=4)
 
 
-def test_entry_then_tail_on_pooled_rois_is_the_stage_on_pooled_rois(small_c4):
-    entry, tail = split_stage(small_c4.top_features)
-    assert entry.bin_step == 2
+def stage_of(variant):
+    """A C4 ResNet-50's stage 4 (as ``top_features``) of ``variant``, random weights."""
+    body = build_backbone('resnet50_%s' % variant, dilated=False,
+                          norm_kwargs={'use_global_stats': True})
+    body.initialize(mx.init.Xavier(magnitude=0.5))
+    top_features = mx.gluon.nn.HybridSequential()
+    top_features.add(body.layer4)
+    return top_features
+
+
+@pytest.mark.parametrize('variant', ['v1b', 'v1d'])
+def test_entry_then_tail_on_pooled_rois_is_the_stage_on_pooled_rois(small_c4, variant):
+    top_features = small_c4.top_features if variant == 'v1b' else stage_of(variant)
+    extractor = small_c4.roi_align
+    entry, tail = split_stage(top_features, extractor)
     # the same parameters, none new
     assert set(entry.collect_params()) | set(tail.collect_params()) == set(
-        small_c4.top_features.collect_params())
+        top_features.collect_params())
     rng = np.random.RandomState(0)
     feature = mx.nd.array(rng.randn(1, 1024, 9, 12).astype('f'))
     # inside the 144x192 image the map covers, the last one reaching its far corner
     rois = mx.nd.array([[0, 3.5, 7.25, 120.5, 100], [0, 0, 0, 191, 143],
                         [0, 60, 20, 66, 31], [0, 150.5, 90, 191, 143]])
-    extractor = small_c4.roi_align
     with mx.autograd.predict_mode():
-        expected = small_c4.top_features(fast_roi_align.roi_align(
+        expected = top_features(fast_roi_align.roi_align(
             feature, rois, extractor.output_size[0], 1.0 / 16, extractor.sample_ratio))
-        out = tail(*pool_entry_maps(entry(feature), rois, extractor, entry.bin_step))
-    expected, out = expected.asnumpy(), out.asnumpy()
+        maps = entry(feature)
+        out = tail(*pool_entry_maps(maps, rois, extractor, entry.shortcut_pooling))
+        # not by accident: pooled like the conv1 map instead, the shortcut is wrong
+        conv1_pooled, _ = pool_entry_maps(maps, rois, extractor, entry.shortcut_pooling)
+        wrong = tail(conv1_pooled, fast_roi_align.roi_align(maps[1], rois, 7, 1.0 / 16, 2))
+    expected, out, wrong = expected.asnumpy(), out.asnumpy(), wrong.asnumpy()
     assert out.shape == expected.shape == (4, 2048, 7, 7)
     # The same sums in another order: equal up to float32 rounding.
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
-    # not by accident: the shortcut is pooled on every second bin, not every bin
-    wrong = tail(*pool_entry_maps(entry(feature), rois, extractor, 1)[:1] + [
-        fast_roi_align.roi_align(entry(feature)[1], rois, 7, 1.0 / 16, 2)]).asnumpy()
     assert np.abs(wrong - expected).max() > 1e-2 * np.abs(expected).max()
 
 
@@ -61,7 +82,7 @@ def test_optimized_c4_runs_stage_4_split(small_c4, dtype):
     x = mx.nd.array(np.random.RandomState(1).randn(1, 3, 96, 128).astype('f'))
     calib = [mx.nd.array(np.random.RandomState(2).randn(1, 3, 96, 128).astype('f'))]
     fast = optimize_mask_rcnn(small_c4, dtype, calib_data=calib if dtype == 'int8' else None)
-    assert fast.stage_entry is not None and fast.shortcut_step == 2
+    assert fast.stage_entry is not None and fast.shortcut_pooling['bin_step'] == 2
     lean = [o.asnumpy() for o in small_c4.detect(x, 0.0, 30)]
     ids, scores, boxes, masks = [o.asnumpy() for o in fast.detect(x, 0.0, 30)]
     assert ids.shape == (1, 30, 1) and masks.shape == (1, 30, 14, 14)

@@ -79,12 +79,11 @@ class LeanDetector(object):
         self.mask_top_features = blocks.get('mask_top_features', self.top_features)
         self.stage_entry = blocks.get('stage_entry')
         if self.stage_entry is not None:
-            split = split_stage(net.top_features)
-            if split is None or net.roi_align.gluoncv_quirk:
+            split = split_stage(net.top_features, net.roi_align)
+            if split is None:
                 raise ValueError('LeanDetector: stage_entry needs a C4 model whose stage 4 '
-                                 'starts with a 1x1 conv and a 1x1 conv shortcut, pooled '
-                                 'without gluoncv_quirk')
-            self.shortcut_step = split[0].bin_step
+                                 'splits (see split_stage.split_stage)')
+            self.shortcut_pooling = split[0].shortcut_pooling
 
     def __call__(self, x, score_thresh=0.001, max_dets=100):
         """What :meth:`~.mask_rcnn.MaskRCNN.detect` returns: ids, scores, boxes, masks."""
@@ -125,7 +124,7 @@ class LeanDetector(object):
         extractor = net.roi_align
         if self.stage_entry is not None:
             return (top_features or self.top_features)(
-                *pool_entry_maps(features[1:3], rois, extractor, self.shortcut_step))
+                *pool_entry_maps(features[1:3], rois, extractor, self.shortcut_pooling))
         maps = features[:len(net.roi_strides)]
         if extractor.gluoncv_quirk:
             pooled = extractor(rois, *maps)
@@ -386,11 +385,12 @@ def optimize_mask_rcnn(net, dtype='float32', calib_data=None, calib_mode='naive'
         pooled = net.roi_align(rois, *features[:len(net.roi_strides)])
         blocks = {'features': _fused(net.features, [image]),
                   'rpn': _fused(RPNCandidates(net.rpn), [image] + features)}
-        split = None if net.roi_align.gluoncv_quirk else split_stage(net.top_features)
+        split = split_stage(net.top_features, net.roi_align)
         if split is not None:  # C4: stage 4's first 1x1 convs on the map (split_stage.py)
             entry, tail = split
             blocks['stage_entry'] = _fused(entry, features[:1])
-            tail_inputs = pool_entry_maps(entry(features[0]), rois, net.roi_align, entry.bin_step)
+            tail_inputs = pool_entry_maps(entry(features[0]), rois, net.roi_align,
+                                          entry.shortcut_pooling)
             blocks['top_features'] = _fused(tail, tail_inputs)
             blocks['mask_top_features'] = _fused(tail, tail_inputs)
             pooled = net.top_features(pooled)
@@ -424,7 +424,8 @@ def _quantized_blocks(net, plain, split, batches, calib_mode, ctx, rois_per_imag
         if split is not None:
             entry = split[0]
             inputs['top_features'].append(
-                pool_entry_maps(entry(features[0]), rois, net.roi_align, entry.bin_step))
+                pool_entry_maps(entry(features[0]), rois, net.roi_align,
+                                entry.shortcut_pooling))
         elif net.top_features is not None:
             inputs['top_features'].append([pooled])
         if net.top_features is not None:

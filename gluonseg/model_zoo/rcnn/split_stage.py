@@ -1,18 +1,19 @@
 """C4's stage 4 with its first block's 1x1 convolutions moved before RoIAlign.
 
 In a C4 Mask R-CNN every RoI goes through stage 4 (ResNet-50: 0.8 GMAC per RoI, 1000
-proposals). The first block's ``conv1`` (1x1, stride 1) + ``bn1`` and its shortcut (1x1
-conv of stride 2 + BN) are affine maps applied at each position, and RoIAlign is a weighted
-average of positions whose weights sum to 1 whenever every sampling point lies on the map
-(proposals and detections are clipped to the image, which the map covers). So the two
-commute: run the convolutions once on the whole stage-3 map, then pool their outputs (the
-shortcut's: only the bins the stride-2 conv reads, ``bin_step=2``). The values are the same
-up to float rounding, and a quarter of stage 4's multiply-adds on the RoIs are gone. Only
-the ReLU after ``bn1`` has to wait until after pooling, which is where :class:`StageTail`
-applies it.
+proposals). The first block's ``conv1`` (1x1, stride 1) + ``bn1`` and its shortcut (a 1x1
+conv of stride 2, or a 2x2 average pool and a 1x1 conv (v1d), + BN) are affine maps, and
+RoIAlign is a weighted average of positions whose weights sum to 1 whenever every sampling
+point lies on the map (proposals and detections are clipped to the image, which the map
+covers). So they commute: run the convolutions once on the whole stage-3 map, then pool
+their outputs (the shortcut's as its stride or average pool would have: see
+:class:`StageEntry`). The values are the same up to float rounding, and a quarter of stage
+4's multiply-adds on the RoIs are gone. Only the ReLU after ``bn1`` has to wait until
+after pooling, which is where :class:`StageTail` applies it.
 
 Used by :func:`~.lean.optimize_mask_rcnn` for C4 models whose stage 4 starts with a
-bottleneck of that shape (ResNet-50/101 v1b); other stages keep the plain path.
+bottleneck of that shape (ResNet-50/101); C4 ResNet-18's stage starts with a 3x3 conv and
+keeps the plain path.
 """
 import mxnet as mx
 from mxnet.gluon import nn
@@ -22,47 +23,68 @@ from . import fast_roi_align
 __all__ = ['StageEntry', 'StageTail', 'pool_entry_maps', 'split_stage']
 
 
-def split_stage(top_features):
+def split_stage(top_features, extractor):
     """(:class:`StageEntry`, :class:`StageTail`) for C4's ``top_features`` (a sequence whose
-    first element is stage 4), or None when its first block is not a bottleneck with a
-    1x1 stride-1 ``conv1`` and a (1x1 conv, norm) shortcut."""
-    if top_features is None or len(top_features) != 1:
+    first element is stage 4) pooled by ``extractor`` (its
+    :class:`~.roi_align.RoIAlignExtractor`), or None when the stage does not split: its
+    first block must be a bottleneck with a 1x1 stride-1 ``conv1`` and a shortcut of a 1x1
+    conv (strided, v1b; or after an average pool, v1d: then with a fixed sample ratio and
+    the pool dividing the RoI size), then a norm layer."""
+    if top_features is None or len(top_features) != 1 or extractor.gluoncv_quirk:
         return None
     stage = top_features[0]
     first = stage[0]
     conv1, shortcut = getattr(first, 'conv1', None), getattr(first, 'downsample', None)
-    if (conv1 is None or not hasattr(first, 'conv3') or shortcut is None or
-            len(shortcut) != 2 or not isinstance(shortcut[0], nn.Conv2D)):
+    if conv1 is None or not hasattr(first, 'conv3') or shortcut is None:
         return None
-    if (conv1._kwargs['kernel'] != (1, 1) or conv1._kwargs['stride'] != (1, 1) or
-            shortcut[0]._kwargs['kernel'] != (1, 1) or shortcut[0]._kwargs['pad'] != (0, 0)):
+    *pool, conv, _ = list(shortcut)
+    if (not isinstance(conv, nn.Conv2D) or conv1._kwargs['kernel'] != (1, 1) or
+            conv1._kwargs['stride'] != (1, 1) or conv._kwargs['kernel'] != (1, 1) or
+            conv._kwargs['pad'] != (0, 0) or len(pool) > 1):
         return None
-    return StageEntry(first), StageTail(stage)
+    if pool:
+        kwargs = getattr(pool[0], '_kwargs', {})
+        side = kwargs.get('kernel', (0, 0))[0]
+        if (kwargs.get('pool_type') != 'avg' or kwargs['stride'] != kwargs['kernel'] or
+                kwargs['kernel'][0] != kwargs['kernel'][1] or kwargs['pad'] != (0, 0) or
+                extractor.sample_ratio <= 0 or extractor.output_size[0] % side):
+            return None
+    return StageEntry(first, extractor), StageTail(stage)
 
 
-def pool_entry_maps(maps, rois, extractor, bin_step):
+def pool_entry_maps(maps, rois, extractor, shortcut_pooling):
     """What a :class:`StageTail` receives for ``rois`` (R, 5): a :class:`StageEntry`'s two
     ``maps`` pooled as ``extractor`` (C4's :class:`~.roi_align.RoIAlignExtractor`) pools,
-    the shortcut's on every ``bin_step``-th bin."""
+    the shortcut's as ``shortcut_pooling`` (the entry's) says."""
     conv1_map, shortcut_map = maps
     size, scale = extractor.output_size[0], 1.0 / extractor.strides[0]
     return [fast_roi_align.roi_align(conv1_map, rois, size, scale, extractor.sample_ratio),
-            fast_roi_align.roi_align(shortcut_map, rois, size, scale, extractor.sample_ratio,
-                                     bin_step)]
+            fast_roi_align.roi_align(shortcut_map, rois, spatial_scale=scale,
+                                     **shortcut_pooling)]
 
 
 class StageEntry(mx.gluon.HybridBlock):
     """The first block's ``bn1(conv1(x))`` (before its ReLU) and its shortcut at stride 1,
     on the whole feature map: ``(conv1 map, shortcut map)``.
 
-    The blocks are the stage's own (the same parameters); the shortcut's conv runs with
-    stride 1 here, its stride becomes the pooling's ``bin_step``.
+    The blocks are the stage's own (the same parameters). The shortcut's conv runs with
+    stride 1 here; what it did to the pooled RoI, ``shortcut_pooling`` (keyword arguments
+    of :func:`~.fast_roi_align.roi_align`) does when pooling its map: a stride-s conv reads
+    every s-th bin (``bin_step``); an s x s average pool before it (v1d) averages s x s bins,
+    which is RoIAlign with s times fewer bins a side of s times the sampling points each (the
+    same points).
     """
 
-    def __init__(self, first_block):
+    def __init__(self, first_block, extractor):
         super().__init__(prefix=first_block.prefix + 'entry_')
-        conv, norm = first_block.downsample
-        self.bin_step = conv._kwargs['stride'][0]
+        *pool, conv, norm = list(first_block.downsample)
+        size, ratio = extractor.output_size[0], extractor.sample_ratio
+        if pool:
+            side = pool[0]._kwargs['kernel'][0]
+            self.shortcut_pooling = dict(output_size=size // side, sample_ratio=ratio * side)
+        else:
+            self.shortcut_pooling = dict(output_size=size, sample_ratio=ratio,
+                                         bin_step=conv._kwargs['stride'][0])
         with self.name_scope():
             self.conv1, self.bn1 = first_block.conv1, first_block.bn1
             # The shortcut's conv at stride 1, sharing its parameters (same prefix).
