@@ -26,10 +26,12 @@ NEWEST_SUPPORTED_PYTHON = (3, 11)
 FIRST_BROKEN_NUMPY = (1, 24)
 
 ENV_VARS = ('GLUONSEG_HOME', 'GLUONSEG_REPO_URL', 'MXNET_GLUON_REPO', 'MXNET_HOME',
-            'OMP_NUM_THREADS', _cuda.SKIP_ENV_VAR, 'MXNET_LIBRARY_PATH', 'LD_LIBRARY_PATH',
+            'OMP_NUM_THREADS', 'MXNET_OMP_MAX_THREADS', _cuda.SKIP_ENV_VAR, 'MXNET_LIBRARY_PATH', 'LD_LIBRARY_PATH',
             'CUDA_VISIBLE_DEVICES')
 
 CU112_INSTALL = 'pip install "gluonseg[cu112]"'
+# platform.machine() of the CPUs where MXNet halves its default thread count.
+X86_MACHINES = ('x86_64', 'AMD64', 'i386', 'i686')
 
 
 def _version_tuple(version):
@@ -92,6 +94,34 @@ def _collect_gpus(mx):
         return {'count': None, 'error': _error_text(exc)}
 
 
+def _threads_per_core():
+    """Hardware threads of CPU 0's core (Linux sysfs), None where unknown."""
+    try:
+        with open('/sys/devices/system/cpu/cpu0/topology/thread_siblings_list') as f:
+            return cpu_list_size(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def cpu_list_size(text):
+    """The number of CPUs in a Linux CPU list such as ``'0'``, ``'0-1'`` or ``'0,8'``."""
+    count = 0
+    for part in text.strip().split(','):
+        first, _, last = part.partition('-')
+        low = int(first)  # ValueError for what is not a CPU list
+        count += int(last) - low + 1 if last else 1
+    return count
+
+
+def _collect_cpu():
+    try:
+        logical = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        logical = os.cpu_count()
+    return {'machine': platform.machine(), 'logical': logical,
+            'threads_per_core': _threads_per_core()}
+
+
 def _path_info(path):
     return {'path': path, 'exists': os.path.isdir(path)}
 
@@ -104,8 +134,8 @@ def collect():
     Returns
     -------
     dict
-        Keys ``gluonseg``, ``python``, ``numpy``, ``mxnet``, ``gpus``, ``cuda_preload``,
-        ``cache``, ``env``; see :func:`format_report` for their meaning.
+        Keys ``gluonseg``, ``python``, ``numpy``, ``mxnet``, ``gpus``, ``cpu``,
+        ``cuda_preload``, ``cache``, ``env``; see :func:`format_report` for their meaning.
     """
     mxnet_info, mx = _collect_mxnet()
     return {
@@ -118,6 +148,7 @@ def collect():
         'numpy': _collect_numpy(),
         'mxnet': mxnet_info,
         'gpus': _collect_gpus(mx),
+        'cpu': _collect_cpu(),
         # Read through the module: preload_cuda_libraries() rebinds it on every call.
         'cuda_preload': _cuda.preload_report.as_dict(),
         'cache': {'gluonseg_models': _path_info(paths.models_dir()),
@@ -179,6 +210,7 @@ def problems(info):
         found.append('MXNet %s is installed; gluonseg supports MXNet %s only: pip install '
                      '"gluonseg[cpu]" or %s.' % (mxnet_info['version'], SUPPORTED_MXNET_VERSION,
                                                  CU112_INSTALL))
+    found.extend(_thread_problems(info))
     distributions = mxnet_info.get('distributions') or []
     if len(distributions) > 1:
         found.append('Several MXNet distributions are installed (%s); they overwrite each other\'s '
@@ -211,6 +243,25 @@ def problems(info):
         elif gpus.get('count') is None and gpus.get('error') and not mxnet_info.get('import_error'):
             found.append('MXNet is a CUDA build but counting GPUs failed: %s' % gpus['error'])
     return found
+
+
+def _thread_problems(info):
+    """MXNet's default CPU thread count on a CPU without hyper-threading: with neither
+    OMP_NUM_THREADS nor MXNET_OMP_MAX_THREADS set, MXNet 1.9.1 runs its operators on half
+    the logical CPUs on x86 (src/engine/openmp.cc), which counts on two hardware threads per
+    core; where each core has one (many cloud VMs) that is half the cores."""
+    cpu, variables = info.get('cpu') or {}, info.get('env')
+    logical = cpu.get('logical') or 0
+    if (variables is None or 'OMP_NUM_THREADS' not in variables or
+            variables.get('OMP_NUM_THREADS') is not None or
+            variables.get('MXNET_OMP_MAX_THREADS') is not None or
+            cpu.get('machine') not in X86_MACHINES or cpu.get('threads_per_core') != 1 or
+            logical < 2):
+        return []
+    return ['OMP_NUM_THREADS is not set, so MXNet runs its CPU operators on %d of the %d '
+            'cores (on x86 it takes half the logical CPUs, counting on two hardware threads '
+            'per core; this CPU has one): export OMP_NUM_THREADS=%d. gluonseg\'s scripts set '
+            'it themselves.' % (logical // 2, logical, logical)]
 
 
 def _preload_lines(preload):
@@ -281,6 +332,11 @@ def format_report(info):
             mxnet_info.get('path', unknown)))
     if mxnet_info.get('features') is not None:
         lines.append('  features:  %s' % (', '.join(mxnet_info['features']) or 'none'))
+    cpu = info.get('cpu') or {}
+    if cpu:
+        lines.append('CPU          %s, %s logical CPUs, %s thread(s) per core' % (
+            cpu.get('machine') or unknown, cpu.get('logical') or unknown,
+            cpu.get('threads_per_core') or unknown))
     if gpus.get('count') is not None:
         lines.append('GPUs seen    %d' % gpus['count'])
     else:

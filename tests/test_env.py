@@ -188,3 +188,38 @@ def test_main_exit_code_follows_problems(monkeypatch, capsys):
     info['numpy']['version'] = '1.24.1'
     assert env.main([]) == 1
     assert 'numpy 1.24.1 is installed' in capsys.readouterr().out
+
+
+def one_thread_per_core_info(**env_vars):
+    """A healthy 8-core x86 machine without hyper-threading, OMP_NUM_THREADS unset."""
+    info = healthy_cpu_info()
+    info['cpu'] = {'machine': 'x86_64', 'logical': 8, 'threads_per_core': 1}
+    info['env'] = dict({'OMP_NUM_THREADS': None, 'MXNET_OMP_MAX_THREADS': None}, **env_vars)
+    return info
+
+
+def test_mxnets_half_the_cpus_default_is_flagged_without_hyper_threading():
+    found = env.problems(one_thread_per_core_info())
+    assert len(found) == 1
+    assert 'on 4 of the 8 cores' in found[0] and 'export OMP_NUM_THREADS=8' in found[0]
+    assert 'x86_64, 8 logical CPUs, 1 thread(s) per core' in env.format_report(
+        one_thread_per_core_info())
+
+
+@pytest.mark.parametrize('change', [
+    dict(env={'OMP_NUM_THREADS': '8'}),          # the user chose
+    dict(env={'MXNET_OMP_MAX_THREADS': '8'}),    # MXNet's own override
+    dict(cpu={'threads_per_core': 2}),           # hyper-threading: half is one per core
+    dict(cpu={'threads_per_core': None}),        # unknown topology: no guess
+    dict(cpu={'machine': 'aarch64'}),            # MXNet halves on x86 only
+    dict(cpu={'logical': 1}),
+])
+def test_the_thread_default_is_not_flagged_where_it_is_right_or_unknown(change):
+    info = one_thread_per_core_info(**change.get('env', {}))
+    info['cpu'].update(change.get('cpu', {}))
+    assert env.problems(info) == []
+
+
+@pytest.mark.parametrize('text,count', [('0', 1), ('0-1', 2), ('0,8', 2), ('0-3,8-11\n', 8)])
+def test_cpu_lists_are_counted(text, count):
+    assert env.cpu_list_size(text) == count
