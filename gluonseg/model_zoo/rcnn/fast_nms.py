@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import mxnet as mx
 import numpy as np
 
-from .fast_roi_align import kernel_threads, numba
+from .numba_support import compile_kernel, kernel_threads, numba
 
 __all__ = ['box_nms']
 
@@ -80,11 +80,9 @@ def _greedy_nms(rows, score_index, coord_start, id_index, by_class, valid_thresh
             num_kept += 1
 
 
-if numba is not None:
-    # cache: compiled once per machine (a few seconds), not once per process. The numpy
-    # error model: 0 / 0 is NaN (no suppression), as in box_nms's C++.
-    _participants = numba.njit(nogil=True, cache=True)(_participants)
-    _greedy_nms = numba.njit(nogil=True, cache=True, error_model='numpy')(_greedy_nms)
+_participants = compile_kernel(_participants)
+# The numpy error model: 0 / 0 is NaN (no suppression), as in box_nms's C++.
+_greedy_nms = compile_kernel(_greedy_nms, error_model='numpy')
 
 
 def box_nms(data, overlap_thresh, topk=-1, score_index=0, coord_start=1, id_index=-1,

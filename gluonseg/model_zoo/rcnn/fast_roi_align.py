@@ -12,16 +12,12 @@ tests). No gradient: :class:`~.lean.LeanDetector` uses it; training keeps ``ROIA
 (``pip install gluonseg[fast]``) or the arrays are not on the CPU.
 """
 import ctypes
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import mxnet as mx
 import numpy as np
 
-try:
-    import numba
-except ImportError:  # optional: contrib.ROIAlign is used instead
-    numba = None
+from .numba_support import compile_kernel, kernel_threads, numba
 
 __all__ = ['available', 'roi_align', 'roi_align_by_level']
 
@@ -92,18 +88,7 @@ def _pool_rois(feature, rois, scale, pooled, sample_ratio, step, out, rows):
                 target[c, k] = block[k, c] / count
 
 
-if numba is not None:
-    # cache: compiled once per machine (a few seconds), not once per process.
-    _pool_rois = numba.njit(nogil=True, cache=True)(_pool_rois)
-
-
-def kernel_threads():
-    """Threads for the numba kernels: what MXNet's operators are given (OMP_NUM_THREADS),
-    else the cores."""
-    try:
-        return max(1, int(os.environ.get('OMP_NUM_THREADS', '')))
-    except ValueError:
-        return os.cpu_count() or 1
+_pool_rois = compile_kernel(_pool_rois)
 
 
 def roi_align(feature, rois, output_size, spatial_scale, sample_ratio=2, bin_step=1):

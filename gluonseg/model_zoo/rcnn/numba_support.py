@@ -1,0 +1,30 @@
+"""What the numba CPU kernels (:mod:`~.fast_roi_align`, :mod:`~.fast_nms`) share: the
+optional numba import (``pip install gluonseg[fast]``), how a kernel is compiled, and how
+many threads run it."""
+import os
+
+try:
+    import numba
+except ImportError:  # optional: the kernels' callers fall back to MXNet's operators
+    numba = None
+
+__all__ = ['numba', 'compile_kernel', 'kernel_threads']
+
+
+def compile_kernel(function, **options):
+    """``function`` compiled by numba in nopython mode, releasing the GIL (the callers
+    split the work between Python threads) and cached on disk (compiled once per machine, a
+    few seconds, not once per process); ``options`` go to ``numba.njit``. Without numba,
+    ``function`` itself (not called then: the callers check ``numba``)."""
+    if numba is None:
+        return function
+    return numba.njit(nogil=True, cache=True, **options)(function)
+
+
+def kernel_threads():
+    """Threads for the numba kernels: what MXNet's operators are given (OMP_NUM_THREADS),
+    else the cores."""
+    try:
+        return max(1, int(os.environ.get('OMP_NUM_THREADS', '')))
+    except ValueError:
+        return os.cpu_count() or 1
