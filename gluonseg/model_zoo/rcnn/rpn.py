@@ -211,10 +211,15 @@ class MultiLevelRPN(nn.HybridBlock):
     def proposal_candidates(self, F, image, *features):
         """The rows (B, N, 5) of all levels that ``self.proposal.select`` turns into
         proposals, as :meth:`SingleLevelRPN.proposal_candidates`."""
-        return self._outputs(F, image, features)[3]
+        # Only the candidates are concatenated (imperatively the rest would be copied too).
+        return F.concat(*self._level_outputs(F, image, features)[3], dim=1)
 
     def _outputs(self, F, image, features):
         """Anchors, logits, offsets and candidate rows, the levels concatenated."""
+        return [F.concat(*parts, dim=1) for parts in self._level_outputs(F, image, features)]
+
+    def _level_outputs(self, F, image, features):
+        """Lists of each level's anchors, logits, offsets and candidate rows."""
         if len(features) != len(self.anchor_generator):
             raise ValueError('MultiLevelRPN got %d feature maps for %d levels'
                              % (len(features), len(self.anchor_generator)))
@@ -227,7 +232,7 @@ class MultiLevelRPN(nn.HybridBlock):
             with autograd.pause():
                 candidates.append(self.proposal.candidates(
                     F, anchors[-1], *_stop(F, level_logits, level_deltas), image))
-        return [F.concat(*parts, dim=1) for parts in (anchors, logits, deltas, candidates)]
+        return anchors, logits, deltas, candidates
 
     def forward_train(self, image, *features):
         """Training pass, run imperatively; returns what
