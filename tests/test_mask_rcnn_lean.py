@@ -106,7 +106,7 @@ def test_benchmark_script_times_the_paths_and_stages(tmp_path, capsys):
     rows = bench.main(['--models', 'mask_rcnn_fpn_resnet18_v1b_coco', '--sizes', '96x128',
                        '64', '--warmup', '0', '--repeat', '1', '--rpn-test-post-nms', '30',
                        '--max-dets', '10', '--paths', 'raw', 'lean', 'fused',
-                       '--csv', str(tmp_path / 'm.csv')])
+                       '--csv', str(tmp_path / 'm.csv'), '--in-process'])
     assert [(r['height'], r['width'], r['path']) for r in rows] == [
         (96, 128, 'raw'), (96, 128, 'lean'), (96, 128, 'fused'),
         (64, 64, 'raw'), (64, 64, 'lean'), (64, 64, 'fused')]
@@ -121,6 +121,17 @@ def test_benchmark_script_times_the_paths_and_stages(tmp_path, capsys):
             assert abs(stages - row['total_s']) < 1e-6
     assert (tmp_path / 'm.csv').read_text().splitlines()[0].startswith('model,height')
     assert 'backbone' in capsys.readouterr().out
+    # By default each path runs in a process of its own, with the same kind of row.
+    isolated = bench.main(['--models', 'mask_rcnn_fpn_resnet18_v1b_coco', '--sizes', '64',
+                           '--warmup', '0', '--repeat', '1', '--rpn-test-post-nms', '30',
+                           '--max-dets', '10', '--paths', 'raw', 'fused'])
+    assert [r['path'] for r in isolated] == ['raw', 'fused']
+    assert set(isolated[1]) == set(rows[5]) and 0 < isolated[1]['dets'] <= 10
+    assert isolated[1]['speedup_vs_raw'].endswith('x')
+    assert 'a process per model, size and path' in capsys.readouterr().out
+    with pytest.raises(RuntimeError, match='mask_rcnn_no_such_model fused at 64 failed'):
+        bench.main(['--models', 'mask_rcnn_no_such_model', '--sizes', '64', '--paths',
+                    'fused'])
 
 
 @pytest.mark.parametrize('name', GOLDEN)

@@ -9,15 +9,20 @@ with their own folder on ``sys.path``::
     from _timing import median_seconds, write_csv
 """
 import csv
+import json
 import os
 import platform
+import re
 import resource
 import statistics
+import subprocess
 import sys
 import time
 
 __all__ = ['median_seconds', 'parse_size', 'machine_description', 'peak_rss_mb', 'write_csv',
-           'merge_csv', 'print_row']
+           'merge_csv', 'print_row', 'print_result', 'run_child']
+
+RESULT_PREFIX = 'RESULT '
 
 
 def median_seconds(fn, warmup=1, repeat=3):
@@ -62,6 +67,25 @@ def machine_description():
     except OSError:
         pass
     return '%s, %d cores' % (name, os.cpu_count() or 0)
+
+
+def print_result(result):
+    """Hand ``result`` (JSON-serializable) to the parent that started this process with
+    :func:`run_child`."""
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+def run_child(argv, env=None):
+    """Run ``python argv...`` in a fresh process (nothing of this one's memory or caches);
+    (what it passed to :func:`print_result`, None), or (None, its last error line)."""
+    proc = subprocess.run([sys.executable] + list(argv), env=env, capture_output=True,
+                          text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX):]), None
+    lines = (proc.stderr or proc.stdout).strip().splitlines()
+    errors = [line for line in lines if re.match(r'[\w.]*(Error|Exception)\b', line)]
+    return None, (errors or lines or ['exit status %d' % proc.returncode])[-1][:300]
 
 
 def peak_rss_mb():

@@ -47,14 +47,12 @@ import importlib.util
 import json
 import os
 import platform
-import re
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _timing import (machine_description, median_seconds, parse_size, peak_rss_mb,  # noqa: E402
-                     print_row, write_csv)
+                     print_result, print_row, run_child, write_csv)
 
 IMPLS = ('gluonseg', 'gluoncv', 'torchvision')
 PATHS = ('fp32', 'fused', 'bf16', 'int8')
@@ -245,17 +243,10 @@ def available(impl):
     return importlib.util.find_spec(impl) is not None
 
 
-def run_child(spec, threads):
+def measure_in_child(spec, threads):
     """Run one measurement in a fresh process; (result dict, None) or (None, error text)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), '--child',
-                           json.dumps(spec)], env=env, capture_output=True, text=True)
-    for line in proc.stdout.splitlines():
-        if line.startswith('RESULT '):
-            return json.loads(line[len('RESULT '):]), None
-    lines = (proc.stderr or proc.stdout).strip().splitlines()
-    errors = [line for line in lines if re.match(r'[\w.]*(Error|Exception)\b', line)]
-    return None, (errors or lines or ['exit status %d' % proc.returncode])[-1][:300]
+    return run_child([os.path.abspath(__file__), '--child', json.dumps(spec)], env)
 
 
 def plan(args):
@@ -298,7 +289,7 @@ def main(argv=None):
     if args.child:
         spec = json.loads(args.child)
         result = count_gmacs(spec) if spec.get('action') == 'macs' else measure(spec)
-        print('RESULT ' + json.dumps(result), flush=True)
+        print_result(result)
         return result
     os.makedirs(args.out_dir, exist_ok=True)
     missing = [impl for impl in args.impls if not available(impl)]
@@ -314,14 +305,14 @@ def main(argv=None):
                 '{detections}')
     for spec in plan(args):
         if spec['model'] not in gmacs:
-            result, error = run_child(dict(spec, action='macs'), args.threads)
+            result, error = measure_in_child(dict(spec, action='macs'), args.threads)
             gmacs[spec['model']] = result and result['gmacs']
             if error:
                 skipped.append('%s: counting its work failed: %s' % (spec['model'], error))
                 print('FAILED ' + skipped[-1], flush=True)
         if gmacs[spec['model']] is None:
             continue
-        result, error = run_child(spec, args.threads)
+        result, error = measure_in_child(spec, args.threads)
         if error:
             skipped.append('%s %s %s: %s' % (spec['impl'], spec['model'], spec['path'], error))
             print('FAILED ' + skipped[-1], flush=True)
