@@ -26,8 +26,8 @@ NEWEST_SUPPORTED_PYTHON = (3, 11)
 FIRST_BROKEN_NUMPY = (1, 24)
 
 ENV_VARS = ('GLUONSEG_HOME', 'GLUONSEG_REPO_URL', 'MXNET_GLUON_REPO', 'MXNET_HOME',
-            'OMP_NUM_THREADS', 'MXNET_OMP_MAX_THREADS', _cuda.SKIP_ENV_VAR, 'MXNET_LIBRARY_PATH', 'LD_LIBRARY_PATH',
-            'CUDA_VISIBLE_DEVICES')
+            'OMP_NUM_THREADS', 'MXNET_OMP_MAX_THREADS', _cuda.SKIP_ENV_VAR,
+            'MXNET_LIBRARY_PATH', 'LD_LIBRARY_PATH', 'CUDA_VISIBLE_DEVICES')
 
 CU112_INSTALL = 'pip install "gluonseg[cu112]"'
 # platform.machine() of the CPUs where MXNet halves its default thread count.

@@ -21,7 +21,20 @@ def small_c4():
     net = mask_rcnn(50, 'v1b', classes=('a', 'b', 'c'), rpn_test_post_nms=40,
                     rpn_channels=64, mask_channels=32)
     net.initialize(mx.init.Xavier(magnitude=0.5))
+    randomize_norms(net)
     return net
+
+
+def randomize_norms(block, seed=0):
+    """Frozen BatchNorms that are not the identity (the initializer's are): their offsets
+    are what RoIAlign scales down off the map."""
+    rng = np.random.RandomState(seed)
+    for name, param in sorted(block.collect_params().items()):
+        shape = param.shape
+        if name.endswith('_gamma') or name.endswith('_running_var'):
+            param.set_data(mx.nd.array(rng.uniform(0.5, 1.5, shape)))
+        elif name.endswith('_beta') or name.endswith('_running_mean'):
+            param.set_data(mx.nd.array(rng.normal(0, 0.2, shape)))
 
 
 def test_only_a_bottleneck_with_a_1x1_conv_shortcut_splits(small_c4):
@@ -44,6 +57,7 @@ def stage_of(variant):
     body = build_backbone('resnet50_%s' % variant, dilated=False,
                           norm_kwargs={'use_global_stats': True})
     body.initialize(mx.init.Xavier(magnitude=0.5))
+    randomize_norms(body)
     top_features = mx.gluon.nn.HybridSequential()
     top_features.add(body.layer4)
     return top_features
@@ -75,6 +89,32 @@ def test_entry_then_tail_on_pooled_rois_is_the_stage_on_pooled_rois(small_c4, va
     # The same sums in another order: equal up to float32 rounding.
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
     assert np.abs(wrong - expected).max() > 1e-2 * np.abs(expected).max()
+
+
+def test_off_the_map_the_split_differs_so_the_detections_masks_take_the_whole_stage(
+        small_c4):
+    """A detection's box can leave the image (its offsets are not clipped); there
+    RoIAlign's weights sum to less than 1 and the split is not the stage."""
+    entry, tail = split_stage(small_c4.top_features, small_c4.roi_align)
+    x = mx.nd.array(np.random.RandomState(3).randn(1, 3, 96, 128).astype('f'))
+    off = mx.nd.array([[0, -60, -50, 40, 30], [0, 90, 70, 200, 150]])  # map: 6x8 cells
+    extractor = small_c4.roi_align
+    with mx.autograd.predict_mode():
+        feature = small_c4.features(x)
+        whole = small_c4.top_features(fast_roi_align.roi_align(
+            feature, off, 14, 1.0 / 16)).asnumpy()
+        split = tail(*pool_entry_maps(entry(feature), off, extractor,
+                                      entry.shortcut_pooling)).asnumpy()
+    assert np.abs(split - whole).max() > 1e-2 * np.abs(whole).max()
+    # The optimized model's mask head gets the network's values for such boxes.
+    fast = optimize_mask_rcnn(small_c4)
+    lean = LeanDetector(small_c4)
+    ids = mx.nd.array([[[0], [2]]])
+    boxes = off[:, 1:].expand_dims(0)
+    with mx.autograd.predict_mode():
+        expected = lean.detect_masks(lean.backbone(x), ids, boxes, [(0, 2)]).asnumpy()
+        masks = fast.detect_masks(fast.backbone(x), ids, boxes, [(0, 2)]).asnumpy()
+    np.testing.assert_allclose(masks, expected, atol=1e-4)
 
 
 @pytest.mark.parametrize('dtype', ['float32', 'int8'])

@@ -60,8 +60,9 @@ class LeanDetector(object):
         a block of its own keeps the shapes each one sees steady (about 1000 proposals,
         then at most 100 detections), which a cached graph reallocates for at every change.
         ``stage_entry``: C4 only, a :class:`~.split_stage.StageEntry` (or a graph of one)
-        run on the stage-3 map; ``top_features`` and ``mask_top_features`` are then
-        :class:`~.split_stage.StageTail` s taking its two maps pooled on the RoIs.
+        run on the stage-3 map; ``top_features`` is then a :class:`~.split_stage.StageTail`
+        taking its two maps pooled on the proposals, ``mask_top_features`` stays stage 4
+        (see :meth:`roi_features`).
     """
 
     PARTS = ('features', 'stage_entry', 'top_features', 'mask_top_features', 'rpn',
@@ -113,19 +114,25 @@ class LeanDetector(object):
         counts = (scores.reshape((x.shape[0], -1)) >= 0).sum(axis=1).asnumpy().astype(int)
         return proposals, counts
 
-    def roi_features(self, rois, features, top_features=None):
-        """Pooled features of RoIs (R, 5) for the heads (C4: through ``top_features``, by
-        default this detector's).
+    def roi_features(self, rois, features, for_masks=False):
+        """Pooled features of RoIs (R, 5) for the box head (the proposals) or, with
+        ``for_masks``, the mask head (the kept detections); C4: through ``top_features``
+        or ``mask_top_features``.
 
         FPN: each RoI is pooled on its own level only (the RoIs grouped by level here),
         which gives the values of :class:`~.roi_align.RoIAlignExtractor` without pooling
         every RoI on every level. On the CPU with numba installed, the pooling runs in
         :mod:`~.fast_roi_align` (the same values, several times faster).
+
+        C4 with ``stage_entry``: the proposals go through the split stage 4
+        (:mod:`~.split_stage`), exact only for RoIs on the map, which the RPN's clipping
+        to the image ensures. The detections' boxes are not clipped (the box offsets can
+        move them off the image), so the mask head takes the whole stage 4.
         """
         net = self.net
         extractor = net.roi_align
-        if self.stage_entry is not None:
-            return (top_features or self.top_features)(
+        if self.stage_entry is not None and not for_masks:
+            return self.top_features(
                 *pool_entry_maps(features[1:3], rois, extractor, self.shortcut_pooling))
         maps = features[:len(net.roi_strides)]
         if extractor.gluoncv_quirk:
@@ -143,7 +150,7 @@ class LeanDetector(object):
                 [1.0 / stride for stride in extractor.strides], extractor.sample_ratio)
         if net.top_features is None:
             return pooled
-        return (top_features or self.top_features)(pooled)
+        return (self.mask_top_features if for_masks else self.top_features)(pooled)
 
     def detect_boxes(self, features, proposals, counts, score_thresh, max_dets):
         """Box head on the valid proposals, then per-class NMS and the best ``max_dets``
@@ -205,7 +212,7 @@ class LeanDetector(object):
                           for b, k in kept], dim=0)
         class_ids = F.concat(*[ids[b, :k, 0] for b, k in kept], dim=0)
         probabilities = F.sigmoid(self.class_mask_logits(
-            self.roi_features(rois, features, self.mask_top_features), class_ids))
+            self.roi_features(rois, features, for_masks=True), class_ids))
         start = 0
         for b, k in kept:
             masks[b, :k] = probabilities[start:start + k]
@@ -388,16 +395,14 @@ def optimize_mask_rcnn(net, dtype='float32', calib_data=None, calib_mode='naive'
         blocks = {'features': _fused(net.features, [image]),
                   'rpn': _fused(RPNCandidates(net.rpn), [image] + features)}
         split = split_stage(net.top_features, net.roi_align)
-        if split is not None:  # C4: stage 4's first 1x1 convs on the map (split_stage.py)
+        if split is not None:  # C4's proposals: stage 4's first 1x1 convs on the map
             entry, tail = split
             blocks['stage_entry'] = _fused(entry, features[:1])
-            tail_inputs = pool_entry_maps(entry(features[0]), rois, net.roi_align,
-                                          entry.shortcut_pooling)
-            blocks['top_features'] = _fused(tail, tail_inputs)
-            blocks['mask_top_features'] = _fused(tail, tail_inputs)
-            pooled = net.top_features(pooled)
+            blocks['top_features'] = _fused(tail, pool_entry_maps(
+                entry(features[0]), rois, net.roi_align, entry.shortcut_pooling))
         elif net.top_features is not None:
             blocks['top_features'] = _fused(net.top_features, [pooled])
+        if net.top_features is not None:
             blocks['mask_top_features'] = _fused(net.top_features, [pooled])
             pooled = net.top_features(pooled)
         blocks['box_features'] = _fused(net.box_features, [pooled])
@@ -409,11 +414,12 @@ def optimize_mask_rcnn(net, dtype='float32', calib_data=None, calib_mode='naive'
 
 def _quantized_blocks(net, plain, split, batches, calib_mode, ctx, rois_per_image=64):
     """int8 versions of the backbone, of the RPN's 3x3 conv and of the blocks the RoI
-    features go through (C4: stage 4, or its tail when ``split`` (``split_stage``'s
-    blocks; the entry on the map, 1% of the work, stays float32), and the mask head; FPN:
-    the mask head), calibrated on what each block receives from the calibration images (the
-    RoIs: each image's best proposals)."""
-    inputs = {'features': [[b] for b in batches], 'rpn': [], 'top_features': [], 'mask': []}
+    features go through (C4: stage 4, for the proposals its tail when ``split``
+    (``split_stage``'s blocks; the entry on the map, 1% of the work, stays float32), and the
+    mask head; FPN: the mask head), calibrated on what each block receives from the
+    calibration images (the RoIs: each image's best proposals)."""
+    inputs = {'features': [[b] for b in batches], 'rpn': [], 'top_features': [],
+              'mask_top_features': [], 'mask': []}
     for batch in batches:
         features = plain.backbone(batch)
         inputs['rpn'].append([batch] + features)
@@ -423,11 +429,12 @@ def _quantized_blocks(net, plain, split, batches, calib_mode, ctx, rois_per_imag
             proposals[b, :min(n, rois_per_image)], dim=1) for b, n in enumerate(counts)],
             dim=0)
         pooled = net.roi_align(rois, *features[:len(net.roi_strides)])
-        if split is not None:
+        if split is not None:  # the mask head's stage 4 is calibrated on its own
             entry = split[0]
             inputs['top_features'].append(
                 pool_entry_maps(entry(features[0]), rois, net.roi_align,
                                 entry.shortcut_pooling))
+            inputs['mask_top_features'].append([pooled])
         elif net.top_features is not None:
             inputs['top_features'].append([pooled])
         if net.top_features is not None:
@@ -439,13 +446,13 @@ def _quantized_blocks(net, plain, split, batches, calib_mode, ctx, rois_per_imag
     keep_float = {'rpn': [rpn_head.score.name + '_fwd', rpn_head.loc.name + '_fwd']}
     sources = {'features': net.features, 'rpn': RPNCandidates(net.rpn),
                'top_features': split[1] if split is not None else net.top_features,
-               'mask': SubpixelMaskFeatures(net.mask)}
+               'mask_top_features': net.top_features, 'mask': SubpixelMaskFeatures(net.mask)}
     blocks = {}
     for part, calib in inputs.items():
         if calib:  # no top_features in an FPN model
             blocks[part] = _quantized(sources[part], calib, calib_mode, ctx,
                                       keep_float.get(part, ()))
-    if 'top_features' in blocks:  # the mask head's own copy (see LeanDetector)
+    if 'top_features' in blocks and split is None:  # the mask head's copy (LeanDetector)
         inputs, out = blocks['top_features']._cached_graph
         with warnings.catch_warnings():  # "Cannot decide type for ... data": it is float32
             warnings.simplefilter('ignore', UserWarning)

@@ -1,15 +1,18 @@
 """C4's stage 4 with its first block's 1x1 convolutions moved before RoIAlign.
 
-In a C4 Mask R-CNN every RoI goes through stage 4 (ResNet-50: 0.8 GMAC per RoI, 1000
+In a C4 Mask R-CNN every proposal goes through stage 4 (ResNet-50: 0.8 GMAC per RoI, 1000
 proposals). The first block's ``conv1`` (1x1, stride 1) + ``bn1`` and its shortcut (a 1x1
 conv of stride 2, or a 2x2 average pool and a 1x1 conv (v1d), + BN) are affine maps, and
 RoIAlign is a weighted average of positions whose weights sum to 1 whenever every sampling
-point lies on the map (proposals and detections are clipped to the image, which the map
-covers). So they commute: run the convolutions once on the whole stage-3 map, then pool
-their outputs (the shortcut's as its stride or average pool would have: see
-:class:`StageEntry`). The values are the same up to float rounding, and a quarter of stage
-4's multiply-adds on the RoIs are gone. Only the ReLU after ``bn1`` has to wait until
-after pooling, which is where :class:`StageTail` applies it.
+point lies on the map (up to one cell beyond its edge, where RoIAlign clamps). So for such
+RoIs they commute: run the convolutions once on the whole stage-3 map, then pool their
+outputs (the shortcut's as its stride or average pool would have: see :class:`StageEntry`).
+The values are the same up to float rounding, and a quarter of stage 4's multiply-adds on
+the RoIs are gone. Only the ReLU after ``bn1`` has to wait until after pooling, which is
+where :class:`StageTail` applies it. Off the map, RoIAlign's weights sum to less than 1 and
+the BN's offset would be scaled down with them: the RPN clips the proposals to the image
+(which the map covers), but the detections' boxes are not clipped, so the mask head keeps
+the whole stage 4.
 
 Used by :func:`~.lean.optimize_mask_rcnn` for C4 models whose stage 4 starts with a
 bottleneck of that shape (ResNet-50/101); C4 ResNet-18's stage starts with a 3x3 conv and
