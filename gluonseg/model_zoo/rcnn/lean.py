@@ -16,8 +16,8 @@ for oneDNN (``optimize_for(backend='MKLDNN')``): each Convolution -> BatchNorm -
 the weights in float32. The detections are those of ``net.detect`` up to float rounding
 (scores within 4e-5 relative on the golden weights); the mask head's transposed conv runs
 as a 1x1 conv (:class:`SubpixelMaskFeatures`); in C4 ResNet-50/101 models stage 4's first
-1x1 convs run once on the stage-3 map instead of on every RoI (:mod:`~.split_stage`: a
-quarter fewer multiply-adds on the RoIs, the same values). With ``dtype='int8'`` the
+1x1 convs run once on the stage-3 map instead of on every proposal (:mod:`~.split_stage`: a
+quarter fewer multiply-adds on the proposals, the same values). With ``dtype='int8'`` the
 backbone (C4: stem to stage 3; FPN: the ResNet and the pyramid), the RPN's 3x3 conv (FPN:
 about half of the float32 time, most of it on P2), C4's stage 4 on the RoIs and the mask
 head are quantized by oneDNN (VNNI), calibrated on a few images; the RPN's objectness and
