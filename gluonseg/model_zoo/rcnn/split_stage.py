@@ -38,12 +38,13 @@ def split_stage(top_features, extractor):
     stage = top_features[0]
     first = stage[0]
     conv1, shortcut = getattr(first, 'conv1', None), getattr(first, 'downsample', None)
-    if conv1 is None or not hasattr(first, 'conv3') or shortcut is None:
+    if (conv1 is None or not hasattr(first, 'conv3') or
+            not isinstance(shortcut, nn.HybridSequential) or len(shortcut) not in (2, 3)):
         return None
     *pool, conv, _ = list(shortcut)
     if (not isinstance(conv, nn.Conv2D) or conv1._kwargs['kernel'] != (1, 1) or
             conv1._kwargs['stride'] != (1, 1) or conv._kwargs['kernel'] != (1, 1) or
-            conv._kwargs['pad'] != (0, 0) or len(pool) > 1):
+            conv._kwargs['pad'] != (0, 0)):
         return None
     if pool:
         kwargs = getattr(pool[0], '_kwargs', {})
