@@ -88,6 +88,27 @@ def test_the_result_is_on_the_features_cpu_context():
                                               spatial_scale=0.125, sample_ratio=2).asnumpy())
 
 
+@needs_numba
+def test_shared_maps_are_copied_once_per_level_used_and_give_the_same_values():
+    rng = np.random.RandomState(6)
+    strides = (4, 8, 16)
+    maps = [mx.nd.array(rng.randn(1, 6, 64 // s, 80 // s).astype('f')) for s in strides]
+    scales = [1.0 / s for s in strides]
+    shared = fast_roi_align.ChannelsLastMaps(maps)
+    for count in (30, 5):  # the box head's RoIs, then the mask head's
+        rois = mx.nd.array(random_rois(rng, count, 1, 16, 20, 4, 60))
+        level_rows = np.array_split(np.arange(count), [count // 2, count])  # no RoI on 16
+        np.testing.assert_array_equal(
+            fast_roi_align.roi_align_by_level(shared, rois, level_rows, 7, scales).asnumpy(),
+            fast_roi_align.roi_align_by_level(maps, rois, level_rows, 7, scales).asnumpy())
+        if count == 30:
+            first_copies = list(shared._copies)
+    assert shared._copies[2] is None  # never pooled from: never copied
+    assert all(a is b for a, b in zip(first_copies, shared._copies))
+    np.testing.assert_array_equal(shared.channels_last(1),
+                                  maps[1].asnumpy().transpose(0, 2, 3, 1))
+
+
 @pytest.mark.parametrize('use_numba', [
     pytest.param(True, marks=needs_numba), False])
 def test_by_level_pools_each_roi_from_its_own_map_in_the_rois_order(use_numba, monkeypatch):
@@ -124,3 +145,24 @@ def test_bin_step_keeps_every_nth_bin_of_contrib_roialign(use_numba, pooled, bin
                                       aligned=False).asnumpy()[:, :, ::bin_step, ::bin_step]
     out = fast_roi_align.roi_align(feature, rois, pooled, 1.0 / 16, sample_ratio, bin_step)
     np.testing.assert_array_equal(out.asnumpy(), expected)
+
+
+@pytest.mark.parametrize('use_numba', [
+    pytest.param(True, marks=needs_numba), False])
+@pytest.mark.parametrize('pooled', [14, 7])  # FPN ResNet-50's box head, and an odd side
+def test_avg_pool_is_fpn_box_heads_pooling_of_contrib_roialign(use_numba, pooled,
+                                                               monkeypatch):
+    if not use_numba:
+        monkeypatch.setattr(fast_roi_align, 'numba', None)
+    rng = np.random.RandomState(pooled)
+    feature = mx.nd.array(rng.randn(2, 6, 20, 24).astype('f'))
+    rois = mx.nd.array(random_rois(rng, 30, 2, 20, 24, 8, 120))
+    out = fast_roi_align.roi_align(feature, rois, pooled, 0.125, avg_pool=True).asnumpy()
+    expected = mx.nd.Pooling(
+        mx.nd.contrib.ROIAlign(feature, rois, pooled_size=(pooled, pooled),
+                               spatial_scale=0.125, sample_ratio=2),
+        kernel=(3, 3), stride=(2, 2), pad=(1, 1), pool_type='avg').asnumpy()
+    assert out.shape == expected.shape == (30, 6, (pooled - 1) // 2 + 1, (pooled - 1) // 2 + 1)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match='avg_pool needs bin_step 1'):
+        fast_roi_align.roi_align(feature, rois, pooled, 0.125, bin_step=2, avg_pool=True)

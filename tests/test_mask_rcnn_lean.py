@@ -202,6 +202,24 @@ def test_int8_quantizes_the_backbone_calibrated_on_images(published_file):
         gluonseg.optimize(net, dtype='bfloat16')
 
 
+def test_fpn_box_heads_average_pool_runs_in_the_roi_pooling():
+    """FPN ResNet-50/101 box heads start with a 3x3/2 average pool, which the lean and fused
+    paths do inside the RoI pooling: the detections stay the raw forward's."""
+    mx.random.seed(4)
+    net = mask_rcnn(50, 'v1b', fpn=True, classes=('a', 'b'), rpn_test_post_nms=60,
+                    fpn_channels=16, rpn_channels=16, box_units=32, mask_channels=16)
+    net.initialize(mx.init.Xavier())
+    net.hybridize()
+    head, pooled = lean_module.box_head(net)
+    assert pooled and len(head) == len(net.box_features) - 1 and head[0] is net.box_features[1]
+    x = mx.nd.array(np.random.RandomState(8).randn(1, 3, 96, 128))
+    raw = net(x)
+    assert_rows_equal(raw, net.detect(x, 0.0, 20), 20)
+    assert_rows_equal(raw, gluonseg.optimize(net).detect(x, 0.0, 20), 20, rtol=1e-4)
+    net.roi_align.gluoncv_quirk = True  # GluonCV's RoIAlign: the whole head after it
+    assert lean_module.box_head(net) == (net.box_features, False)
+
+
 def test_a_single_kept_detection_and_a_single_roi(small_fpn):
     x = mx.nd.array(np.random.RandomState(6).randn(1, 3, 64, 80))
     small_fpn.hybridize()

@@ -80,9 +80,10 @@ def test_entry_then_tail_on_pooled_rois_is_the_stage_on_pooled_rois(small_c4, va
         expected = top_features(fast_roi_align.roi_align(
             feature, rois, extractor.output_size[0], 1.0 / 16, extractor.sample_ratio))
         maps = entry(feature)
-        out = tail(*pool_entry_maps(maps, rois, extractor, entry.shortcut_pooling))
+        conv1_pooled, shortcut_pooled = pool_entry_maps(maps, rois, extractor,
+                                                        entry.shortcut_pooling)
+        out = tail(conv1_pooled, shortcut_pooled)
         # not by accident: pooled like the conv1 map instead, the shortcut is wrong
-        conv1_pooled, _ = pool_entry_maps(maps, rois, extractor, entry.shortcut_pooling)
         wrong = tail(conv1_pooled, fast_roi_align.roi_align(maps[1], rois, 7, 1.0 / 16, 2))
     expected, out, wrong = expected.asnumpy(), out.asnumpy(), wrong.asnumpy()
     assert out.shape == expected.shape == (4, 2048, 7, 7)

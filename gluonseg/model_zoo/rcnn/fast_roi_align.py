@@ -4,9 +4,10 @@ MXNet 1.9.1's CPU ``ROIAlign`` reads the four neighbours of every sampling point
 at a time: on 1000 proposals it takes seconds (C4 ResNet-50 at 800x1088: 1024 channels,
 14x14 bins of 2x2 points), a large share of the lean Mask R-CNN's time. Here the feature map
 is laid out channels-last first, so each neighbour is one contiguous row of channels and the
-weighted sums run along it; RoIs are split between threads (the kernel releases the GIL). The sampling points, clamping and weights are ``ROIAlign``'s (``aligned=False``),
-computed in float32 in the same order, so the values equal MXNet's (bit-identical in the
-tests). No gradient: :class:`~.lean.LeanDetector` uses it; training keeps ``ROIAlign``.
+weighted sums run along it; RoIs are split between threads (the kernel releases the GIL).
+The sampling points, clamping and weights are ``ROIAlign``'s (``aligned=False``), computed
+in float32 in the same order, so the values equal MXNet's (bit-identical in the tests). No
+gradient: :class:`~.lean.LeanDetector` uses it; training keeps ``ROIAlign``.
 
 :func:`roi_align` falls back to ``contrib.ROIAlign`` when numba is not installed
 (``pip install gluonseg[fast]``) or the arrays are not on the CPU.
@@ -19,7 +20,7 @@ import numpy as np
 
 from .numba_support import compile_kernel, kernel_threads, numba
 
-__all__ = ['available', 'roi_align', 'roi_align_by_level']
+__all__ = ['available', 'ChannelsLastMaps', 'roi_align', 'roi_align_by_level']
 
 
 def available():
@@ -27,10 +28,12 @@ def available():
     return numba is not None
 
 
-def _pool_rois(feature, rois, scale, pooled, sample_ratio, step, out, rows):
+def _pool_rois(feature, rois, scale, pooled, sample_ratio, step, avg_pool, out, rows):
     """Pool the RoIs ``rows`` of ``rois`` (R, 5) from ``feature`` (B, H, W, C) into the same
     rows of ``out`` (R, C, S, S), as ``ROIAlign`` does with ``pooled`` bins a side
-    (negative batch index: zeros), keeping every ``step``-th bin (S = ceil(pooled / step))."""
+    (negative batch index: zeros), keeping every ``step``-th bin (S = ceil(pooled / step));
+    with ``avg_pool``, then averaged over 3x3 windows, stride 2, padding 1 counted
+    (S = (pooled - 1) // 2 + 1)."""
     height, width, channels = feature.shape[1], feature.shape[2], feature.shape[3]
     one, half, zero = np.float32(1), np.float32(0.5), np.float32(0)
     side = (pooled + step - 1) // step
@@ -76,22 +79,43 @@ def _pool_rois(feature, rois, scale, pooled, sample_ratio, step, out, rows):
                         ly, lx = yy - np.float32(y_low), xx - np.float32(x_low)
                         hy, hx = one - ly, one - lx
                         w1, w2, w3, w4 = hy * hx, hy * lx, ly * hx, ly * lx
-                        top_left, top_right = feature[image, y_low, x_low], feature[image, y_low, x_high]
+                        top_left = feature[image, y_low, x_low]
+                        top_right = feature[image, y_low, x_high]
                         bottom_left = feature[image, y_high, x_low]
                         bottom_right = feature[image, y_high, x_high]
                         for c in range(channels):
                             acc[c] += (w1 * top_left[c] + w2 * top_right[c] +
                                        w3 * bottom_left[c] + w4 * bottom_right[c])
-        target = out[r].reshape((channels, bins))
+        if not avg_pool:
+            target = out[r].reshape((channels, bins))
+            for c in range(channels):
+                for k in range(bins):
+                    target[c, k] = block[k, c] / count
+            continue
+        # ROIAlign's values first, then their 3x3 sums, all along the channels
+        block /= count
+        window = (side - 1) // 2 + 1
+        sums = np.zeros((window * window, channels), np.float32)
+        for i in range(window):
+            for j in range(window):
+                total = sums[i * window + j]
+                for y in range(max(2 * i - 1, 0), min(2 * i + 2, side)):
+                    for x in range(max(2 * j - 1, 0), min(2 * j + 2, side)):
+                        cell = block[y * side + x]
+                        for c in range(channels):
+                            total[c] += cell[c]
+        target = out[r].reshape((channels, window * window))
+        nine = np.float32(9)
         for c in range(channels):
-            for k in range(bins):
-                target[c, k] = block[k, c] / count
+            for k in range(window * window):
+                target[c, k] = sums[k, c] / nine
 
 
 _pool_rois = compile_kernel(_pool_rois)
 
 
-def roi_align(feature, rois, output_size, spatial_scale, sample_ratio=2, bin_step=1):
+def roi_align(feature, rois, output_size, spatial_scale, sample_ratio=2, bin_step=1,
+              avg_pool=False):
     """``mx.nd.contrib.ROIAlign(feature, rois, (output_size, output_size), spatial_scale,
     sample_ratio, aligned=False)[:, :, ::bin_step, ::bin_step]``, by the numba kernel when it
     can run (which pools only the bins kept).
@@ -109,52 +133,90 @@ def roi_align(feature, rois, output_size, spatial_scale, sample_ratio=2, bin_ste
     bin_step : int
         Keep the bins ``0, bin_step, 2 * bin_step, ...`` of each side (what a 1x1 conv of
         stride ``bin_step`` reads of the pooled features).
+    avg_pool : bool
+        Then ``Pooling(kernel=(3, 3), stride=(2, 2), pad=(1, 1), pool_type='avg')``, what
+        FPN's box head does first (in the kernel: the pooled RoI is never written whole);
+        not with ``bin_step``.
 
     Returns
     -------
-    NDArray (R, C, S, S) on ``feature``'s context, S = ceil(output_size / bin_step).
+    NDArray (R, C, S, S) on ``feature``'s context, S = ceil(output_size / bin_step), or
+    ``(output_size - 1) // 2 + 1`` with ``avg_pool``.
     """
     return roi_align_by_level([feature], rois, [np.arange(rois.shape[0])], output_size,
-                              [spatial_scale], sample_ratio, bin_step)
+                              [spatial_scale], sample_ratio, bin_step, avg_pool)
+
+
+class ChannelsLastMaps(object):
+    """Feature maps (B, C, H, W) and the channels-last copies the kernel reads, each made
+    on first use and then kept: the box head and the mask head pool from the same maps
+    (on FPN's P2 at 800x1088 the copy takes 29 ms).
+
+    Parameters
+    ----------
+    features : list of NDArray (B, C, H, W)
+    """
+
+    def __init__(self, features):
+        self.features = list(features)
+        self._copies = [None] * len(self.features)
+
+    def channels_last(self, level):
+        """A NumPy view (B, H, W, C) of map ``level``'s channels-last copy."""
+        if self._copies[level] is None:
+            # MXNet's transpose (multi-threaded): NumPy's took 136 ms on that P2.
+            copy = mx.nd.transpose(self.features[level], (0, 2, 3, 1))
+            copy.wait_to_read()
+            self._copies[level] = (copy, _host_view(copy))  # the view lives with the copy
+        return self._copies[level][1]
 
 
 def roi_align_by_level(features, rois, level_rows, output_size, spatial_scales,
-                       sample_ratio=2, bin_step=1):
+                       sample_ratio=2, bin_step=1, avg_pool=False):
     """Each RoI pooled from one of several feature maps (FPN levels) only: the RoIs
     ``level_rows[i]`` (index arrays) from ``features[i]`` at ``spatial_scales[i]``, the
     output rows in the order of ``rois``; every RoI must be in one ``level_rows`` entry.
+    ``features``: a list of NDArrays, or :class:`ChannelsLastMaps` to reuse their copies.
     Otherwise as :func:`roi_align`."""
+    if avg_pool and bin_step != 1:
+        raise ValueError('roi_align: avg_pool needs bin_step 1, not %d' % bin_step)
+    maps = features if isinstance(features, ChannelsLastMaps) else ChannelsLastMaps(features)
+    features = maps.features
     count = rois.shape[0]
     if numba is None or features[0].context.device_type != 'cpu' or not count:
         pooled = _contrib_by_level(features, rois, level_rows, output_size, spatial_scales,
                                    sample_ratio)
+        if avg_pool:
+            return mx.nd.Pooling(pooled, kernel=(3, 3), stride=(2, 2), pad=(1, 1),
+                                 pool_type='avg')
         return pooled if bin_step == 1 else pooled[:, :, ::bin_step, ::bin_step]
     boxes = np.ascontiguousarray(rois.asnumpy(), dtype=np.float32)
-    side = -(-output_size // bin_step)
+    side = (output_size - 1) // 2 + 1 if avg_pool else -(-output_size // bin_step)
     pooled = mx.nd.empty((count, features[0].shape[1], side, side),
                          ctx=features[0].context)
     out = _host_view(pooled)
     threads = kernel_threads()
     with ThreadPoolExecutor(threads) as pool:
-        for feature, rows, scale in zip(features, level_rows, spatial_scales):
+        for level, (rows, scale) in enumerate(zip(level_rows, spatial_scales)):
             if not len(rows):
                 continue
-            channels_last = np.ascontiguousarray(feature.asnumpy().transpose(0, 2, 3, 1))
+            feature = maps.channels_last(level)
             chunks = np.array_split(np.asarray(rows, dtype=np.int64), min(threads, len(rows)))
-            list(pool.map(lambda part: _pool_rois(channels_last, boxes, np.float32(scale),
-                                                  output_size, sample_ratio, bin_step, out,
-                                                  part),
+            list(pool.map(lambda part: _pool_rois(feature, boxes, np.float32(scale),
+                                                  output_size, sample_ratio, bin_step,
+                                                  avg_pool, out, part),
                           chunks))
     return pooled
 
 
 def _host_view(array):
-    """A NumPy view of a new float32 CPU NDArray's memory, for the kernel to write into.
+    """A NumPy view of a float32 CPU NDArray's memory, for the kernel to read or write;
+    the array must have no pending operations (new, or waited for) and outlive the view.
 
-    The memory comes from MXNet's pool, which hands back what earlier arrays freed: a
-    fresh NumPy array of C4's 800 MB would be faulted in page by page on every call
-    (measured: 0.2 to 1.5 s instead of 0.3 s). A new NDArray has no pending operations,
-    and the kernel is done writing before the NDArray is returned."""
+    The output's memory comes from MXNet's pool, which hands back what earlier arrays
+    freed: a fresh NumPy array of C4's 800 MB would be faulted in page by page on every
+    call (measured: 0.2 to 1.5 s instead of 0.3 s). The kernel is done writing before the
+    output NDArray is returned."""
     pointer = ctypes.c_void_p()
     mx.base.check_call(mx.base._LIB.MXNDArrayGetData(array.handle, ctypes.byref(pointer)))
     return np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)),

@@ -41,7 +41,8 @@ from .roi_align import fpn_levels
 from .rpn import RPNCandidates
 from .split_stage import pool_entry_maps, split_stage
 
-__all__ = ['LeanDetector', 'OptimizedMaskRCNN', 'SubpixelMaskFeatures', 'optimize_mask_rcnn']
+__all__ = ['LeanDetector', 'OptimizedMaskRCNN', 'SubpixelMaskFeatures', 'box_head',
+           'optimize_mask_rcnn']
 
 
 class LeanDetector(object):
@@ -62,7 +63,8 @@ class LeanDetector(object):
         ``stage_entry``: C4 only, a :class:`~.split_stage.StageEntry` (or a graph of one)
         run on the stage-3 map; ``top_features`` is then a :class:`~.split_stage.StageTail`
         taking its two maps pooled on the proposals, ``mask_top_features`` stays stage 4
-        (see :meth:`roi_features`).
+        (see :meth:`roi_features`). ``box_features`` starts after the 3x3/2 average pool
+        of an FPN box head (:func:`box_head`), which the RoI pooling does.
     """
 
     PARTS = ('features', 'stage_entry', 'top_features', 'mask_top_features', 'rpn',
@@ -74,8 +76,10 @@ class LeanDetector(object):
             raise ValueError('LeanDetector: unknown blocks %s (known: %s)'
                              % (sorted(unknown), ', '.join(self.PARTS)))
         self.net = net
-        for part in ('features', 'top_features', 'box_features', 'mask'):
+        for part in ('features', 'top_features', 'mask'):
             setattr(self, part, blocks[part] if part in blocks else getattr(net, part))
+        head, self.pools_box_head = box_head(net)
+        self.box_features = blocks.get('box_features', head)
         # The RPN's candidate rows: its own blocks, run imperatively by default.
         self.rpn = blocks['rpn'] if 'rpn' in blocks else functools.partial(
             net.rpn.proposal_candidates, mx.nd)
@@ -104,7 +108,7 @@ class LeanDetector(object):
         features = list(features) if isinstance(features, (list, tuple)) else [features]
         if self.stage_entry is not None:
             features.extend(self.stage_entry(features[0]))
-        return features
+        return _BackboneMaps(features, len(self.net.roi_strides))
 
     def propose(self, x, features):
         """Proposals (B, post_nms, 4), best first, and the number of valid ones per image
@@ -122,7 +126,8 @@ class LeanDetector(object):
         FPN: each RoI is pooled on its own level only (the RoIs grouped by level here),
         which gives the values of :class:`~.roi_align.RoIAlignExtractor` without pooling
         every RoI on every level. On the CPU with numba installed, the pooling runs in
-        :mod:`~.fast_roi_align` (the same values, several times faster).
+        :mod:`~.fast_roi_align` (the same values, several times faster). For the box head
+        it includes the head's leading average pool, if any (:func:`box_head`).
 
         C4 with ``stage_entry``: the proposals go through the split stage 4
         (:mod:`~.split_stage`), exact only for RoIs on the map, which the RPN's clipping
@@ -145,9 +150,11 @@ class LeanDetector(object):
                                     extractor.min_level + len(maps) - 1).asnumpy()
                 level_rows = [np.flatnonzero(levels == extractor.min_level + i)
                               for i in range(len(maps))]
+            maps = getattr(features, 'roi_maps', maps)  # copies shared by box and mask heads
             pooled = fast_roi_align.roi_align_by_level(
                 maps, rois, level_rows, extractor.output_size[0],
-                [1.0 / stride for stride in extractor.strides], extractor.sample_ratio)
+                [1.0 / stride for stride in extractor.strides], extractor.sample_ratio,
+                avg_pool=self.pools_box_head and not for_masks)
         if net.top_features is None:
             return pooled
         return (self.mask_top_features if for_masks else self.top_features)(pooled)
@@ -225,6 +232,33 @@ class LeanDetector(object):
         logits = self.mask(pooled)
         pick = mx.nd.stack(mx.nd.arange(logits.shape[0], ctx=logits.context), class_ids)
         return mx.nd.gather_nd(logits, pick)
+
+
+def box_head(net):
+    """``(block, pooled)``: the box head that :meth:`LeanDetector.roi_features` feeds.
+
+    An FPN ResNet-50/101 box head starts with a 3x3/2 average pool (14x14 RoI features ->
+    7x7). The RoI pooling does it (``fast_roi_align``'s ``avg_pool``: at 1000 proposals
+    the 14x14 features, 200 MB, are never written), so the block is the head after it and
+    ``pooled`` is True.
+    Otherwise (C4, a head without the pool, GluonCV's RoIAlign quirk) the whole head and
+    False."""
+    head = net.box_features
+    first = head[0] if isinstance(head, mx.gluon.nn.HybridSequential) and len(head) else None
+    if (net.roi_align.gluoncv_quirk or not isinstance(first, mx.gluon.nn.AvgPool2D)
+            or first._kwargs != mx.gluon.nn.AvgPool2D(3, 2, 1)._kwargs):
+        return head, False
+    return head[1:], True
+
+
+class _BackboneMaps(list):
+    """The backbone's maps, with ``roi_maps``: the first ``count`` (those the RoIs are
+    pooled from) as :class:`~.fast_roi_align.ChannelsLastMaps`, whose copies the box and
+    the mask head share."""
+
+    def __init__(self, features, count):
+        super().__init__(features)
+        self.roi_maps = fast_roi_align.ChannelsLastMaps(features[:count])
 
 
 class OptimizedMaskRCNN(LeanDetector):
@@ -405,7 +439,9 @@ def optimize_mask_rcnn(net, dtype='float32', calib_data=None, calib_mode='naive'
         if net.top_features is not None:
             blocks['mask_top_features'] = _fused(net.top_features, [pooled])
             pooled = net.top_features(pooled)
-        blocks['box_features'] = _fused(net.box_features, [pooled])
+        head, pools_box_head = box_head(net)
+        blocks['box_features'] = _fused(head, [net.box_features[0](pooled) if pools_box_head
+                                               else pooled])
         blocks['mask'] = _fused(SubpixelMaskFeatures(net.mask), [pooled])
         if dtype == 'int8':
             blocks.update(_quantized_blocks(net, plain, split, batches, calib_mode, ctx))
