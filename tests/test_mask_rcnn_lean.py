@@ -220,6 +220,30 @@ def test_fpn_box_heads_average_pool_runs_in_the_roi_pooling():
     assert lean_module.box_head(net) == (net.box_features, False)
 
 
+def test_int8_fpn_quantizes_the_box_fcs_and_keeps_the_predictors_float(small_fpn):
+    """FPN's box head: its two FCs run in int8 (C4's is stage 4, quantized too); the
+    class and box predictors after them stay float32."""
+    x = mx.nd.array(np.random.RandomState(7).randn(1, 3, 64, 80))
+    small_fpn.hybridize()
+    try:
+        fast = gluonseg.optimize(small_fpn, dtype='int8', calib_data=[x * 0.9])
+        with mx.autograd.predict_mode():
+            pooled = small_fpn.roi_align(mx.nd.array([[0, 4, 4, 40, 30], [0, 1, 1, 60, 50]]),
+                                         *small_fpn.features(x)[:4])
+            ref = small_fpn.box_features(pooled).asnumpy()
+        out = fast.box_features(pooled).asnumpy()
+        ids = fast.detect(x, 0.0, 5)[0].asnumpy()
+    finally:
+        small_fpn.hybridize(False)
+    graph = fast.box_features._cached_graph[1].get_internals().list_outputs()
+    fcs = [n for n in graph if re.fullmatch(r'(quantized_)?sg_mkldnn_fully_\w*?_\d+_output', n)]
+    assert fcs == ['quantized_sg_mkldnn_fully_connected_eltwise_0_output',
+                   'quantized_sg_mkldnn_fully_connected_eltwise_1_output'], graph
+    assert 0 < np.abs(out - ref).mean() / np.abs(ref).mean() < 0.1
+    assert fast.class_predictor is small_fpn.class_predictor
+    assert (ids >= 0).all()
+
+
 def test_a_single_kept_detection_and_a_single_roi(small_fpn):
     x = mx.nd.array(np.random.RandomState(6).randn(1, 3, 64, 80))
     small_fpn.hybridize()

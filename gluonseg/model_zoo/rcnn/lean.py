@@ -19,9 +19,9 @@ as a 1x1 conv (:class:`SubpixelMaskFeatures`); in C4 ResNet-50/101 models stage 
 1x1 convs run once on the stage-3 map instead of on every proposal (:mod:`~.split_stage`: a
 quarter fewer multiply-adds on the proposals, the same values). With ``dtype='int8'`` the
 backbone (C4: stem to stage 3; FPN: the ResNet and the pyramid), the RPN's 3x3 conv (FPN:
-about half of the float32 time, most of it on P2), C4's stage 4 on the RoIs and the mask
-head are quantized by oneDNN (VNNI), calibrated on a few images; the RPN's objectness and
-box convs and the box predictors stay float32.
+about half of the float32 time, most of it on P2), the box head (C4: stage 4 on the RoIs;
+FPN: its two FCs) and the mask head are quantized by oneDNN (VNNI), calibrated on a few
+images; the RPN's objectness and box convs and the box predictors stay float32.
 Faster, but the detections change: on Shapes-trained FPN and C4 models the mask AP held
 (within 0.3 points) while about 1 in 8 confident detections moved, and C4's box AP fell by
 0.8 (naive calibration) and 1.9 points (entropy) (``docs/deploy.md``); the COCO AP of the
@@ -387,8 +387,9 @@ def optimize_mask_rcnn(net, dtype='float32', calib_data=None, calib_mode='naive'
         after changing the weights).
     dtype : {'float32', 'int8'}
         ``'float32'``: fused, the detections of ``net.detect``. ``'int8'``: the backbone,
-        the RPN's 3x3 conv, C4's stage 4 on the RoIs and the mask head are also quantized
-        (opt-in: the detections change, see the module docstring).
+        the RPN's 3x3 conv, the box head (C4: stage 4 on the RoIs; FPN: its FCs) and the
+        mask head are also quantized (opt-in: the detections change, see the module
+        docstring).
     calib_data : iterable, optional
         int8 (required): normalized image batches (B, 3, H, W) (NDArrays or numpy arrays,
         or ``(data, ...)`` tuples); the quantized blocks are calibrated on what they
@@ -452,10 +453,11 @@ def _quantized_blocks(net, plain, split, batches, calib_mode, ctx, rois_per_imag
     """int8 versions of the backbone, of the RPN's 3x3 conv and of the blocks the RoI
     features go through (C4: stage 4, for the proposals its tail when ``split``
     (``split_stage``'s blocks; the entry on the map, 1% of the work, stays float32), and the
-    mask head; FPN: the mask head), calibrated on what each block receives from the
-    calibration images (the RoIs: each image's best proposals)."""
+    mask head; FPN: the box head's FCs and the mask head), calibrated on what each block
+    receives from the calibration images (the RoIs: each image's best proposals)."""
+    head, pools_box_head = box_head(net)
     inputs = {'features': [[b] for b in batches], 'rpn': [], 'top_features': [],
-              'mask_top_features': [], 'mask': []}
+              'mask_top_features': [], 'box_features': [], 'mask': []}
     for batch in batches:
         features = plain.backbone(batch)
         inputs['rpn'].append([batch] + features)
@@ -475,6 +477,9 @@ def _quantized_blocks(net, plain, split, batches, calib_mode, ctx, rois_per_imag
             inputs['top_features'].append([pooled])
         if net.top_features is not None:
             pooled = net.top_features(pooled)
+        else:  # FPN: the box head's two FCs (C4's is a global average pool)
+            inputs['box_features'].append([net.box_features[0](pooled) if pools_box_head
+                                           else pooled])
         inputs['mask'].append([pooled])
     # The RPN's 1x1 objectness and box convs stay float32: they are cheap, and the
     # proposals' order and boxes come straight from them.
@@ -482,7 +487,8 @@ def _quantized_blocks(net, plain, split, batches, calib_mode, ctx, rois_per_imag
     keep_float = {'rpn': [rpn_head.score.name + '_fwd', rpn_head.loc.name + '_fwd']}
     sources = {'features': net.features, 'rpn': RPNCandidates(net.rpn),
                'top_features': split[1] if split is not None else net.top_features,
-               'mask_top_features': net.top_features, 'mask': SubpixelMaskFeatures(net.mask)}
+               'mask_top_features': net.top_features, 'box_features': head,
+               'mask': SubpixelMaskFeatures(net.mask)}
     blocks = {}
     for part, calib in inputs.items():
         if calib:  # no top_features in an FPN model
