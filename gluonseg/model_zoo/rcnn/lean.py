@@ -39,7 +39,7 @@ from mxnet import autograd
 from . import fast_roi_align
 from .roi_align import fpn_levels
 from .rpn import RPNCandidates
-from .split_stage import pool_entry_maps, split_stage
+from .split_stage import pool_entry_maps, shortcut_pooling, split_stage, splitting_block
 
 __all__ = ['LeanDetector', 'OptimizedMaskRCNN', 'SubpixelMaskFeatures', 'box_head',
            'optimize_mask_rcnn']
@@ -86,11 +86,11 @@ class LeanDetector(object):
         self.mask_top_features = blocks.get('mask_top_features', self.top_features)
         self.stage_entry = blocks.get('stage_entry')
         if self.stage_entry is not None:
-            split = split_stage(net.top_features, net.roi_align)
-            if split is None:
+            first = splitting_block(net.top_features, net.roi_align)
+            if first is None:
                 raise ValueError('LeanDetector: stage_entry needs a C4 model whose stage 4 '
-                                 'splits (see split_stage.split_stage)')
-            self.shortcut_pooling = split[0].shortcut_pooling
+                                 'splits (see split_stage.splitting_block)')
+            self.shortcut_pooling = shortcut_pooling(first, net.roi_align)
 
     def __call__(self, x, score_thresh=0.001, max_dets=100):
         """What :meth:`~.mask_rcnn.MaskRCNN.detect` returns: ids, scores, boxes, masks."""

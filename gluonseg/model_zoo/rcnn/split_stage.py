@@ -23,20 +23,29 @@ from mxnet.gluon import nn
 
 from . import fast_roi_align
 
-__all__ = ['StageEntry', 'StageTail', 'pool_entry_maps', 'split_stage']
+__all__ = ['StageEntry', 'StageTail', 'pool_entry_maps', 'shortcut_pooling',
+           'split_stage', 'splitting_block']
 
 
 def split_stage(top_features, extractor):
     """(:class:`StageEntry`, :class:`StageTail`) for C4's ``top_features`` (a sequence whose
     first element is stage 4) pooled by ``extractor`` (its
-    :class:`~.roi_align.RoIAlignExtractor`), or None when the stage does not split: its
-    first block must be a bottleneck with a 1x1 stride-1 ``conv1`` and a shortcut of a 1x1
-    conv (strided, v1b; or after an average pool, v1d: then with a fixed sample ratio and
-    the pool dividing the RoI size), then a norm layer."""
+    :class:`~.roi_align.RoIAlignExtractor`), or None when the stage does not split
+    (:func:`splitting_block`)."""
+    first = splitting_block(top_features, extractor)
+    if first is None:
+        return None
+    return StageEntry(first, extractor), StageTail(top_features[0])
+
+
+def splitting_block(top_features, extractor):
+    """Stage 4's first block if the stage splits, else None: the block must be a
+    bottleneck with a 1x1 stride-1 ``conv1`` and a shortcut of a 1x1 conv (strided, v1b; or
+    after an average pool, v1d: then with a fixed sample ratio and the pool dividing the
+    RoI size), then a norm layer."""
     if top_features is None or len(top_features) != 1 or extractor.gluoncv_quirk:
         return None
-    stage = top_features[0]
-    first = stage[0]
+    first = top_features[0][0]
     conv1, shortcut = getattr(first, 'conv1', None), getattr(first, 'downsample', None)
     if (conv1 is None or not hasattr(first, 'conv3') or
             not isinstance(shortcut, nn.HybridSequential) or len(shortcut) not in (2, 3)):
@@ -53,7 +62,21 @@ def split_stage(top_features, extractor):
                 kwargs['kernel'][0] != kwargs['kernel'][1] or kwargs['pad'] != (0, 0) or
                 extractor.sample_ratio <= 0 or extractor.output_size[0] % side):
             return None
-    return StageEntry(first, extractor), StageTail(stage)
+    return first
+
+
+def shortcut_pooling(first_block, extractor):
+    """Keyword arguments of :func:`~.fast_roi_align.roi_align` that pool the stride-1
+    shortcut map as the shortcut of ``first_block`` (:func:`splitting_block`) reads the
+    RoI pooled by ``extractor``: a stride-s conv reads every s-th bin (``bin_step``); an
+    s x s average pool before it (v1d) averages s x s bins, which is RoIAlign with s times
+    fewer bins a side of s times the sampling points each (the same points)."""
+    *pool, conv, _ = list(first_block.downsample)
+    size, ratio = extractor.output_size[0], extractor.sample_ratio
+    if pool:
+        side = pool[0]._kwargs['kernel'][0]
+        return dict(output_size=size // side, sample_ratio=ratio * side)
+    return dict(output_size=size, sample_ratio=ratio, bin_step=conv._kwargs['stride'][0])
 
 
 def pool_entry_maps(maps, rois, extractor, shortcut_pooling):
@@ -72,23 +95,14 @@ class StageEntry(mx.gluon.HybridBlock):
     on the whole feature map: ``(conv1 map, shortcut map)``.
 
     The blocks are the stage's own (the same parameters). The shortcut's conv runs with
-    stride 1 here; what it did to the pooled RoI, ``shortcut_pooling`` (keyword arguments
-    of :func:`~.fast_roi_align.roi_align`) does when pooling its map: a stride-s conv reads
-    every s-th bin (``bin_step``); an s x s average pool before it (v1d) averages s x s bins,
-    which is RoIAlign with s times fewer bins a side of s times the sampling points each (the
-    same points).
+    stride 1 here; what it did to the pooled RoI, ``shortcut_pooling`` (see
+    :func:`shortcut_pooling`) does when pooling its map.
     """
 
     def __init__(self, first_block, extractor):
         super().__init__(prefix=first_block.prefix + 'entry_')
-        *pool, conv, norm = list(first_block.downsample)
-        size, ratio = extractor.output_size[0], extractor.sample_ratio
-        if pool:
-            side = pool[0]._kwargs['kernel'][0]
-            self.shortcut_pooling = dict(output_size=size // side, sample_ratio=ratio * side)
-        else:
-            self.shortcut_pooling = dict(output_size=size, sample_ratio=ratio,
-                                         bin_step=conv._kwargs['stride'][0])
+        conv, norm = list(first_block.downsample)[-2:]
+        self.shortcut_pooling = shortcut_pooling(first_block, extractor)
         with self.name_scope():
             self.conv1, self.bn1 = first_block.conv1, first_block.bn1
             # The shortcut's conv at stride 1, sharing its parameters (same prefix).
