@@ -18,10 +18,10 @@ the weights in float32. The detections are those of ``net.detect`` up to float r
 as a 1x1 conv (:class:`SubpixelMaskFeatures`); in C4 ResNet-50/101 models stage 4's first
 1x1 convs run once on the stage-3 map instead of on every proposal (:mod:`~.split_stage`: a
 quarter fewer multiply-adds on the proposals, the same values). With ``dtype='int8'`` the
-backbone (C4: stem to stage 3; FPN: the ResNet and the pyramid), the RPN's 3x3 conv (FPN:
-about half of the float32 time, most of it on P2), the box head (C4: stage 4 on the RoIs;
-FPN: its two FCs) and the mask head are quantized by oneDNN (VNNI), calibrated on a few
-images; the RPN's objectness and box convs and the box predictors stay float32.
+backbone (C4: stem to stage 3; FPN: the ResNet and the pyramid), the RPN's convs (FPN: about
+half of the float32 time, most of it on P2), the box head (C4: stage 4 on the RoIs; FPN: its
+two FCs) and the mask head are quantized by oneDNN (VNNI), calibrated on a few images; the
+box predictors and the mask predictor stay float32.
 Faster, but the detections change: on Shapes-trained FPN and C4 models the mask AP held
 (within 0.3 points) while about 1 in 8 confident detections moved, and C4's box AP fell by
 0.8 (naive calibration) and 1.9 points (entropy) (``docs/deploy.md``); the COCO AP of the
@@ -387,8 +387,8 @@ def optimize_mask_rcnn(net, dtype='float32', calib_data=None, calib_mode='naive'
         after changing the weights).
     dtype : {'float32', 'int8'}
         ``'float32'``: fused, the detections of ``net.detect``. ``'int8'``: the backbone,
-        the RPN's 3x3 conv, the box head (C4: stage 4 on the RoIs; FPN: its FCs) and the
-        mask head are also quantized (opt-in: the detections change, see the module
+        the RPN's convs, the box head (C4: stage 4 on the RoIs; FPN: its FCs) and the mask
+        head are also quantized (opt-in: the detections change, see the module
         docstring).
     calib_data : iterable, optional
         int8 (required): normalized image batches (B, 3, H, W) (NDArrays or numpy arrays,
@@ -450,7 +450,7 @@ def optimize_mask_rcnn(net, dtype='float32', calib_data=None, calib_mode='naive'
 
 
 def _quantized_blocks(net, plain, split, batches, calib_mode, ctx, rois_per_image=64):
-    """int8 versions of the backbone, of the RPN's 3x3 conv and of the blocks the RoI
+    """int8 versions of the backbone, of the RPN's convs and of the blocks the RoI
     features go through (C4: stage 4, for the proposals its tail when ``split``
     (``split_stage``'s blocks; the entry on the map, 1% of the work, stays float32), and the
     mask head; FPN: the box head's FCs and the mask head), calibrated on what each block
@@ -481,10 +481,6 @@ def _quantized_blocks(net, plain, split, batches, calib_mode, ctx, rois_per_imag
             inputs['box_features'].append([net.box_features[0](pooled) if pools_box_head
                                            else pooled])
         inputs['mask'].append([pooled])
-    # The RPN's 1x1 objectness and box convs stay float32: they are cheap, and the
-    # proposals' order and boxes come straight from them.
-    rpn_head = getattr(net.rpn, 'rpn_head', net.rpn)
-    keep_float = {'rpn': [rpn_head.score.name + '_fwd', rpn_head.loc.name + '_fwd']}
     sources = {'features': net.features, 'rpn': RPNCandidates(net.rpn),
                'top_features': split[1] if split is not None else net.top_features,
                'mask_top_features': net.top_features, 'box_features': head,
@@ -492,8 +488,7 @@ def _quantized_blocks(net, plain, split, batches, calib_mode, ctx, rois_per_imag
     blocks = {}
     for part, calib in inputs.items():
         if calib:  # no top_features in an FPN model
-            blocks[part] = _quantized(sources[part], calib, calib_mode, ctx,
-                                      keep_float.get(part, ()))
+            blocks[part] = _quantized(sources[part], calib, calib_mode, ctx)
     if 'top_features' in blocks and split is None:  # the mask head's copy (LeanDetector)
         inputs, out = blocks['top_features']._cached_graph
         with warnings.catch_warnings():  # "Cannot decide type for ... data": it is float32
@@ -505,9 +500,9 @@ def _quantized_blocks(net, plain, split, batches, calib_mode, ctx, rois_per_imag
     return blocks
 
 
-def _quantized(block, batches, calib_mode, ctx, keep_float=()):
+def _quantized(block, batches, calib_mode, ctx):
     """``block`` quantized to int8 by oneDNN, calibrated on ``batches`` (lists of its
-    inputs); the layers named in ``keep_float`` stay float32."""
+    inputs)."""
     from mxnet.contrib.quantization import quantize_net_v2
     num_inputs = len(batches[0])
     # The names quantize_net_v2's calibration binds the inputs to: data; data, data0;
@@ -517,7 +512,7 @@ def _quantized(block, batches, calib_mode, ctx, keep_float=()):
     base = _symbol_block(block, num_inputs, names)
     # num_calib_examples counts samples (images, or RoIs), not batches.
     kwargs = dict(quantized_dtype='auto', quantize_mode='smart', calib_mode=calib_mode,
-                  calib_data=batches, exclude_layers=list(keep_float),
+                  calib_data=batches,
                   num_calib_examples=sum(b[0].shape[0] for b in batches), ctx=ctx)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', UserWarning)
