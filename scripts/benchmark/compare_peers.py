@@ -11,7 +11,7 @@ impl               paths
 =================  =========================================================================
 gluonseg           ``fp32`` hybridized (Mask R-CNN: lean ``net.detect``), ``fused`` / ``bf16``
                    / ``int8``: ``gluonseg.optimize(net, dtype)`` (Mask R-CNN: no bf16; int8
-                   quantizes the backbone, the RPN's 3x3 conv, the box head (C4's stage 4,
+                   quantizes the backbone, the RPN's convs, the box head (C4's stage 4,
                    FPN's FCs) and the mask head)
 gluoncv            ``fp32`` hybridized, as published (Mask R-CNN: its 1000-row output; and
                    with 100 rows, ``--gluoncv-max-dets``)

@@ -9,7 +9,7 @@ Paths:
            heads fused by oneDNN (frozen BatchNorm folded into the convolutions); the same
            detections up to float rounding.
 ``int8``   ``gluonseg.optimize(net, dtype='int8')``: fused, and the backbone, the RPN's
-           3x3 conv, the box head (C4's stage 4, FPN's FCs) and the mask head quantized
+           convs, the box head (C4's stage 4, FPN's FCs) and the mask head quantized
            (calibrated on one random image); opt-in, the detections change slightly.
 
 The lean paths run their stages one after another (waiting for each), so one run gives

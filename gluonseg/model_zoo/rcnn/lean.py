@@ -23,8 +23,8 @@ half of the float32 time, most of it on P2), the box head (C4: stage 4 on the Ro
 two FCs) and the mask head are quantized by oneDNN (VNNI), calibrated on a few images; the
 box predictors and the mask predictor stay float32.
 Faster, but the detections change: on Shapes-trained FPN and C4 models the mask AP held
-(within 0.3 points) while about 1 in 8 confident detections moved, and C4's box AP fell by
-0.8 (naive calibration) and 1.9 points (entropy) (``docs/deploy.md``); the COCO AP of the
+(within 0.6 points) while about 1 in 8 confident detections moved, and C4's box AP fell by
+0.4 (naive calibration) and 1.5 points (entropy) (``docs/deploy.md``); the COCO AP of the
 published weights in int8 was not measured (``eval_mask_rcnn.py --optimize int8`` does
 it).
 """
@@ -240,9 +240,8 @@ def box_head(net):
     An FPN ResNet-50/101 box head starts with a 3x3/2 average pool (14x14 RoI features ->
     7x7). The RoI pooling does it (``fast_roi_align``'s ``avg_pool``: at 1000 proposals
     the 14x14 features, 200 MB, are never written), so the block is the head after it and
-    ``pooled`` is True.
-    Otherwise (C4, a head without the pool, GluonCV's RoIAlign quirk) the whole head and
-    False."""
+    ``pooled`` is True. Otherwise (C4, a head without the pool, GluonCV's RoIAlign quirk)
+    the whole head and False."""
     head = net.box_features
     first = head[0] if isinstance(head, mx.gluon.nn.HybridSequential) and len(head) else None
     if (net.roi_align.gluoncv_quirk or not isinstance(first, mx.gluon.nn.AvgPool2D)
