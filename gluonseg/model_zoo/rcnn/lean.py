@@ -439,9 +439,8 @@ def optimize_mask_rcnn(net, dtype='float32', calib_data=None, calib_mode='naive'
         if net.top_features is not None:
             blocks['mask_top_features'] = _fused(net.top_features, [pooled])
             pooled = net.top_features(pooled)
-        head, pools_box_head = box_head(net)
-        blocks['box_features'] = _fused(head, [net.box_features[0](pooled) if pools_box_head
-                                               else pooled])
+        # the box head as the lean path feeds it (FPN: after its average pool, see box_head)
+        blocks['box_features'] = _fused(plain.box_features, [plain.roi_features(rois, features)])
         blocks['mask'] = _fused(SubpixelMaskFeatures(net.mask), [pooled])
         if dtype == 'int8':
             blocks.update(_quantized_blocks(net, plain, split, batches, calib_mode, ctx))
@@ -454,7 +453,6 @@ def _quantized_blocks(net, plain, split, batches, calib_mode, ctx, rois_per_imag
     (``split_stage``'s blocks; the entry on the map, 1% of the work, stays float32), and the
     mask head; FPN: the box head's FCs and the mask head), calibrated on what each block
     receives from the calibration images (the RoIs: each image's best proposals)."""
-    head, pools_box_head = box_head(net)
     inputs = {'features': [[b] for b in batches], 'rpn': [], 'top_features': [],
               'mask_top_features': [], 'box_features': [], 'mask': []}
     for batch in batches:
@@ -477,12 +475,11 @@ def _quantized_blocks(net, plain, split, batches, calib_mode, ctx, rois_per_imag
         if net.top_features is not None:
             pooled = net.top_features(pooled)
         else:  # FPN: the box head's two FCs (C4's is a global average pool)
-            inputs['box_features'].append([net.box_features[0](pooled) if pools_box_head
-                                           else pooled])
+            inputs['box_features'].append([plain.roi_features(rois, features)])
         inputs['mask'].append([pooled])
     sources = {'features': net.features, 'rpn': RPNCandidates(net.rpn),
                'top_features': split[1] if split is not None else net.top_features,
-               'mask_top_features': net.top_features, 'box_features': head,
+               'mask_top_features': net.top_features, 'box_features': plain.box_features,
                'mask': SubpixelMaskFeatures(net.mask)}
     blocks = {}
     for part, calib in inputs.items():
