@@ -216,7 +216,9 @@ def _host_view(array):
     The output's memory comes from MXNet's pool, which hands back what earlier arrays
     freed: a fresh NumPy array of C4's 800 MB would be faulted in page by page on every
     call (measured: 0.2 to 1.5 s instead of 0.3 s). The kernel is done writing before the
-    output NDArray is returned."""
+    output NDArray is returned. MXNet 1.9.1 has no public writable view: NumPy 1.23's
+    ``from_dlpack`` of ``mx.nd.to_dlpack_for_write`` is read-only, and cannot be made
+    writable, hence the C API's ``MXNDArrayGetData``."""
     pointer = ctypes.c_void_p()
     mx.base.check_call(mx.base._LIB.MXNDArrayGetData(array.handle, ctypes.byref(pointer)))
     return np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)),
