@@ -123,6 +123,21 @@ def test_int8_quantizes_every_convolution_but_the_classifier(nets, optimized, me
     assert model.classifier.replace('_fwd', '_weight') == nets[method].head.block[4].weight.name
 
 
+@pytest.mark.parametrize('dtype', ['bfloat16', 'int8'])
+def test_float_classifier_false_converts_the_classifier_too(nets, scenes, dtype):
+    x, calib = scenes
+    model = optimize(nets['deeplab'], dtype=dtype, calib_data=[calib], float_classifier=False)
+    float_convs = [name for name, op in model.float_layers if 'conv' in op.lower()]
+    assert float_convs == [], 'convolutions left in float32: %s' % float_convs
+    if dtype == 'int8':
+        convs = [n for n in graph_nodes(model) if n['op'] == '_sg_mkldnn_conv']
+        assert all(n.get('attrs', {}).get('quantized') == 'true' for n in convs)
+    out, expected = model(x).asnumpy(), nets['deeplab'](x).asnumpy()
+    assert out.dtype == np.float32
+    assert relative_error(out, expected) < MAX_RELATIVE_ERROR[dtype]
+    assert argmax_agreement(out, expected) >= MIN_ARGMAX_AGREEMENT[dtype]
+
+
 @pytest.mark.parametrize('dtype', DTYPES)
 def test_any_input_size_after_optimization(nets, optimized, dtype):
     model = optimized('psp', dtype)
