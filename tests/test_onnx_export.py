@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import gluonseg
-from spec_utils import golden_shapes_models
+from spec_utils import fill_golden_weights, golden, golden_shapes_models
 
 onnx = pytest.importorskip(
     'onnx', reason='onnx is not installed: pip install -e ".[onnx]" (onnx==1.14.1)')
@@ -72,6 +72,29 @@ def test_graph_declares_dynamic_batch_and_size_and_constant_weights(exported, me
     assert 'Resize' in op_types
     if method == 'psp':
         assert 'MatMul' in op_types  # the adaptive pooling with bins 2, 3 and 6
+
+
+@pytest.mark.slow  # about 35 s: three ResNet-101 graphs exported
+@pytest.mark.parametrize('name', ['fcn_resnet101_voc', 'psp_resnet101_voc',
+                                  'deeplab_resnet101_voc'])
+def test_published_architectures_give_gluoncvs_golden_logits(name, tmp_path):
+    """The layouts of GluonCV's published VOC files (ResNet-101, 21 classes) with the
+    golden-rule weights: onnxruntime gives GluonCV's golden logits, and MXNet's at another
+    batch and size."""
+    net = gluonseg.get_model(name, pretrained_base=False)
+    fill_golden_weights(net)
+    net.hybridize()
+    data = golden(name)
+    runner = session(export_onnx(net, str(tmp_path / (name + '.onnx')),
+                                 input_shape=data['input'].shape))
+    (out,) = runner.run(['logits'], {'data': data['input'].astype(np.float32)})
+    error = np.abs(out - data['out']).max() / np.abs(data['out']).max()
+    assert error < 1e-4, '%s: relative error %.3g to the golden logits' % (name, error)
+    x = np.random.RandomState(2).uniform(-2, 2, (2, 3, 41, 70)).astype(np.float32)
+    (out,) = runner.run(['logits'], {'data': x})
+    expected = net(mx.nd.array(x)).asnumpy()
+    error = np.abs(out - expected).max() / np.abs(expected).max()
+    assert out.shape == (2, 21, 41, 70) and error < 1e-5, (name, out.shape, error)
 
 
 def test_static_export_fixes_the_shape(nets, tmp_path):
