@@ -148,10 +148,11 @@ def test_any_input_size_after_optimization(nets, optimized, dtype):
         < MAX_RELATIVE_ERROR[dtype]
 
 
+@pytest.mark.parametrize('method', METHODS)
 @pytest.mark.parametrize('dtype', DTYPES)
-def test_export_and_import_give_the_same_outputs(scenes, optimized, dtype, tmp_path):
+def test_export_and_import_give_the_same_outputs(scenes, optimized, dtype, method, tmp_path):
     x, _ = scenes
-    model = optimized('deeplab', dtype)
+    model = optimized(method, dtype)
     expected = model(x).asnumpy()
     prefix = str(tmp_path / dtype)
     model.export(prefix)
@@ -169,12 +170,13 @@ def test_export_and_import_give_the_same_outputs(scenes, optimized, dtype, tmp_p
         assert '_contrib_quantize_v2' in ops
 
 
+@pytest.mark.parametrize('method', METHODS)
 @pytest.mark.parametrize('dtype', ['bfloat16', 'int8'])
-def test_multiscale_evaluator_runs_an_optimized_model(nets, scenes, optimized, dtype):
+def test_multiscale_evaluator_runs_an_optimized_model(nets, scenes, optimized, dtype, method):
     x, _ = scenes
     kwargs = dict(base_size=64, crop_size=64, scales=(0.75, 1.0), flip=True)
-    expected = MultiScaleEvaluator(nets['deeplab'], **kwargs).predict(x[:2]).asnumpy()
-    labels = MultiScaleEvaluator(optimized('deeplab', dtype), **kwargs).predict(x[:2])
+    expected = MultiScaleEvaluator(nets[method], **kwargs).predict(x[:2]).asnumpy()
+    labels = MultiScaleEvaluator(optimized(method, dtype), **kwargs).predict(x[:2])
     assert labels.shape == (2, 96, 96)
     agreement = float((labels.asnumpy() == expected).mean())
     assert agreement >= MIN_ARGMAX_AGREEMENT[dtype], agreement
