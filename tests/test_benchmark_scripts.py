@@ -29,6 +29,17 @@ def test_inference_benchmark_mkldnn_path_runs():
     assert rows[0]['mode'] == 'mkldnn' and rows[0]['median_s'] > 0
 
 
+def test_paste_benchmark_times_each_box_range():
+    script = load_script('scripts/benchmark/paste.py')
+    rows = script.main(['--image', '64x80', '--count', '3', '--boxes', '5-20', '30-60',
+                        '--warmup', '0', '--repeat', '1'])
+    assert [(r['boxes'], r['count'], r['image']) for r in rows] == [
+        ('5-20', 3, '64x80'), ('30-60', 3, '64x80')]
+    assert all(r['median_s'] > 0 for r in rows)
+    with pytest.raises(SystemExit):
+        script.main(['--boxes', '20-5'])
+
+
 def test_compare_peers_writes_every_column_a_chart_and_a_table(tmp_path):
     """gluonseg's paths on a tiny input, each measured in its own process."""
     script = load_script('scripts/benchmark/compare_peers.py')
