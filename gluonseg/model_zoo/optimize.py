@@ -30,9 +30,8 @@ What each path does with MXNet 1.9.1 (CPU build with oneDNN, called MKLDNN there
       float32 (the default) 0.36-0.38% (``scripts/benchmark/optimize_accuracy.py``).
 
     The final 1x1 classifier (unless ``float_classifier=False``) and any ``exclude_layers``
-    stay in float32; so do, by AMP's
-    lists, ``BilinearResize2D``, ``AdaptiveAvgPooling2D``, ``broadcast_like`` and ``Dropout``.
-    The output is float32.
+    stay in float32; so do, by AMP's lists, ``BilinearResize2D``, ``AdaptiveAvgPooling2D``,
+    ``broadcast_like`` and ``Dropout``. The output is float32.
 ``'int8'``
     ``mx.contrib.quantization.quantize_net_v2`` (``quantize_net`` is its deprecated alias):
     conv + BN + ReLU (+ add) fused and quantized by oneDNN (VNNI), with thresholds
