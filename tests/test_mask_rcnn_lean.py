@@ -245,6 +245,37 @@ def test_int8_fpn_quantizes_the_box_fcs_and_keeps_the_predictors_float(small_fpn
     assert (ids >= 0).all()
 
 
+def test_heads_run_on_the_valid_proposals_and_the_kept_detections_only(small_fpn):
+    x = mx.nd.array(np.random.RandomState(7).randn(1, 3, 64, 80))
+    detector = LeanDetector(small_fpn)
+    rows = {}
+
+    def spy(part, block):
+        def run(pooled, *args):
+            rows[part] = pooled.shape[0]
+            return block(pooled, *args)
+        return run
+    detector.box_features = spy('box', detector.box_features)
+    detector.class_mask_logits = spy('mask', detector.class_mask_logits)
+    features = detector.backbone(x)
+    proposals, counts = detector.propose(x, features)
+    assert counts.tolist() == [60]
+    proposals[:, 25:] = -1  # as when the RPN keeps fewer than its 60: padding rows
+    counts = np.array([25])
+    ids, scores, _, _ = detector.detect_boxes(features, proposals, counts, 0.0, 100)
+    fourth_best = float(np.sort(scores.asnumpy().ravel())[-4])
+    for score_thresh, max_dets in ((0.0, 7), (fourth_best, 100)):
+        rows.clear()
+        ids, scores, boxes, kept = detector.detect_boxes(features, proposals, counts,
+                                                         score_thresh, max_dets)
+        detector.detect_masks(features, ids, boxes, kept)
+        assert rows['box'] == 25
+        kept_rows = int((ids.asnumpy() >= 0).sum())
+        assert kept_rows == sum(k for _, k in kept) == (7 if max_dets == 7 else 4)
+        assert rows['mask'] == kept_rows
+        assert (scores.asnumpy()[ids.asnumpy() >= 0] >= score_thresh).all()
+
+
 def test_a_single_kept_detection_and_a_single_roi(small_fpn):
     x = mx.nd.array(np.random.RandomState(6).randn(1, 3, 64, 80))
     small_fpn.hybridize()
