@@ -163,3 +163,73 @@ def shapes_fcn(tmp_path_factory):
     path = str(tmp_path_factory.mktemp('shapes_fcn') / 'fcn_resnet18_shapes.params')
     net.save_parameters(path)
     return net, path
+
+
+# Fault injection: each test marked ``@pytest.mark.fault('what was injected')`` injects one
+# fault as a user meets it and asserts that nothing was lost and the error names the cause.
+# The run ends with one line a reader can take in, listing any fault that was not survived.
+_FAULT_RESULTS = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    marker = item.get_closest_marker('fault')
+    if marker is None:
+        return
+    what = marker.args[0] if marker.args else item.name
+    # A fault survives when setup, call and teardown all pass; a skipped test is not counted.
+    if report.failed:
+        _FAULT_RESULTS[item.nodeid] = (what, False)
+    elif report.when == 'call' and report.passed:
+        _FAULT_RESULTS.setdefault(item.nodeid, (what, True))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _FAULT_RESULTS:
+        return
+    lost = [what for what, survived in _FAULT_RESULTS.values() if not survived]
+    line = ('fault injection: %d faults injected, %d survived, '
+            % (len(_FAULT_RESULTS), len(_FAULT_RESULTS) - len(lost)))
+    terminalreporter.write_sep('-', line + ('nothing lost' if not lost else
+                                            '%d NOT survived' % len(lost)))
+    for what in lost:
+        terminalreporter.write_line('  not survived: %s' % what)
+
+
+class _TrickleWriter:
+    """Wraps a handler's ``wfile``: the first write (status line and headers, which
+    ``end_headers`` writes at once) goes out whole, later bytes one at a time, each followed
+    by ``app.trickle_delay`` seconds of sleep (whole again when it is 0)."""
+
+    def __init__(self, wfile, app):
+        self._wfile, self._app, self._headers_sent = wfile, app, False
+
+    def write(self, data):
+        if not self._headers_sent or not self._app.trickle_delay:
+            self._headers_sent = True
+            return self._wfile.write(data)
+        for i in range(len(data)):
+            self._wfile.write(data[i:i + 1])
+            time.sleep(self._app.trickle_delay)
+        return len(data)
+
+    def __getattr__(self, name):
+        return getattr(self._wfile, name)
+
+
+class _TrickleHandler(_Handler):
+    def setup(self):
+        super().setup()
+        self.wfile = _TrickleWriter(self.wfile, self.server.app)
+
+
+@pytest.fixture
+def trickle_server(file_server):
+    """The :class:`FileServer` of ``file_server``, sending every body one byte every
+    ``trickle_delay`` seconds (0.05; set it to 0 to serve normally again): a server that
+    never goes silent long enough for a read timeout, yet never finishes."""
+    file_server.trickle_delay = 0.05
+    file_server._httpd.RequestHandlerClass = _TrickleHandler
+    return file_server

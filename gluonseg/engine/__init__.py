@@ -13,7 +13,9 @@ from .checkpoint import (CHECKPOINT_FORMAT, Checkpoint, CheckpointError,  # noqa
 from .data import (EpochBatchSampler, SeededTransformDataset, epoch_permutation,  # noqa: F401
                    get_segmentation_dataset, dataset_short_name)
 from .evaluation import evaluate_segmentation, predict_batch  # noqa: F401
-from .base_trainer import KVSTORES, BaseTrainConfig, BaseTrainer  # noqa: F401
+from .base_trainer import KVSTORES, BaseTrainConfig, BaseTrainer, NonFiniteError  # noqa: F401
+from .guards import FiniteInputs  # noqa: F401
+from .run_dir import RunDirectory, RunDirectoryInUse  # noqa: F401
 from .mixed_precision import AMP_DTYPES, init_amp  # noqa: F401
 from .trainer import (BEST_CHECKPOINT, LATEST_CHECKPOINT, LOG_FILE, METRICS_FILE,  # noqa: F401
                       NonFiniteLossError, SegmentationTrainer, TqdmLoggingHandler, TrainConfig,
@@ -25,6 +27,7 @@ __all__ = ['LR_MODES', 'SegmentationLRScheduler', 'SegmentationLoss', 'count_lab
            'restore_rng_state', 'save_checkpoint', 'seed_everything', 'EpochBatchSampler',
            'SeededTransformDataset', 'epoch_permutation', 'get_segmentation_dataset',
            'dataset_short_name', 'evaluate_segmentation', 'predict_batch', 'KVSTORES',
-           'BaseTrainConfig', 'BaseTrainer', 'AMP_DTYPES', 'init_amp', 'BEST_CHECKPOINT',
+           'BaseTrainConfig', 'BaseTrainer', 'NonFiniteError', 'FiniteInputs', 'RunDirectory',
+           'RunDirectoryInUse', 'AMP_DTYPES', 'init_amp', 'BEST_CHECKPOINT',
            'LATEST_CHECKPOINT', 'LOG_FILE', 'METRICS_FILE', 'NonFiniteLossError',
            'SegmentationTrainer', 'TqdmLoggingHandler', 'TrainConfig', 'iteration_seed']

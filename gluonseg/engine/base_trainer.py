@@ -1,6 +1,6 @@
 """What every training loop of the engine shares: the run's files, checkpoints and exact
 resume, the epoch loop with its progress bar and logs, the per-iteration learning rate and
-seeding, and the stop on a non-finite loss.
+seeding, the guards against non-finite numbers and the lock on the run folder.
 
 :class:`~gluonseg.engine.SegmentationTrainer` and
 :class:`~gluonseg.engine.InstanceTrainer` derive from :class:`BaseTrainer` and add what
@@ -19,6 +19,21 @@ What makes a resumed run continue exactly where the killed one was:
 - weights, BatchNorm statistics, momentum, best score and the python/numpy RNG states are in
   the checkpoint (:mod:`gluonseg.engine.checkpoint`).
 
+What keeps NaNs out of what a run writes (:mod:`gluonseg.engine.guards`):
+
+- an update whose loss or gradients are not all finite is skipped, with a warning; after
+  ``config.max_nonfinite_steps`` such updates in a row the run stops with :class:`NonFiniteError`;
+- the weights are checked after every update: an update that made them non-finite stops the
+  run at once;
+- a checkpoint is never written with non-finite weights or optimizer states
+  (:func:`~gluonseg.engine.checkpoint.save_checkpoint` refuses), so ``latest.ckpt`` and
+  ``best.ckpt`` only ever hold finite ones;
+- ``config.check_inputs`` checks every training sample
+  (:class:`~gluonseg.engine.guards.FiniteInputs`).
+
+The run folder is held by one run at a time and cleared of what killed runs left
+(:mod:`gluonseg.engine.run_dir`).
+
 Several machines (``kvstore='dist_sync'`` or ``'dist_device_sync'``, each process started as a
 worker of MXNet's parameter server): every worker takes its slice of each batch of the shared
 ``(seed, epoch)`` order, the gradients (and the few numbers the loss needs, such as the
@@ -27,7 +42,6 @@ applies the same update, iterations and the learning rate count global batches, 
 0 validates and writes the run's files. Every worker resumes from the same checkpoint.
 """
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -38,12 +52,17 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..utils.atomic import atomic_copy, write_atomically
-from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from ..utils.atomic import atomic_copy
+from .checkpoint import (CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state,
+                         save_checkpoint)
 from .data import EpochBatchSampler
+from .guards import (FiniteInputs, NonFiniteError, all_finite, first_names, gradient_arrays,
+                     nonfinite_names, parameter_arrays)
 from .mixed_precision import check_amp
+from .run_dir import RunDirectory
 
-__all__ = ['BaseTrainConfig', 'BaseTrainer', 'NonFiniteLossError', 'iteration_seed',
+__all__ = ['BaseTrainConfig', 'BaseTrainer', 'NonFiniteError', 'NonFiniteLossError',
+           'iteration_seed',
            'create_kvstore', 'disable_bias_bn_weight_decay', 'TqdmLoggingHandler', 'KVSTORES',
            'LATEST_CHECKPOINT', 'BEST_CHECKPOINT', 'METRICS_FILE', 'LOG_FILE']
 
@@ -60,8 +79,8 @@ LOG_FILE = 'train.log'
 logger = logging.getLogger('gluonseg.train')
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; training stopped before applying that update."""
+#: The name this error had when only the loss was checked.
+NonFiniteLossError = NonFiniteError
 
 
 @dataclasses.dataclass
@@ -99,6 +118,12 @@ class BaseTrainConfig:
         Sum the gradients of this many batches of ``batch_size`` per device before each
         update: an update (an iteration, for the schedule) then sees ``accumulate`` times
         the images, with the memory of one batch.
+    max_nonfinite_steps : int
+        Stop after this many updates in a row were skipped because their loss or gradients
+        were NaN or infinite.
+    check_inputs : bool
+        Check every training sample for NaN and infinite values as it is read, and name the
+        first bad one (costs a pass over each sample).
     """
 
     epochs: int = 10
@@ -116,6 +141,8 @@ class BaseTrainConfig:
     kvstore: Optional[str] = None
     amp: Optional[str] = None
     accumulate: int = 1
+    max_nonfinite_steps: int = 3
+    check_inputs: bool = False
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -238,7 +265,7 @@ class BaseTrainer(object):
         self.config = config
         self.ctx = list(ctx) if isinstance(ctx, (list, tuple)) else [ctx or mx.cpu()]
         self.save_dir = save_dir
-        self.train_data = train_data
+        self.train_data = FiniteInputs(train_data) if config.check_inputs else train_data
         self.val_dataset = val_dataset
         self.batchify_fn = batchify_fn
         self.model_info = dict(model_info or {})
@@ -276,8 +303,10 @@ class BaseTrainer(object):
         self.last_loss = None
         self.train_seconds = 0.0
         self.skipped_updates = 0
+        self._nonfinite_in_a_row = 0
         self._epoch_loss = [0.0, 0]
         self._log_handler = None
+        self._run_dir = None
 
     def _make_trainer(self, params, optimizer_params):
         """The ``gluon.Trainer`` (SGD) of ``params``.
@@ -347,6 +376,18 @@ class BaseTrainer(object):
         return bool(self.save_dir) and self.rank == 0
 
     @property
+    def run_dir(self):
+        """The :class:`RunDirectory` of ``save_dir`` (None without one; follows changes of
+        ``save_dir``)."""
+        if not self.save_dir:
+            return None
+        if self._run_dir is None or self._run_dir.path != self.save_dir:
+            if self._run_dir is not None:
+                self._run_dir.release()
+            self._run_dir = RunDirectory(self.save_dir)
+        return self._run_dir
+
+    @property
     def latest_path(self):
         return self._path(LATEST_CHECKPOINT)
 
@@ -379,6 +420,7 @@ class BaseTrainer(object):
         only worker 0 writes."""
         if not self.writes_files:
             return None
+        self._claim_save_dir()
         path = save_checkpoint(self.latest_path, self.net, self.trainer, self._meta())
         if self.last_metrics is not None and self.best['iteration'] == self.iteration:
             atomic_copy(path, self.best_path)
@@ -399,6 +441,7 @@ class BaseTrainer(object):
         path = path or self.latest_path
         if path is None:
             raise ValueError('resume() needs a checkpoint path or a save_dir')
+        self._claim_save_dir()
         ckpt = load_checkpoint(path)
         meta = ckpt.meta
         # Checkpoints of semantic runs written before the task was recorded have none.
@@ -418,6 +461,11 @@ class BaseTrainer(object):
         # Refuse optimizer states of another layout before anything is loaded: a caller that
         # catches the error keeps its network and scheduler as they were.
         ckpt.check_trainer(self.trainer, self.net)
+        bad = nonfinite_names(ckpt.weights())
+        if bad:  # written before checkpoints were checked
+            raise CheckpointError('%s holds non-finite weights (%s): it cannot be resumed; '
+                                  'resume an earlier checkpoint or start again'
+                                  % (path, first_names(bad)))
         self.lr_scheduler.load_state_dict(meta['lr_scheduler'])
         ckpt.load_into(self.net, ctx=self.ctx)
         ckpt.restore_trainer(self.trainer, self.net)
@@ -453,15 +501,18 @@ class BaseTrainer(object):
         checkpoint we resume from, they would be repeated; written by an earlier run in the
         same folder, when this one starts at iteration 0, they are not this run's. Returns
         the number of records dropped."""
-        path = self._path(METRICS_FILE)
-        if not self.writes_files or not os.path.isfile(path):
+        if not self.writes_files:
             return 0
-        with open(path) as f:
-            lines = [line for line in f if line.strip()]
-        kept = [line for line in lines if json.loads(line).get('iteration', 0) <= iteration]
-        if len(kept) != len(lines):
-            write_atomically(path, lambda f: f.writelines(kept), binary=False)
-        return len(lines) - len(kept)
+        records = self.run_dir.read_records(METRICS_FILE)
+        kept = [record for record in records if record.get('iteration', 0) <= iteration]
+        if len(kept) != len(records):
+            self.run_dir.write_records(METRICS_FILE, kept)
+        return len(records) - len(kept)
+
+    def _claim_save_dir(self):
+        """Hold the run folder (worker 0 only): see :mod:`gluonseg.engine.run_dir`."""
+        if self.writes_files:
+            self.run_dir.claim()
 
     # ------------------------------------------------------------------------------ loop
     def fit(self, max_iterations=None):
@@ -480,11 +531,16 @@ class BaseTrainer(object):
 
         Raises
         ------
-        NonFiniteLossError
-            When the loss becomes NaN or infinite; ``latest.ckpt`` is left as it was.
+        NonFiniteError
+            After ``config.max_nonfinite_steps`` updates in a row with a NaN or infinite loss
+            or gradients (each skipped), or when an update made the weights non-finite; no
+            checkpoint of non-finite weights is written.
+        RunDirectoryInUse
+            When another live process trains in ``save_dir``.
         """
         end = self.total_iters if max_iterations is None else min(self.total_iters,
                                                                    int(max_iterations))
+        self._claim_save_dir()
         self._open_log()
         try:
             if self.iteration == 0:  # a new run: the folder's metrics.jsonl starts again
@@ -523,11 +579,13 @@ class BaseTrainer(object):
                     'best_checkpoint': self.best_path
                     if self.best[self.BEST_METRIC] is not None else None,
                     'train_seconds': self.train_seconds, 'last_loss': self.last_loss}
-        except NonFiniteLossError as err:
+        except NonFiniteError as err:
             logger.error('%s', err)
             raise
         finally:
             self._close_log()
+            if self._run_dir is not None:
+                self._run_dir.release()
 
     def _run_epoch(self, end):
         epoch = self.epoch
@@ -557,12 +615,13 @@ class BaseTrainer(object):
                 step_tic = time.time()
                 loss, terms, lr = self._train_step(batches)
                 self.train_seconds += time.time() - step_tic
-                self._epoch_loss[0] += loss
-                self._epoch_loss[1] += 1
+                if math.isfinite(loss):  # a skipped update's NaN would hide the others'
+                    self._epoch_loss[0] += loss
+                    self._epoch_loss[1] += 1
                 images += sum(b[0].shape[0] for b in batches)
                 batches = []
                 speed = images / max(time.time() - tic, 1e-9)
-                mean_loss = self._epoch_loss[0] / self._epoch_loss[1]
+                mean_loss = self._epoch_loss[0] / max(self._epoch_loss[1], 1)
                 if bar is not None:
                     bar.set_postfix(loss='%.4f' % mean_loss, lr='%.2e' % lr,
                                     speed='%.1f img/s' % speed, refresh=False)
@@ -591,25 +650,29 @@ class BaseTrainer(object):
 
     def _train_step(self, batches):
         """One update from the list of (``accumulate``) ``batches``; returns (loss, terms, lr).
-        Raises NonFiniteLossError before updating."""
+
+        An update whose loss or gradients are not all finite is skipped (BatchNorm's running
+        statistics, which the forward pass already moved, are put back), and the run stops
+        after ``config.max_nonfinite_steps`` of them in a row; an update that makes the
+        weights non-finite stops the run (:class:`NonFiniteError`).
+        """
         seed = iteration_seed(self.config.seed, self.iteration, self.rank)
         mx.random.seed(seed)
         np.random.seed(seed)
+        self._save_running_stats()
         loss, terms = self._forward_backward(batches)
-        # The loss of the whole batch, on every worker: all of them stop together on NaN.
-        totals = self._allreduce([loss] + list(terms.values()))
+        # float16 AMP's loss scaler checks the gradients itself and skips overflowing updates.
+        bad_devices = 0 if self._loss_scaler is not None else sum(
+            not all_finite(gradient_arrays(self.net, ctx).values()) for ctx in self.ctx)
+        # Summed over the workers, so that all of them skip or stop together.
+        totals = self._allreduce([loss, bad_devices] + list(terms.values()))
         loss = totals[0] / self.loss_divisor
-        terms = {name: value / self.loss_divisor for name, value in zip(terms, totals[1:])}
+        terms = {name: value / self.loss_divisor for name, value in zip(terms, totals[2:])}
         lr = self.lr_scheduler(self.iteration)
-        if not math.isfinite(loss):
-            latest = self.latest_path
-            kept = ('the last good checkpoint, %s, is unchanged' % latest
-                    if latest and os.path.isfile(latest) else 'no checkpoint had been written')
-            raise NonFiniteLossError(
-                'Loss is %s%s at epoch %d, iteration %d (lr %.3e): training stopped before '
-                'applying this update; %s. %s'
-                % (loss, ' (%s)' % _terms(terms) if terms else '', self.epoch + 1,
-                   self.iteration, lr, kept, self.NONFINITE_ADVICE))
+        if not math.isfinite(loss) or totals[1]:
+            self._skip_nonfinite_update(loss, terms, lr)
+            return loss, terms, lr
+        self._nonfinite_in_a_row = 0
         scaler = self._loss_scaler
         used_scale = scaler.loss_scale if scaler is not None else None  # by this backward
         self.trainer.set_learning_rate(lr)
@@ -625,9 +688,82 @@ class BaseTrainer(object):
                            'scale %g: update skipped (%d so far); loss scale %g for the next '
                            'iteration, %g after it', self.iteration, used_scale,
                            self.skipped_updates, scaler._loss_scale, scaler._next_loss_scale)
+        bad = self._nonfinite_weights()
+        if bad:
+            raise NonFiniteError(
+                'The update of epoch %d, iteration %d (loss %.4g, lr %.3e) made weights '
+                'non-finite: %s. Training stopped; %s. %s'
+                % (self.epoch + 1, self.iteration, loss, lr, first_names(bad),
+                   self._last_good_checkpoint(), self.NONFINITE_ADVICE))
         self.iteration += 1
         self.last_loss = loss
         return loss, terms, lr
+
+    def _save_running_stats(self):
+        """Copy BatchNorm's running statistics (the forward pass updates them in place)."""
+        if not hasattr(self, '_running_stats'):
+            stats = [p for p in self.net.collect_params().values()
+                     if p.name.endswith(('running_mean', 'running_var'))]
+            self._running_stats = [(d, d.copy()) for p in stats for d in p.list_data()]
+        for array, copy in self._running_stats:
+            array.copyto(copy)
+
+    def _skip_nonfinite_update(self, loss, terms, lr):
+        """Leave the weights as they were before this iteration's non-finite loss or
+        gradients, or stop after ``max_nonfinite_steps`` such iterations in a row."""
+        for array, copy in self._running_stats:
+            copy.copyto(array)
+        for param in self._accumulated:
+            param.zero_grad()
+        self._nonfinite_in_a_row += 1
+        self.skipped_updates += 1
+        if math.isfinite(loss):
+            bad = []
+            for ctx in self.ctx:
+                bad += ['%s on %s' % (name, ctx) for name in
+                        nonfinite_names(gradient_arrays(self.net, ctx))]
+            what = ('the gradients are not finite: %s' % first_names(bad) if bad else
+                    'the gradients of another worker are not finite')
+        else:
+            what = 'the loss is %s%s' % (loss, ' (%s)' % _terms(terms) if terms else '')
+        where = 'epoch %d, iteration %d (lr %.3e)' % (self.epoch + 1, self.iteration, lr)
+        if self._nonfinite_in_a_row >= self.config.max_nonfinite_steps:
+            raise NonFiniteError(
+                'At %s %s; that is %d updates in a row with NaN or infinite numbers: training '
+                'stopped before applying this one; %s. %s; a NaN in the data gives this too: '
+                'check_inputs (--check-inputs) names the sample'
+                % (where, what, self._nonfinite_in_a_row, self._last_good_checkpoint(),
+                   self.NONFINITE_ADVICE))
+        logger.warning('At %s %s: update skipped (%d in a row; the run stops at %d). A NaN in '
+                       'the data gives this too: check_inputs (--check-inputs) names the sample',
+                       where, what, self._nonfinite_in_a_row, self.config.max_nonfinite_steps)
+        self.iteration += 1
+
+    def _nonfinite_weights(self):
+        """Names of the non-finite parameters (weights, BatchNorm statistics) on any device;
+        empty when all are finite (the usual case costs one check per device)."""
+        bad = []
+        for ctx in self.ctx:
+            arrays = parameter_arrays(self.net, ctx)
+            if not all_finite(arrays.values()):
+                bad += ['%s on %s' % (name, ctx) for name in nonfinite_names(arrays)]
+        return bad
+
+    def _last_good_checkpoint(self):
+        """What a stopped run leaves: a sentence about ``latest.ckpt``, checked to be finite."""
+        latest = self.latest_path
+        if not self.writes_files or not os.path.isfile(latest):
+            return 'no checkpoint had been written'
+        try:
+            ckpt = load_checkpoint(latest)
+        except CheckpointError as err:
+            return 'the checkpoint cannot be read: %s' % err
+        bad = nonfinite_names(ckpt.weights())
+        if bad:
+            return '%s holds non-finite weights too (%s): do not resume it' % (
+                latest, first_names(bad))
+        return 'the last good checkpoint, %s (iteration %d, all weights finite), is unchanged' % (
+            latest, ckpt['iteration'])
 
     def _backward(self, losses):
         """Backward of the list ``losses`` (scaled by float16 AMP's loss scale)."""
@@ -667,9 +803,7 @@ class BaseTrainer(object):
         record['best_' + self.BEST_METRIC] = self.best[self.BEST_METRIC]
         self.last_metrics = record
         if self.writes_files:
-            os.makedirs(self.save_dir, exist_ok=True)
-            with open(self._path(METRICS_FILE), 'a') as f:
-                f.write(json.dumps(record) + '\n')
+            self.run_dir.append_record(METRICS_FILE, record)
         return record
 
     def _plot_curves(self):

@@ -17,7 +17,8 @@ recorded layout.
 
 It is written to a temporary file in the destination folder, flushed to disk, then moved over
 the destination with ``os.replace``; a crash at any point leaves either the previous file or the
-new one, never a partial file (and the temporary file is removed on errors).
+new one, never a partial file (and the temporary file is removed on errors). Weights or
+optimizer states holding a NaN or an infinity are refused before anything is written.
 """
 import json
 import os
@@ -30,6 +31,8 @@ import mxnet as mx
 import numpy as np
 
 from ..utils.atomic import atomic_copy, publish, remove_quietly, temp_path_beside
+from .guards import (NonFiniteError, all_finite, first_names, nonfinite_names,
+                     optimizer_state_arrays, parameter_arrays)
 
 __all__ = ['CHECKPOINT_FORMAT', 'Checkpoint', 'CheckpointError', 'save_checkpoint',
            'load_checkpoint', 'atomic_copy', 'optimizer_layout', 'seed_everything',
@@ -188,7 +191,14 @@ def save_checkpoint(path, net, trainer=None, meta=None):
     -------
     str
         ``path``.
+
+    Raises
+    ------
+    NonFiniteError
+        If a weight (on any device) or an optimizer state is NaN or infinite; ``path`` is
+        left as it was.
     """
+    _refuse_nonfinite(path, net, trainer)
     meta = dict(meta or {})
     meta['format'] = CHECKPOINT_FORMAT
     if trainer is not None:
@@ -212,6 +222,22 @@ def save_checkpoint(path, net, trainer=None, meta=None):
         remove_quietly(tmp)
         raise
     return path
+
+
+def _refuse_nonfinite(path, net, trainer):
+    arrays = {}
+    contexts = {ctx for param in net.collect_params().values() for ctx in param.list_ctx()}
+    for ctx in sorted(contexts, key=str):
+        arrays.update(('%s on %s' % (name, ctx), array)
+                      for name, array in parameter_arrays(net, ctx).items())
+    if trainer is not None:
+        arrays.update(optimizer_state_arrays(net, trainer))
+    if all_finite(arrays.values()):
+        return
+    bad = nonfinite_names(arrays)
+    raise NonFiniteError('Refused to write the checkpoint %s: %d array(s) hold NaN or infinite '
+                         'values (%s); the file on disk, if any, is unchanged'
+                         % (path, len(bad), first_names(bad)))
 
 
 def _layout_entry_fits(recorded, current):
@@ -383,3 +409,18 @@ def initialize_from(net, source, ctx=mx.cpu(), root=None):
     for name in names:
         params[name]._load_init(loaded[name], ctx, cast_dtype=True, dtype_source='current')
     return {'loaded': names, 'reinitialized': reinit, 'ignored': ignored}
+
+
+# --------------------------------------------------------------- which kind of weight file
+_FILE_SIGNATURES = ((b'PK\x03\x04', 'checkpoint'),  # a zip archive, what save_checkpoint writes
+                    (b'\x12\x01\x00\x00\x00\x00\x00\x00', 'params'))  # MXNet's NDArray file magic 0x112
+
+
+def weight_file_kind(path):
+    """``'checkpoint'`` (a zip archive: the container :func:`save_checkpoint` writes),
+    ``'params'`` (MXNet's NDArray file: ``save_parameters``, ``.params``) or None (neither),
+    judged by the first 8 bytes of the file at ``path``, so that a command can say which of its
+    options takes the file. It does not tell whether the file is complete: the loaders do."""
+    with open(path, 'rb') as f:
+        head = f.read(8)
+    return next((kind for signature, kind in _FILE_SIGNATURES if head.startswith(signature)), None)

@@ -13,9 +13,9 @@ import sys
 
 import mxnet as mx
 
-from .base_trainer import (KVSTORES, LATEST_CHECKPOINT, NonFiniteLossError,
-                           TqdmLoggingHandler, logger)
+from .base_trainer import KVSTORES, LATEST_CHECKPOINT, NonFiniteError, TqdmLoggingHandler, logger
 from .checkpoint import CheckpointError
+from .run_dir import RunDirectoryInUse
 from .mixed_precision import AMP_DTYPES, init_amp
 
 __all__ = ['positive_int', 'add_run_arguments', 'contexts', 'start_amp', 'run_config_kwargs',
@@ -70,6 +70,9 @@ def add_run_arguments(parser, save_dir_default, seed_default=0, seed_help=None):
     g.add_argument('--save-dir', help='default ' + save_dir_default)
     g.add_argument('--resume', nargs='?', const=LATEST_CHECKPOINT, metavar='CKPT',
                    help='continue a run: a checkpoint, or SAVE_DIR/latest.ckpt when no path')
+    g.add_argument('--check-inputs', action='store_true',
+                   help='check every training sample for NaN and infinite values and name the '
+                   'first bad one')
     g.add_argument('--no-hybridize', action='store_true')
     g.add_argument('--no-progress', action='store_true', help='no tqdm bars')
     g.add_argument('--quiet', action='store_true', help='only warnings and the final result')
@@ -96,7 +99,7 @@ def run_config_kwargs(args):
     return dict(val_interval=args.val_interval, checkpoint_interval=args.checkpoint_interval,
                 seed=args.seed, num_workers=args.workers, hybridize=not args.no_hybridize,
                 progress=not args.no_progress and not args.quiet, kvstore=args.kvstore,
-                amp=args.amp, accumulate=args.accumulate)
+                amp=args.amp, accumulate=args.accumulate, check_inputs=args.check_inputs)
 
 
 def run_args_record(args):
@@ -125,8 +128,9 @@ def resume_and_fit(trainer, args):
     Returns
     -------
     (int, dict or None)
-        The exit code (0, or 2 after printing the error when the checkpoint cannot be resumed
-        or the loss became NaN/infinite) and the result of ``trainer.fit``.
+        The exit code (0, or 2 after printing the error when the checkpoint cannot be resumed,
+        another run holds the save dir, or the numbers became NaN/infinite) and the result of
+        ``trainer.fit``.
     """
     if args.resume:
         path = args.resume
@@ -134,11 +138,14 @@ def resume_and_fit(trainer, args):
             path = trainer.latest_path
         try:
             trainer.resume(path)
+        except RunDirectoryInUse as err:
+            print('error: %s' % err, file=sys.stderr)
+            return 2, None
         except (ValueError, CheckpointError) as err:
             print('error: cannot resume: %s' % err, file=sys.stderr)
             return 2, None
     try:
         return 0, trainer.fit(max_iterations=args.max_iterations)
-    except NonFiniteLossError as err:
+    except (NonFiniteError, RunDirectoryInUse) as err:
         print('error: %s' % err, file=sys.stderr)
         return 2, None

@@ -118,15 +118,14 @@ class SegmentationTrainer(BaseTrainer):
     BEST_METRIC = 'mIoU'
     PLOT_METRICS = ('mIoU', 'pixAcc')
     TASK = 'semantic'
-    NONFINITE_ADVICE = ('Lower the learning rate, add warmup, or check the data of this batch '
-                        'for NaN/inf values')
+    NONFINITE_ADVICE = 'Lower the learning rate or add warmup'
 
     def __init__(self, net, train_dataset, val_dataset=None, ctx=None, config=None,
                  save_dir=None, train_transform=None, nclass=None, class_names=None,
                  model_info=None, run_args=None):
         config = config or TrainConfig()
-        train_data = SeededTransformDataset(train_dataset, train_transform, config.seed) \
-            if train_transform is not None else train_dataset
+        # Also without a transform: the sampler's keys are (epoch, index) pairs.
+        train_data = SeededTransformDataset(train_dataset, train_transform, config.seed)
         super().__init__(net, train_data, val_dataset, ctx, config, save_dir=save_dir,
                          model_info=model_info, run_args=run_args)
         self.nclass = nclass or _first_attr('num_class', val_dataset, train_dataset) \
