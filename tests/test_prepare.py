@@ -271,3 +271,63 @@ def test_official_table():
     assert table['annotations_trainval2017.zip'].sha1 == '8551ee4bb5860311e79dace7e79cb91e432e78b3'
     for spec in prep.DATASETS.values():
         assert all(name in table for name in spec.archives)
+
+
+@pytest.mark.fault('one damaged archive among the COCO archives')
+def test_damaged_archive_is_reported_and_the_others_are_still_prepared(tmp_path, serve, coco_src, capsys):
+    good = coco_src['val2017.zip']
+    damaged = bytearray(good)
+    last = zipfile.ZipFile(io.BytesIO(good)).infolist()[-1]
+    damaged[last.header_offset + 60] ^= 0xFF  # bad CRC, found only when extracting
+    serve('val2017.zip', bytes(damaged))
+    serve('annotations_trainval2017.zip', coco_src['annotations_trainval2017.zip'])
+    serve('train2017.zip', coco_src['train2017.zip'])
+    root, downloads = tmp_path / 'coco', tmp_path / 'dl'
+    assert run('coco', root, downloads, '--mirror', serve.mirror) == 1
+    out, err = capsys.readouterr()
+    assert 'error: val2017.zip: Extracting' in err and 'continuing with the other archives' in err
+    # the archive after the bad one was prepared, and the annotations were checked
+    assert prep.is_extracted(prep.ARCHIVES['train2017.zip'], str(root))
+    assert prep.is_extracted(prep.ARCHIVES['annotations_trainval2017.zip'], str(root))
+    assert 'instances_train2017.json: 1 images, 1 usable annotations' in out
+    summary = err[err.index('error: COCO 2017 is not ready'):]
+    assert '2 of 3 archives ready; failed:\n  val2017.zip: Extracting' in summary
+    assert 'train2017' not in summary and 'annotations_trainval' not in summary
+
+    (downloads / 'val2017.zip').unlink()
+    serve('val2017.zip', good)
+    assert run('coco', root, downloads, '--mirror', serve.mirror) == 0
+    out = capsys.readouterr().out
+    assert 'train2017.zip: already extracted' in out and 'instances_val2017.json: already checked' in out
+    assert [r.path for r in serve.server.served].count('/mirror/train2017.zip') == 1
+
+
+@pytest.mark.fault('NaN polygon in the COCO annotations of a verified archive')
+def test_invalid_coco_annotations_are_named_and_the_images_still_extracted(tmp_path, serve, coco_src, capsys):
+    src = tmp_path / 'src'
+    polygon = [[10, 5, 30, 5, 30, 20, 10, 20]]
+    write_coco(src, 'val', [{'id': 2, 'height': 30, 'width': 40}], [(1, 'person')],
+               [{'image_id': 2, 'category_id': 1, 'segmentation': [[10, 5, float('nan'), 5, 30, 20]],
+                 'area': 300.0, 'bbox': [10, 5, 20, 15]}])
+    write_coco(src, 'train', [{'id': 1, 'height': 30, 'width': 40}], [(1, 'person')],
+               [{'image_id': 1, 'category_id': 1, 'segmentation': polygon, 'area': 300.0,
+                 'bbox': [10, 5, 20, 15]},
+                {'image_id': 1, 'category_id': 1, 'segmentation': [], 'area': 1.0}])
+    serve('annotations_trainval2017.zip', zip_bytes(src, 'annotations'))
+    serve('val2017.zip', coco_src['val2017.zip'])
+    serve('train2017.zip', coco_src['train2017.zip'])
+    root, downloads = tmp_path / 'coco', tmp_path / 'dl'
+    assert run('coco', root, downloads, '--mirror', serve.mirror) == 1
+    out, err = capsys.readouterr()
+    for name in ('annotations_trainval2017.zip', 'val2017.zip', 'train2017.zip'):
+        assert prep.is_extracted(prep.ARCHIVES[name], str(root)), name
+    bad = os.path.join(str(root), 'annotations', 'instances_val2017.json')
+    summary = err[err.index('error: COCO 2017 is not ready'):]
+    assert '3 of 3 archives ready; failed:\n  %s: 1 invalid entry;' % bad in summary
+    assert 'image 2, annotation 1 has a non-finite coordinate nan in polygon 0' in summary
+    assert ('warning: %s: skipped 1 of 2 annotations: 1 with an empty segmentation (ids 2)'
+            % os.path.join(str(root), 'annotations', 'instances_train2017.json')) in out
+    # the bad file is checked again on the next run (nothing recorded it as fine); the good one is not
+    assert run('coco', root, downloads, '--mirror', serve.mirror) == 1
+    out, err = capsys.readouterr()
+    assert 'instances_train2017.json: already checked' in out and 'image 2, annotation 1' in err

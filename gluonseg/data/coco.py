@@ -1,6 +1,4 @@
 """COCO 2017 instance annotations rendered as 21-class (Pascal VOC) semantic masks."""
-import contextlib
-import io
 import json
 import os
 import tempfile
@@ -8,6 +6,7 @@ import warnings
 
 import numpy as np
 
+from ..utils.coco_annotations import load_coco, segmentation_rle
 from .base import IGNORE_INDEX, SegmentationDataset
 from .pascal_voc import VOC_CLASSES
 
@@ -17,29 +16,17 @@ __all__ = ['COCO_CAT_LIST', 'COCOSegmentation']
 # listed is background.
 COCO_CAT_LIST = (0, 5, 2, 16, 9, 44, 6, 3, 17, 62, 21, 67, 18, 19, 4, 1, 64, 20, 63, 7, 72)
 
-_INDEX_VERSION = 1
+# 2: annotations are checked and degenerate ones skipped (gluonseg.utils.coco_annotations)
+_INDEX_VERSION = 2
 
 
-def _coco_api():
+def _mask_api():
     try:
-        from pycocotools.coco import COCO
         from pycocotools import mask as mask_utils
     except ImportError as err:
         raise ImportError('COCOSegmentation needs pycocotools: pip install "gluonseg[coco]" '
                           '(or pip install pycocotools)') from err
-    return COCO, mask_utils
-
-
-def _annotation_mask(segmentation, height, width, mask_utils):
-    """Binary HxW mask of one annotation: polygons, uncompressed RLE or compressed RLE."""
-    if isinstance(segmentation, list):  # polygons
-        rles = mask_utils.frPyObjects(segmentation, height, width)
-        rle = mask_utils.merge(rles)
-    elif isinstance(segmentation.get('counts'), list):  # uncompressed RLE
-        rle = mask_utils.frPyObjects(segmentation, height, width)
-    else:  # compressed RLE
-        rle = segmentation
-    return mask_utils.decode(rle)
+    return mask_utils
 
 
 class COCOSegmentation(SegmentationDataset):
@@ -70,6 +57,13 @@ class COCOSegmentation(SegmentationDataset):
     Category mapping: :data:`COCO_CAT_LIST` (e.g. COCO 1 person -> VOC 15, COCO 63 couch -> VOC
     18 sofa). Where instances overlap, the first annotation in the file wins.
 
+    The annotation file is checked before pycocotools reads it
+    (:func:`gluonseg.utils.coco_annotations.validate_coco`): non-finite coordinates, coordinates
+    more than one image size outside the image, broken RLEs and dangling ids are a
+    ``COCOAnnotationError`` naming the file, image id and annotation id; degenerate annotations
+    (empty segmentation, no polygon of 3 or more points, zero-size box, RLE of another size than
+    its image) are skipped with one warning counting each reason.
+
     Building the list of images that pass ``min_pixels`` decodes every mask once (minutes on
     train2017). The result is cached as ``root/annotations/gluonseg_<split>2017_ids.json``,
     written atomically, and rebuilt when the annotation file's size or modification time, or
@@ -93,9 +87,8 @@ class COCOSegmentation(SegmentationDataset):
         self.annotation_file = self._require(
             os.path.join(self.root, 'annotations', 'instances_%s2017.json' % split))
         self.image_dir = self._require(os.path.join(self.root, '%s2017' % split))
-        coco_cls, self._mask_utils = _coco_api()
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            self.coco = coco_cls(self.annotation_file)
+        self._mask_utils = _mask_api()
+        self.coco = load_coco(self.annotation_file)
         self._voc_class = {coco_id: voc_id for voc_id, coco_id in enumerate(COCO_CAT_LIST) if coco_id}
         self.index_file = os.path.join(os.path.dirname(self.annotation_file),
                                        'gluonseg_%s2017_ids.json' % split)
@@ -114,7 +107,8 @@ class COCOSegmentation(SegmentationDataset):
             voc_id = self._voc_class.get(ann['category_id'])
             if voc_id is None:
                 continue
-            region = _annotation_mask(ann['segmentation'], height, width, self._mask_utils).astype(bool)
+            region = self._mask_utils.decode(
+                segmentation_rle(ann['segmentation'], height, width)).astype(bool)
             region &= ~taken  # first annotation wins
             mask[region] = IGNORE_INDEX if ann.get('iscrowd', 0) and self.crowd == 'ignore' else voc_id
             taken |= region

@@ -6,11 +6,15 @@ that :class:`gluonseg.utils.coco_metric.COCOInstanceMetric` accepts. Image ``i``
 dataset gets COCO image id ``i + 1`` and class ``k`` category id ``k + 1`` (COCO ids start
 at 1). Boxes are stored as ``[x1, y1, x2 - x1 + 1, y2 - y1 + 1]`` (the dataset's ends are
 inclusive pixel indices), masks as RLE, areas as mask pixel counts.
-"""
-import contextlib
-import io
 
+The result is checked like a COCO file (:func:`gluonseg.utils.coco_annotations.validate_coco`):
+a non-finite box, or one more than an image size outside its image, is a
+``COCOAnnotationError`` naming the image id (= dataset index + 1); objects with a box of no width
+or height, or a mask of another size than the image, are left out with one warning.
+"""
 import numpy as np
+
+from ..utils.coco_annotations import coco_from_dataset
 
 __all__ = ['instances_to_coco']
 
@@ -33,7 +37,6 @@ def instances_to_coco(dataset, classes=None, indices=None):
         With an extra attribute ``dataset_indices``: ``{COCO image id: dataset index}``.
     """
     from pycocotools import mask as mask_utils
-    from pycocotools.coco import COCO
     classes = list(classes if classes is not None else dataset.classes)
     indices = range(len(dataset)) if indices is None else indices
     images, annotations = [], []
@@ -55,11 +58,9 @@ def instances_to_coco(dataset, classes=None, indices=None):
                                 'category_id': int(class_id) + 1, 'iscrowd': 0,
                                 'bbox': [x1, y1, x2 - x1 + 1, y2 - y1 + 1],
                                 'area': float(mask.sum()), 'segmentation': rle})
-    coco = COCO()
-    coco.dataset = {'images': images, 'annotations': annotations,
-                    'categories': [{'id': k + 1, 'name': name}
-                                   for k, name in enumerate(classes)]}
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
+    content = {'images': images, 'annotations': annotations,
+               'categories': [{'id': k + 1, 'name': name} for k, name in enumerate(classes)]}
+    coco = coco_from_dataset(content, 'instances_to_coco(%s) (image id = dataset index + 1)'
+                             % type(dataset).__name__)
     coco.dataset_indices = {int(i) + 1: int(i) for i in indices}
     return coco

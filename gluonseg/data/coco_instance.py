@@ -1,11 +1,10 @@
 """COCO-format instance segmentation (boxes, class ids and binary masks) for Mask R-CNN."""
-import contextlib
-import io
 import os
 
 import mxnet as mx
 import numpy as np
 
+from ..utils.coco_annotations import load_coco, segmentation_rle
 from ..utils.paths import datasets_dir
 from .base import DatasetNotFoundError
 from .transforms import load_image
@@ -13,14 +12,13 @@ from .transforms import load_image
 __all__ = ['COCOInstance']
 
 
-def _coco_api():
+def _mask_api():
     try:
-        from pycocotools.coco import COCO
         from pycocotools import mask as mask_utils
     except ImportError as err:
         raise ImportError('COCOInstance needs pycocotools: pip install "gluonseg[coco]" '
                           '(or pip install pycocotools)') from err
-    return COCO, mask_utils
+    return mask_utils
 
 
 class COCOInstance(mx.gluon.data.Dataset):
@@ -66,11 +64,18 @@ class COCOInstance(mx.gluon.data.Dataset):
     - ``masks``: uint8 (N, H, W), decoded on access from polygons, uncompressed or compressed
       RLE.
 
+    The annotation file is checked before pycocotools reads it
+    (:func:`gluonseg.utils.coco_annotations.validate_coco`): non-finite coordinates, coordinates
+    more than one image size outside the image, broken RLEs, unknown categories and dangling ids
+    are a ``COCOAnnotationError`` naming the file, image id and annotation id; degenerate
+    annotations (empty segmentation, no polygon of 3 or more points, zero-size box, RLE of
+    another size than its image) are skipped with one warning counting each reason, which also
+    says how many images were left without annotations.
+
     Dropped from the targets: crowd objects (``iscrowd=1``: one blob over a group of objects;
     neither a box nor a mask), objects marked ``ignore``, objects with ``area <=
-    min_object_area``, objects whose clipped box has no width or height (``x2 <= x1`` or ``y2 <=
-    y1``), and objects whose polygons all have fewer than 3 points. :attr:`image_ids` gives the
-    COCO image id of every sample, for evaluation.
+    min_object_area``, and objects whose clipped box has no width or height (``x2 <= x1`` or
+    ``y2 <= y1``). :attr:`image_ids` gives the COCO image id of every sample, for evaluation.
     """
 
     NAME = 'coco'
@@ -89,9 +94,8 @@ class COCOInstance(mx.gluon.data.Dataset):
             annotation_file or os.path.join(self.root, 'annotations', 'instances_%s2017.json' % split)))
         self.image_dir = self._require(os.path.expanduser(
             image_dir or os.path.join(self.root, '%s2017' % split)))
-        coco_cls, self._mask_utils = _coco_api()
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            self.coco = coco_cls(self.annotation_file)
+        self._mask_utils = _mask_api()
+        self.coco = load_coco(self.annotation_file)
         self.cat_ids = list(self.coco.getCatIds())
         self._classes = [cat['name'] for cat in self.coco.loadCats(self.cat_ids)]
         self.json_id_to_contiguous = {cat_id: k for k, cat_id in enumerate(self.cat_ids)}
@@ -148,24 +152,18 @@ class COCOInstance(mx.gluon.data.Dataset):
         for ann in self.coco.imgToAnns.get(image_id, []):
             if ann.get('iscrowd', 0) or ann.get('ignore', 0):
                 continue
-            cat_id = ann.get('category_id')
-            if cat_id not in self.json_id_to_contiguous:
-                raise ValueError('%s: annotation %s has category_id %r, which is not among the '
-                                 'categories %s' % (self.annotation_file, ann.get('id'), cat_id, self.cat_ids))
-            segmentation = self._clean_segmentation(ann, height, width)
-            if segmentation is None:
-                continue
+            segmentation = ann['segmentation']
             rle = None
             area = ann.get('area')
             if area is None:
-                rle = self._rle(segmentation, height, width)
+                rle = segmentation_rle(segmentation, height, width)
                 area = float(self._mask_utils.area(rle))
             if area <= self.min_object_area:
                 continue
             bbox = ann.get('bbox')
             if bbox is None:
                 bbox = self._mask_utils.toBbox(rle if rle is not None
-                                               else self._rle(segmentation, height, width)).tolist()
+                                               else segmentation_rle(segmentation, height, width)).tolist()
             x, y, w, h = [float(v) for v in bbox]
             # plain min/max: np.clip on scalars would cost seconds over COCO train's 860k objects
             x1, y1 = min(max(x, 0.0), width - 1.0), min(max(y, 0.0), height - 1.0)
@@ -174,35 +172,10 @@ class COCOInstance(mx.gluon.data.Dataset):
             if x2 <= x1 or y2 <= y1:
                 continue
             boxes.append((x1, y1, x2, y2))
-            class_ids.append(self.json_id_to_contiguous[cat_id])
-            anns.append(dict(ann, segmentation=segmentation))
+            class_ids.append(self.json_id_to_contiguous[ann['category_id']])
+            anns.append(ann)
         return (np.array(boxes, dtype=np.float32).reshape(-1, 4),
                 np.array(class_ids, dtype=np.int32), anns)
-
-    def _clean_segmentation(self, ann, height, width):
-        """Polygons with at least 3 points, or an RLE of the image's size; None if nothing is left."""
-        segmentation = ann.get('segmentation')
-        if isinstance(segmentation, list):
-            # pycocotools would read a 4-number "polygon" as a box; such parts are no polygon.
-            polygons = [p for p in segmentation if len(p) >= 6 and len(p) % 2 == 0]
-            return polygons or None
-        if isinstance(segmentation, dict) and 'counts' in segmentation:
-            size = list(segmentation.get('size', []))
-            if size != [height, width]:
-                raise ValueError('%s: annotation %s has an RLE of size %s but its image %s is %dx%d'
-                                 % (self.annotation_file, ann.get('id'), size, ann['image_id'],
-                                    height, width))
-            return segmentation
-        raise ValueError('%s: annotation %s has no polygons or RLE in "segmentation" (got %r)'
-                         % (self.annotation_file, ann.get('id'), type(segmentation).__name__))
-
-    def _rle(self, segmentation, height, width):
-        utils = self._mask_utils
-        if isinstance(segmentation, list):
-            return utils.merge(utils.frPyObjects(segmentation, height, width))
-        if isinstance(segmentation['counts'], list):  # uncompressed RLE
-            return utils.frPyObjects(segmentation, height, width)
-        return segmentation  # compressed RLE
 
     def masks(self, index):
         """uint8 (N, H, W) binary masks of the objects of sample ``index``."""
@@ -211,7 +184,7 @@ class COCOInstance(mx.gluon.data.Dataset):
         anns = self._targets[index][2]
         masks = np.zeros((len(anns), height, width), dtype=np.uint8)
         for n, ann in enumerate(anns):
-            masks[n] = self._mask_utils.decode(self._rle(ann['segmentation'], height, width))
+            masks[n] = self._mask_utils.decode(segmentation_rle(ann['segmentation'], height, width))
         return masks
 
     # ------------------------------------------------------------------ samples

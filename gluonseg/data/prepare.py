@@ -13,6 +13,18 @@ The logic behind ``scripts/datasets/prepare_{voc,sbd,coco}.py``. For every archi
    target, check that the expected folders are there, move the files into place, then write the
    marker. An extraction that fails leaves no marker, so the next run starts it again.
 
+4. **One bad archive does not stop the others.** A failing archive (download error, wrong
+   SHA-1, damaged or unsafe archive) is reported by name with the reason and the next one is
+   prepared; at the end a summary lists every failure and the command exits with status 1.
+5. **COCO annotations are checked** (``prepare_coco.py``): each extracted
+   ``annotations/instances_<split>2017.json`` goes through
+   :func:`gluonseg.utils.coco_annotations.validate_coco`, as the loaders will; an invalid file
+   is a failure naming the image and annotation ids, degenerate annotations are counted in a
+   warning. A file checked once (same size and modification time) is not checked again.
+
+Nothing here decodes images, label PNGs or SBD ``.mat`` files: the unit of work is the archive
+(its SHA-1 and a CRC-checked extraction) and, for COCO, the annotation file.
+
 The archive table :data:`ARCHIVES` is module-level so a test (or a user with a repacked mirror)
 can replace entries, e.g. ``ARCHIVES['benchmark.tgz'] = ARCHIVES['benchmark.tgz']._replace(sha1=...)``.
 """
@@ -25,16 +37,18 @@ import tarfile
 import time
 import zipfile
 import zlib
-from collections import namedtuple
+from collections import OrderedDict, namedtuple
 
 from ..utils.atomic import write_atomically
+from ..utils.coco_annotations import COCOAnnotationError, read_coco_json, validate_coco
 from ..utils.download import (ChecksumError, DownloadError, UnsafeArchiveError, download,
                               extract_archive, normalize_sha1)
 from ..utils.filelock import FileLock
 from ..utils.paths import datasets_dir
 
-__all__ = ['Archive', 'DatasetSpec', 'ARCHIVES', 'DATASETS', 'PrepareError', 'archive_url',
-           'is_extracted', 'fetch_archive', 'extract', 'prepare', 'main']
+__all__ = ['Archive', 'DatasetSpec', 'ARCHIVES', 'DATASETS', 'PrepareError', 'PrepareFailures',
+           'archive_url', 'is_extracted', 'fetch_archive', 'extract', 'prepare',
+           'check_coco_annotations', 'main']
 
 MARKER_DIR = '.gluonseg_prepared'
 _STAGING_PREFIX = '.gluonseg_extracting_'
@@ -57,7 +71,7 @@ creates : tuple of str
     means the archive is not the expected one, or that its extraction was deleted.
 """
 
-DatasetSpec = namedtuple('DatasetSpec', 'title root_name archives optional usage')
+DatasetSpec = namedtuple('DatasetSpec', 'title root_name archives optional usage check')
 DatasetSpec.__doc__ = """A dataset the scripts prepare.
 
 Attributes
@@ -71,6 +85,10 @@ optional : dict
     Option value -> archive key, for parts a user may skip (COCO's image splits).
 usage : str
     How to load the result (printed at the end).
+check : callable or None
+    ``check(target_dir, options, quiet)`` run after the archives (``options``: the chosen values
+    of ``optional``); returns ``{path: message naming the file and why it is unusable}`` for the
+    files that failed.
 """
 
 ARCHIVES = {
@@ -104,20 +122,53 @@ ARCHIVES = {
 DATASETS = {
     'voc': DatasetSpec(
         'Pascal VOC 2012', 'voc', ('VOCtrainval_11-May-2012.tar',), {},
-        "VOCSegmentation(root=%r, split='train' | 'val' | 'trainval')"),
+        "VOCSegmentation(root=%r, split='train' | 'val' | 'trainval')", None),
     'sbd': DatasetSpec(
         'SBD (VOC Aug)', 'voc', ('benchmark.tgz',), {},
         "VOCAugSegmentation(root=%r, split='train_aug') (train_aug also needs VOC 2012 "
-        "in the same root: prepare_voc.py)"),
+        "in the same root: prepare_voc.py)", None),
     'coco': DatasetSpec(
         'COCO 2017', 'coco', ('annotations_trainval2017.zip', 'val2017.zip', 'train2017.zip'),
         {'train': 'train2017.zip', 'val': 'val2017.zip'},
-        "COCOSegmentation(root=%r, split='train' | 'val') or COCOInstance(root=%r, ...)"),
+        "COCOSegmentation(root=%r, split='train' | 'val') or COCOInstance(root=%r, ...)",
+        # late-bound: check_coco_annotations is defined below
+        lambda target_dir, splits, quiet: check_coco_annotations(target_dir, splits, quiet)),
 }
 
 
 class PrepareError(RuntimeError):
     """A dataset could not be prepared; the message names the archive or path and what to do."""
+
+
+class PrepareFailures(PrepareError):
+    """Some archives failed; the others were prepared.
+
+    Attributes
+    ----------
+    failures : OrderedDict
+        Archive filename -> why it failed.
+    done : dict
+        What :func:`prepare` would have returned for the archives that succeeded.
+    """
+
+    def __init__(self, failures, done):
+        super(PrepareFailures, self).__init__(
+            '%d of %d archives failed: %s' % (len(failures), len(failures) + len(done),
+                                             '; '.join('%s: %s' % item for item in failures.items())))
+        self.failures = failures
+        self.done = done
+
+
+# What one archive can fail with; each is reported and the other archives are still prepared.
+_ARCHIVE_ERRORS = (PrepareError, DownloadError, UnsafeArchiveError, OSError)
+
+
+def _reason(err):
+    if isinstance(err, ChecksumError):
+        return '%s. The server sent a different file; try again later or use --mirror' % err
+    if isinstance(err, (PrepareError, DownloadError, UnsafeArchiveError)):
+        return str(err)
+    return '%s: %s' % (type(err).__name__, err)
 
 
 def _say(quiet, *args):
@@ -318,21 +369,94 @@ def prepare(archives, download_dir, target_dir, mirror=None, offline=False,
     dict
         filename -> what happened: ``'already extracted'``, ``'extracted'`` (from an archive on
         disk) or ``'downloaded and extracted'``.
+
+    Raises
+    ------
+    PrepareFailures
+        After every archive was tried, when some failed (each was reported on stderr as it
+        failed unless ``quiet``); it lists them and holds what succeeded.
     """
     target_dir = os.path.abspath(os.path.expanduser(target_dir))
     os.makedirs(target_dir, exist_ok=True)
-    done = {}
+    done, failures = {}, OrderedDict()
     for archive in archives:
-        if is_extracted(archive, target_dir):
-            _say(quiet, '%s: already extracted in %s' % (archive.filename, target_dir))
-            done[archive.filename] = 'already extracted'
-            continue
-        path, downloaded = fetch_archive(archive, download_dir, mirror, offline, progress, quiet)
-        extract(archive, path, target_dir, quiet)
-        if downloaded and remove_archives:
-            os.remove(path)
-        done[archive.filename] = 'downloaded and extracted' if downloaded else 'extracted'
+        try:
+            done[archive.filename] = _prepare_archive(archive, download_dir, target_dir, mirror,
+                                                      offline, remove_archives, progress, quiet)
+        except _ARCHIVE_ERRORS as err:
+            failures[archive.filename] = _reason(err)
+            if not quiet:
+                print('error: %s: %s\n(continuing with the other archives)'
+                      % (archive.filename, failures[archive.filename]), file=sys.stderr, flush=True)
+    if failures:
+        raise PrepareFailures(failures, done)
     return done
+
+
+def _prepare_archive(archive, download_dir, target_dir, mirror, offline, remove_archives,
+                     progress, quiet):
+    if is_extracted(archive, target_dir):
+        _say(quiet, '%s: already extracted in %s' % (archive.filename, target_dir))
+        return 'already extracted'
+    path, downloaded = fetch_archive(archive, download_dir, mirror, offline, progress, quiet)
+    extract(archive, path, target_dir, quiet)
+    if downloaded and remove_archives:
+        os.remove(path)
+    return 'downloaded and extracted' if downloaded else 'extracted'
+
+
+def _check_marker(path, target_dir):
+    return os.path.join(target_dir, MARKER_DIR, 'checked_' + os.path.basename(path) + '.json')
+
+
+def check_coco_annotations(target_dir, splits, quiet=False):
+    """Check ``annotations/instances_<split>2017.json`` of ``splits`` as the COCO loaders will.
+
+    Files not there (their archive is not extracted) are left alone. A file that passed is
+    recorded with its size and modification time and not read again while they stay the same.
+
+    Returns
+    -------
+    OrderedDict
+        Path -> why it is unusable, a message naming the file (not JSON, or the
+        :class:`COCOAnnotationError` naming the image and annotation ids), for the files that failed.
+    """
+    failures = OrderedDict()
+    for split in splits:
+        path = os.path.join(target_dir, 'annotations', 'instances_%s2017.json' % split)
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            continue
+        key = {'size': info.st_size, 'mtime_ns': info.st_mtime_ns}
+        marker = _check_marker(path, target_dir)
+        try:
+            with open(marker) as f:
+                if json.load(f).get('key') == key:
+                    _say(quiet, '%s: already checked' % path)
+                    continue
+        except (OSError, ValueError, AttributeError):
+            pass  # not checked yet, or an unreadable marker: check
+        _say(quiet, 'Checking %s' % path)
+        try:
+            content = read_coco_json(path)
+            clean, report = validate_coco(content, path)
+        except (COCOAnnotationError, OSError) as err:
+            failures[path] = str(err)
+            if not quiet:
+                print('error: %s' % err, file=sys.stderr, flush=True)
+            continue
+        summary = report.summary()
+        if summary:
+            _say(quiet, 'warning: %s' % summary)
+        _say(quiet, '%s: %d images, %d usable annotations'
+             % (path, len(clean['images']), len(clean['annotations'])))
+        result = {'key': key, 'annotations': len(clean['annotations']), 'skipped': summary}
+        try:
+            write_atomically(marker, lambda f: json.dump(result, f, indent=1), binary=False)
+        except OSError:
+            pass  # a read-only dataset folder: the file is checked again next time
+    return failures
 
 
 def build_parser(dataset):
@@ -368,17 +492,25 @@ def main(dataset, argv=None):
     args = build_parser(dataset).parse_args(argv)
     root = os.path.abspath(os.path.expanduser(args.root))
     download_dir = args.download_dir or os.path.join(root, 'downloads')
-    skipped = set()
-    if spec.optional:
-        skipped = {key for split, key in spec.optional.items() if split not in args.splits}
+    options = args.splits if spec.optional else []
+    skipped = {key for option, key in spec.optional.items() if option not in options}
     archives = [ARCHIVES[key] for key in spec.archives if key not in skipped]
+    failed, ready = [], len(archives)  # one line per failure, naming its file
     try:
         prepare(archives, download_dir, root, mirror=args.mirror, offline=args.offline,
                 remove_archives=args.remove_archives, progress=not args.no_progress)
-    except (PrepareError, DownloadError, UnsafeArchiveError) as err:
-        if isinstance(err, ChecksumError):
-            err = '%s. The server sent a different file; try again later or use --mirror' % err
-        print('error: %s' % err, file=sys.stderr)
+    except PrepareFailures as err:
+        failed += ['%s: %s' % item for item in err.failures.items()]
+        ready -= len(err.failures)
+    except OSError as err:  # the dataset folder itself cannot be created
+        failed.append('%s: %s' % (root, _reason(err)))
+        ready = 0
+    if spec.check is not None:
+        failed += list(spec.check(root, options, False).values())
+    if failed:
+        listed = '\n'.join('  ' + line.replace('\n', '\n  ') for line in failed)
+        print('error: %s is not ready in %s: %d of %d archives ready; failed:\n%s'
+              % (spec.title, root, ready, len(archives), listed), file=sys.stderr)
         return 1
     print('%s is ready in %s\nLoad it with %s' % (spec.title, root, spec.usage.replace('%r', repr(root))))
     return 0

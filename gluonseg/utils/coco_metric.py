@@ -17,6 +17,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .atomic import write_atomically
+from .coco_annotations import checked_coco, load_coco
 
 __all__ = ['COCOInstanceMetric', 'STAT_NAMES']
 
@@ -26,13 +27,12 @@ STAT_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl')
 
 def _pycocotools():
     try:
-        from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
         from pycocotools import mask as mask_utils
     except ImportError as err:
         raise ImportError('COCOInstanceMetric needs pycocotools: pip install "gluonseg[coco]" '
                           '(or pip install pycocotools)') from err
-    return COCO, COCOeval, mask_utils
+    return COCOeval, mask_utils
 
 
 def _to_numpy(x):
@@ -49,6 +49,10 @@ class COCOInstanceMetric(object):
     coco_gt : COCOInstance, pycocotools.coco.COCO or str
         The ground truth: a :class:`gluonseg.data.COCOInstance` (its annotation file and class
         order are used), a loaded COCO object, or the path of a COCO-format annotation file.
+        It is checked by :func:`gluonseg.utils.coco_annotations.validate_coco` before pycocotools
+        evaluates it: invalid annotations (e.g. a NaN polygon) are a ``COCOAnnotationError``,
+        degenerate ones are left out with a warning (a given COCO object is then replaced by a
+        copy without them).
     category_ids : sequence of int, optional
         The file's category id of each class id. Default: ``coco_gt.cat_ids`` for a
         COCOInstance, else ``coco.getCatIds()`` (the order COCOInstance numbers classes in).
@@ -78,23 +82,27 @@ class COCOInstanceMetric(object):
 
     def __init__(self, coco_gt, category_ids=None, iou_types=('bbox', 'segm'), mask_threshold=0.5,
                  paste=None, score_threshold=0.0, results_prefix=None):
-        coco_cls, self._cocoeval, self._mask_utils = _pycocotools()
+        self._cocoeval, self._mask_utils = _pycocotools()
+        for iou_type in iou_types:
+            if iou_type not in ('bbox', 'segm'):
+                raise ValueError("iou_types must hold 'bbox' and/or 'segm', got %r" % (iou_type,))
+        # pycocotools turns ground-truth polygons into masks for 'segm': check them first.
+        with_masks = 'segm' in iou_types
         if isinstance(coco_gt, str):
-            with contextlib.redirect_stdout(io.StringIO()):
-                coco_gt = coco_cls(os.path.expanduser(coco_gt))
-        elif hasattr(coco_gt, 'coco') and hasattr(coco_gt, 'cat_ids'):  # a COCOInstance
-            if category_ids is None:
-                category_ids = coco_gt.cat_ids
-            coco_gt = coco_gt.coco
+            coco_gt = load_coco(os.path.expanduser(coco_gt), require_segmentation=with_masks)
+        else:
+            if hasattr(coco_gt, 'coco') and hasattr(coco_gt, 'cat_ids'):  # a COCOInstance
+                if category_ids is None:
+                    category_ids = coco_gt.cat_ids
+                coco_gt = coco_gt.coco
+            coco_gt = checked_coco(coco_gt, 'the ground truth given to COCOInstanceMetric',
+                                   require_segmentation=with_masks)
         self.coco = coco_gt
         self.category_ids = list(category_ids if category_ids is not None else coco_gt.getCatIds())
         unknown = set(self.category_ids) - set(coco_gt.getCatIds())
         if unknown:
             raise ValueError('category_ids %s are not categories of the ground truth (%s)'
                              % (sorted(unknown), coco_gt.getCatIds()))
-        for iou_type in iou_types:
-            if iou_type not in ('bbox', 'segm'):
-                raise ValueError("iou_types must hold 'bbox' and/or 'segm', got %r" % (iou_type,))
         self.iou_types = tuple(iou_types)
         self.mask_threshold = float(mask_threshold)
         self.paste = paste

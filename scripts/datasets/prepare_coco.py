@@ -7,6 +7,11 @@ read by ``gluonseg.data.COCOSegmentation`` and ``gluonseg.data.COCOInstance``. R
     python scripts/datasets/prepare_coco.py                         # download (20 GB)
     python scripts/datasets/prepare_coco.py --splits val            # annotations + val2017 only (1 GB)
     python scripts/datasets/prepare_coco.py --download-dir ~/archives --offline
+
+An archive that fails (download, SHA-1, extraction) is reported by name and the others are still
+prepared; each ``instances_<split>2017.json`` is then checked as the loaders will check it
+(invalid annotations are named by image and annotation id). The exit status is 1 if anything
+failed, after a summary of every failure.
 """
 import sys
 

@@ -6,6 +6,8 @@ same folder as VOC 2012 (``prepare_voc.py``), which the ``train_aug`` split also
 
     python scripts/datasets/prepare_sbd.py                          # download (1.4 GB)
     python scripts/datasets/prepare_sbd.py --download-dir ~/archives --offline
+
+A failing archive is reported by name with the reason; the exit status is then 1.
 """
 import sys
 

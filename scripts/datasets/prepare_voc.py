@@ -5,6 +5,8 @@ Result: ``ROOT/VOCdevkit/VOC2012/{JPEGImages,SegmentationClass,ImageSets/Segment
 
     python scripts/datasets/prepare_voc.py                          # download (2 GB)
     python scripts/datasets/prepare_voc.py --download-dir ~/archives --offline   # tar already here
+
+A failing archive is reported by name with the reason; the exit status is then 1.
 """
 import sys
 
