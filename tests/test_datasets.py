@@ -249,5 +249,8 @@ def test_folder_missing_pieces_are_named(tmp_path):
 def test_folder_image_and_label_size_mismatch(tmp_path):
     write_folder(tmp_path, ['a'])
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(str(tmp_path / 'labels' / 'a.png'))
-    with pytest.raises(ValueError, match=r'a\.png: label is 5x5 but the image is 16x20'):
+    both = r'labels/a\.png: label is 5x5 but its image .*images/a\.png is 16x20'
+    with pytest.raises(ValueError, match=both):
         FolderSegmentation(str(tmp_path))[0]
+    with pytest.raises(ValueError, match=both):
+        FolderSegmentation(str(tmp_path)).verify()

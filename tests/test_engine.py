@@ -203,8 +203,14 @@ def test_damaged_or_foreign_checkpoint_errors_name_the_problem(tmp_path):
         data = f.read()
     with open(path, 'wb') as f:
         f.write(data[:len(data) // 2])
-    with pytest.raises(CheckpointError, match='not a gluonseg checkpoint or is damaged'):
+    with pytest.raises(CheckpointError, match='is a damaged gluonseg checkpoint .*copy the '
+                                              'file again'):
         load_checkpoint(path)
+    params = str(tmp_path / 'x.params')
+    tiny_net().save_parameters(params)
+    with pytest.raises(CheckpointError, match='not a gluonseg checkpoint .it is an MXNet '
+                                              '.params weight file'):
+        load_checkpoint(params)
     with pytest.raises(CheckpointError, match='No checkpoint at'):
         load_checkpoint(str(tmp_path / 'missing.ckpt'))
 

@@ -1,5 +1,5 @@
 """Datasets and transforms for segmentation."""
-from .transforms import (IMAGENET_MEAN, IMAGENET_STD, load_image, normalize_image,
+from .transforms import (IMAGENET_MEAN, IMAGENET_STD, ImageReadError, load_image, normalize_image,
                          SegmentationTrainTransform, SegmentationValTransform,
                          SegmentationTestValTransform, pad_batchify)
 from .base import IGNORE_INDEX, DatasetNotFoundError, SegmentationDataset
@@ -12,7 +12,7 @@ from .coco_instance import COCOInstance
 from .ade20k import ADE20KSegmentation
 from .cityscapes import CitySegmentation
 
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'load_image', 'normalize_image',
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'ImageReadError', 'load_image', 'normalize_image',
            'SegmentationTrainTransform', 'SegmentationValTransform', 'SegmentationTestValTransform',
            'pad_batchify', 'IGNORE_INDEX', 'DatasetNotFoundError', 'SegmentationDataset',
            'SHAPE_CLASSES', 'ShapesSegmentation', 'ShapesInstance', 'VOC_CLASSES', 'VOCSegmentation',

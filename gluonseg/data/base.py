@@ -1,19 +1,20 @@
 """Shared base of the segmentation datasets: root lookup, missing-data errors, label checks.
 
 Every dataset returns ``(image, mask)`` from ``__getitem__``: ``image`` a uint8 HxWx3 RGB numpy
-array and ``mask`` an int32 HxW numpy array of class ids, with :data:`IGNORE_INDEX` (255) for
-pixels that are not scored. An optional joint ``transform(image, mask) -> (image, mask)`` is
-applied last. Splits without labels (e.g. VOC ``test``) return the image alone; their transform
-is called with ``mask=None``.
+array, read by :func:`~gluonseg.data.transforms.load_image` (upright: its EXIF orientation
+applied; 16-bit greyscale scaled to 8 bits), and ``mask`` an int32 HxW numpy array of class ids
+as stored, with :data:`IGNORE_INDEX` (255) for pixels that are not scored. An image and mask of
+different sizes are an error naming both files and both sizes. An optional joint
+``transform(image, mask) -> (image, mask)`` is applied last. Splits without labels (e.g. VOC
+``test``) return the image alone; their transform is called with ``mask=None``.
 """
 import os
 
 import mxnet as mx
 import numpy as np
-from PIL import Image
 
 from ..utils.paths import datasets_dir
-from .transforms import load_image
+from .transforms import exif_orientation, load_image, open_image_file
 
 __all__ = ['IGNORE_INDEX', 'DatasetNotFoundError', 'SegmentationDataset', 'read_label_png',
            'read_split_file', 'check_mask']
@@ -53,21 +54,32 @@ class DatasetNotFoundError(FileNotFoundError):
 
 
 def read_label_png(path):
-    """Read a label PNG as an int32 HxW array of class ids.
+    """Read a label PNG as an int32 HxW array of class ids, as stored.
 
     Palette ('P') PNGs such as VOC's ``SegmentationClass`` give their palette indices (not the
-    colours); greyscale ('L', 'I', 'I;16') PNGs give their values.
+    colours); greyscale ('L', 'I', 'I;16') PNGs give their values. Labels are not turned by an
+    EXIF orientation tag (images are, see :func:`~gluonseg.data.transforms.load_image`): a label
+    carrying one is refused rather than guessed.
 
     Raises
     ------
     ValueError
-        If the PNG holds colours (RGB/RGBA) rather than class ids.
+        If the PNG holds colours (RGB/RGBA) rather than class ids, or carries an EXIF
+        orientation other than upright.
+    ImageReadError
+        If the file cannot be decoded (truncated, damaged, not an image).
     """
-    with Image.open(path) as label:
+    with open_image_file(path) as label:
         if label.mode not in ('P', 'L', 'I', 'I;16', 'I;16B', 'I;16L', '1'):
             raise ValueError(
                 'label %s has PIL mode %r: it stores colours, not class ids. Save labels as palette (P) or '
                 'greyscale (L) PNGs whose pixel values are class ids' % (path, label.mode))
+        orientation = exif_orientation(label)
+        if orientation != 1:
+            raise ValueError(
+                'label %s carries EXIF orientation %d: labels are read as stored, never turned, so it is '
+                'unclear whether it was drawn on the stored or the turned picture. Save it without EXIF '
+                'data, its pixels laid out like its image as image viewers show it' % (path, orientation))
         return np.array(label, dtype=np.int32)
 
 
@@ -77,15 +89,21 @@ def read_split_file(path):
         return [line.strip() for line in f if line.strip()]
 
 
-def check_mask(mask, num_class, ignore_index, source, image_shape=None):
+def check_mask(mask, num_class, ignore_index, source, image_shape=None, image_source=None):
     """Raise ValueError naming ``source`` if ``mask`` has a value outside ``[0, num_class)`` that is
-    not ``ignore_index``, or if its size differs from the image's.
+    not ``ignore_index``, or if its size differs from the image's (``image_shape``, of the file
+    ``image_source`` when given: the message then names both files).
 
     A wrong value here would otherwise surface much later as an mIoU of 0 or NaN.
     """
     if image_shape is not None and tuple(mask.shape[:2]) != tuple(image_shape[:2]):
-        raise ValueError('%s: label is %dx%d but the image is %dx%d (HxW)'
-                         % (source, mask.shape[0], mask.shape[1], image_shape[0], image_shape[1]))
+        if image_source is None:
+            raise ValueError('%s: label is %dx%d but the image is %dx%d (HxW)'
+                             % (source, mask.shape[0], mask.shape[1], image_shape[0], image_shape[1]))
+        raise ValueError('%s: label is %dx%d but its image %s is %dx%d (HxW; images are read upright, '
+                         'turned by their EXIF orientation, labels as stored)'
+                         % (source, mask.shape[0], mask.shape[1], image_source, image_shape[0],
+                            image_shape[1]))
     if mask.size == 0:
         return
     if mask.min() >= 0 and mask.max() < num_class:
@@ -186,9 +204,11 @@ class SegmentationDataset(NamedClassesMixin, mx.gluon.data.Dataset):
     def __getitem__(self, index):
         if not -len(self) <= index < len(self):
             raise IndexError('index %d out of range for %s of length %d' % (index, type(self).__name__, len(self)))
-        image, mask, source = self._load(int(index) % len(self))
+        index = int(index) % len(self)
+        image, mask, source = self._load(index)
         if mask is not None:
-            check_mask(mask, self.num_class, self.ignore_index, source, image.shape)
+            check_mask(mask, self.num_class, self.ignore_index, source, image.shape,
+                       self._image_file(index))
         if self.transform is not None:
             image, mask = self.transform(image, mask)
         return image if mask is None else (image, mask)
@@ -196,6 +216,11 @@ class SegmentationDataset(NamedClassesMixin, mx.gluon.data.Dataset):
     @staticmethod
     def _read_image(path):
         return load_image(path)
+
+    def _image_file(self, index):
+        """The image file of sample ``index`` (None where the dataset lists no image files)."""
+        paths = getattr(self, 'image_paths', None)
+        return paths[index] if paths else None
 
     def __repr__(self):
         return '%s(root=%r, split=%r, len=%d, num_class=%d)' % (

@@ -2,6 +2,7 @@
 import os
 
 from .base import IGNORE_INDEX, SegmentationDataset, check_mask, read_label_png, read_split_file
+from .transforms import image_file_size
 
 __all__ = ['FolderSegmentation']
 
@@ -24,6 +25,12 @@ class FolderSegmentation(SegmentationDataset):
     e.g. 255 for foreground in a 2-class problem, raises a ValueError naming the file and the
     values when the sample is read (or for all files at once with :meth:`verify`); otherwise such
     data trains silently to an mIoU of 0 or NaN.
+
+    Images are read upright: a photo's EXIF orientation tag is applied (see
+    :func:`~gluonseg.data.transforms.load_image`), so labels must be drawn on the picture as
+    image viewers show it. Label PNGs are read as stored; a label whose size differs from its
+    upright image is an error naming both files and both sizes (a label carrying an EXIF
+    orientation tag is refused).
 
     Parameters
     ----------
@@ -95,14 +102,15 @@ class FolderSegmentation(SegmentationDataset):
     def verify(self):
         """Read every label once and raise on the first bad value or size (see class docstring).
 
+        Image sizes come from the file headers, turned by the EXIF orientation like
+        :func:`~gluonseg.data.transforms.load_image` turns the pixels; the images are not decoded.
+
         Returns
         -------
         int
             The number of labels checked.
         """
-        from PIL import Image
         for image_path, mask_path in zip(self.image_paths, self.mask_paths):
-            with Image.open(image_path) as img:
-                width, height = img.size
-            check_mask(read_label_png(mask_path), self.num_class, self.ignore_index, mask_path, (height, width))
+            check_mask(read_label_png(mask_path), self.num_class, self.ignore_index, mask_path,
+                       image_file_size(image_path), image_path)
         return len(self.mask_paths)

@@ -15,12 +15,14 @@ created it switches to a RandomState seeded from the inherited state plus the pr
 Augmentation is then different per worker but not reproducible; use ``num_workers=0`` or
 ``thread_pool=True`` for bit-exact reruns.
 """
+import contextlib
 import os
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'load_image', 'normalize_image',
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'load_image', 'ImageReadError', 'open_image_file',
+           'image_file_size', 'exif_orientation', 'normalize_image',
            'SegmentationTrainTransform', 'SegmentationValTransform', 'SegmentationTestValTransform',
            'pad_batchify']
 
@@ -29,39 +31,186 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def load_image(x):
-    """Return ``x`` as a uint8 HxWx3 RGB numpy array.
+    """Return ``x`` as a uint8 HxWx3 RGB numpy array, upright.
+
+    The one reader of pictures in gluonseg: the datasets, the transforms, ``net.predict``,
+    ``gluonseg predict`` and ``gluonseg eval`` all read images through it.
 
     Parameters
     ----------
     x : str, os.PathLike, PIL.Image.Image, numpy.ndarray or mxnet NDArray
-        A file path (any format PIL reads; greyscale, palette and CMYK files are converted to
-        RGB), a PIL image, or an array: HxWx3 RGB (not BGR: convert OpenCV images first), HxWx4
-        RGBA (alpha dropped), HxW or HxWx1 greyscale (replicated). Arrays must be uint8, or an
-        integer/bool type with values in 0..255; float arrays are refused because their scale
-        (0..1 or 0..255) is ambiguous.
+        A file path (any format PIL reads) or a PIL image; or an array: HxWx3 RGB (not BGR:
+        convert OpenCV images first), HxWx4 RGBA (alpha dropped), HxW or HxWx1 greyscale
+        (replicated). Notes say how orientation and pixel values are taken.
 
     Returns
     -------
     numpy.ndarray
         uint8, shape (H, W, 3), C-contiguous.
+
+    Raises
+    ------
+    ImageReadError
+        The file (or a PIL image's file) cannot be decoded: truncated, damaged, not an image.
+        The message names the file and the decoder's reason.
+    FileNotFoundError
+        No such file.
+    TypeError, ValueError
+        Float pixels (their scale is ambiguous), values out of range for their type, or an
+        unsupported layout; the message names the file or the array's type and the values.
+
+    Notes
+    -----
+    * **Orientation.** The EXIF orientation tag of a file or PIL image is applied, so the
+      array is the picture as image viewers show it: a phone photo stored sideways comes out
+      upright, with height and width swapped for a quarter turn. Labels must be drawn on that
+      upright picture (as labelme and CVAT draw them); label PNGs are read as stored, so a
+      dataset sample whose upright image and label differ in size is an error naming both
+      files and both sizes.
+    * **Bit depth.** 8-bit images (greyscale, palette, RGB, RGBA, CMYK, ...) are converted to
+      RGB by PIL; 16-bit RGB files are read by PIL at 8 bits. 16-bit greyscale (PIL modes
+      ``I;16*``, numpy ``uint16`` arrays) is scaled by the range of its type,
+      ``round(v * 255 / 65535)``: 0..65535 becomes 0..255. PIL's 32-bit integer mode ``I``
+      is how PIL holds 16-bit greyscale files, so it is scaled the same way, and a value
+      outside 0..65535 is refused. Float images (PIL mode ``F``, float arrays) are refused.
+      Arrays of other integer or bool types must hold values in 0..255 and are taken as
+      they are.
     """
     if isinstance(x, (str, bytes, os.PathLike)):
-        with Image.open(x) as img:
-            return np.asarray(img.convert('RGB'), dtype=np.uint8).copy()
+        with open_image_file(x) as img:
+            return _upright_rgb(img, os.fsdecode(x))
     if isinstance(x, Image.Image):
-        return np.asarray(x.convert('RGB'), dtype=np.uint8).copy()
+        source = getattr(x, 'filename', None) or 'the PIL image'
+        try:  # an image from Image.open is decoded here, where its errors name no file
+            x.load()
+            x.getexif()
+        except _DECODE_ERRORS as err:
+            raise ImageReadError(source, err) from None
+        return _upright_rgb(x, source)
     if hasattr(x, 'asnumpy'):
         x = x.asnumpy()
     if not isinstance(x, np.ndarray):
         raise TypeError('load_image expects a path, PIL image or HxWx3 array, got %s' % type(x).__name__)
-    if x.dtype != np.uint8:
-        if np.issubdtype(x.dtype, np.floating):
-            raise TypeError('load_image got a %s image array; convert it to uint8 0..255 first (its scale, '
-                            '0..1 or 0..255, is ambiguous)' % x.dtype)
+    source = 'a %s image array' % x.dtype
+    if np.issubdtype(x.dtype, np.floating):
+        raise TypeError('load_image got %s; convert it to uint8 0..255 first (its scale, 0..1 or '
+                        '0..255, is ambiguous)' % source)
+    if x.dtype.kind == 'u' and x.dtype.itemsize == 2:  # uint16, either byte order
+        x = _scaled_from_16_bits(x, source)
+    elif x.dtype != np.uint8:
         if x.size and (x.min() < 0 or x.max() > 255):
-            raise ValueError('load_image got %s values in [%s, %s]; expected 0..255'
-                             % (x.dtype, x.min(), x.max()))
+            raise ValueError('load_image got %s with values in [%s, %s]; expected 0..255 (or a '
+                             'uint16 array for 16-bit pixels)' % (source, x.min(), x.max()))
         x = x.astype(np.uint8)
+    return _rgb_layout(x)
+
+
+# What PIL raises for a file it cannot identify or decode (OSError: truncated or broken data,
+# UnidentifiedImageError; SyntaxError, ValueError, EOFError: malformed headers of some formats).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+_OPEN_ERRORS = (FileNotFoundError, IsADirectoryError, PermissionError)  # they name the file
+_EXIF_ORIENTATION = 0x0112
+_QUARTER_TURNS = (5, 6, 7, 8)  # orientations that swap height and width
+
+
+class ImageReadError(OSError):
+    """An image file that exists but cannot be decoded (truncated, damaged, not an image).
+
+    Attributes
+    ----------
+    path : str
+        The file.
+    reason : str
+        What the decoder reported, e.g. ``'image file is truncated (2 bytes not processed)'``.
+    """
+
+    def __init__(self, path, reason):
+        self.path, self.reason = os.fsdecode(path), str(reason)
+        super(ImageReadError, self).__init__('cannot read the image %s: %s'
+                                             % (self.path, self.reason))
+
+    def __reduce__(self):  # errors of DataLoader worker processes travel pickled
+        return type(self), (self.path, self.reason)
+
+
+@contextlib.contextmanager
+def open_image_file(path):
+    """``with open_image_file(path) as img``: the decoded PIL image of a file, closed on leaving.
+
+    Raises
+    ------
+    ImageReadError
+        Naming the file, when PIL cannot identify or decode it (a truncated JPEG, say, whose
+        bare PIL error ``image file is truncated`` names no file).
+    FileNotFoundError, IsADirectoryError, PermissionError
+        As ``open`` raises them.
+    """
+    img = None
+    try:
+        img = Image.open(path)
+        # Decode and parse the EXIF data now: PIL does both lazily, on first use, where its
+        # errors name no file.
+        img.load()
+        img.getexif()
+    except _OPEN_ERRORS:
+        raise
+    except _DECODE_ERRORS as err:
+        if img is not None:
+            img.close()
+        raise ImageReadError(path, err) from None
+    with img:
+        yield img
+
+
+def exif_orientation(img):
+    """The EXIF orientation of a PIL image: 1 (upright, also when untagged) to 8."""
+    orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+    return orientation if orientation in range(1, 9) else 1
+
+
+def image_file_size(path):
+    """``(height, width)`` of an image file as :func:`load_image` returns it (after its EXIF
+    orientation), from the header alone: the pixels are not decoded.
+
+    Raises
+    ------
+    ImageReadError
+        If PIL cannot identify the file.
+    """
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            turned = exif_orientation(img) in _QUARTER_TURNS
+    except _OPEN_ERRORS:
+        raise
+    except _DECODE_ERRORS as err:
+        raise ImageReadError(path, err) from None
+    return (width, height) if turned else (height, width)
+
+
+def _upright_rgb(img, source):
+    """uint8 HxWx3 of a decoded PIL image, its EXIF orientation applied."""
+    if exif_orientation(img) != 1:
+        img = ImageOps.exif_transpose(img)
+    if img.mode.startswith('I;16') or img.mode == 'I':
+        values = np.asarray(img)
+        return _rgb_layout(_scaled_from_16_bits(values, '%s (PIL mode %s)' % (source, img.mode)))
+    if img.mode == 'F':
+        raise TypeError('%s holds 32-bit float pixels (PIL mode F), whose scale (0..1 or 0..255) is '
+                        'ambiguous: save it with 8 or 16 bits per channel' % source)
+    return np.asarray(img.convert('RGB'), dtype=np.uint8).copy()
+
+
+def _scaled_from_16_bits(values, source):
+    """0..65535 -> uint8 0..255, rounded."""
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise ValueError('%s holds values in [%d, %d]; 16-bit pixels are 0..65535'
+                         % (source, values.min(), values.max()))
+    return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _rgb_layout(x):
+    """uint8 HxW, HxWx1, HxWx3 or HxWx4 -> C-contiguous HxWx3."""
     if x.ndim == 3 and x.shape[2] == 1:
         x = x[:, :, 0]
     if x.ndim == 2:

@@ -36,7 +36,8 @@ from .guards import (NonFiniteError, all_finite, first_names, nonfinite_names,
 
 __all__ = ['CHECKPOINT_FORMAT', 'Checkpoint', 'CheckpointError', 'save_checkpoint',
            'load_checkpoint', 'atomic_copy', 'optimizer_layout', 'seed_everything',
-           'capture_rng_state', 'restore_rng_state', 'load_weights_from', 'initialize_from']
+           'capture_rng_state', 'restore_rng_state', 'load_weights_from', 'initialize_from',
+           'weight_file_kind']
 
 CHECKPOINT_FORMAT = 'gluonseg-checkpoint-1'
 _META, _WEIGHTS, _TRAINER = 'meta.json', 'weights.params', 'trainer.states'
@@ -291,9 +292,14 @@ def load_checkpoint(path):
             weights = zf.read(_WEIGHTS)
             trainer = zf.read(_TRAINER) if _TRAINER in names else None
     except zipfile.BadZipFile as err:
-        raise CheckpointError('%s is not a gluonseg checkpoint or is damaged (%s). A plain '
-                              '.params weight file is loaded with --init-from instead'
-                              % (path, err)) from None
+        kind = weight_file_kind(path)
+        if kind == 'checkpoint':
+            raise CheckpointError('%s is a damaged gluonseg checkpoint (%s): use another '
+                                  'checkpoint of the run (training writes latest.ckpt and '
+                                  'best.ckpt side by side) or copy the file again'
+                                  % (path, err)) from None
+        raise CheckpointError('%s is not a gluonseg checkpoint (%s)' % (
+            path, 'it is an MXNet .params weight file' if kind == 'params' else err)) from None
     if meta.get('format') != CHECKPOINT_FORMAT:
         raise CheckpointError('%s has format %r; this gluonseg reads %r'
                               % (path, meta.get('format'), CHECKPOINT_FORMAT))
@@ -413,7 +419,8 @@ def initialize_from(net, source, ctx=mx.cpu(), root=None):
 
 # --------------------------------------------------------------- which kind of weight file
 _FILE_SIGNATURES = ((b'PK\x03\x04', 'checkpoint'),  # a zip archive, what save_checkpoint writes
-                    (b'\x12\x01\x00\x00\x00\x00\x00\x00', 'params'))  # MXNet's NDArray file magic 0x112
+                    # MXNet's NDArray file magic, 0x112
+                    (b'\x12\x01\x00\x00\x00\x00\x00\x00', 'params'))
 
 
 def weight_file_kind(path):

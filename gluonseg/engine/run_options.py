@@ -14,7 +14,7 @@ import sys
 import mxnet as mx
 
 from .base_trainer import KVSTORES, LATEST_CHECKPOINT, NonFiniteError, TqdmLoggingHandler, logger
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, weight_file_kind
 from .run_dir import RunDirectoryInUse
 from .mixed_precision import AMP_DTYPES, init_amp
 
@@ -142,7 +142,9 @@ def resume_and_fit(trainer, args):
             print('error: %s' % err, file=sys.stderr)
             return 2, None
         except (ValueError, CheckpointError) as err:
-            print('error: cannot resume: %s' % err, file=sys.stderr)
+            advice = ('; start from its weights with --init-from instead'
+                      if os.path.isfile(path) and weight_file_kind(path) == 'params' else '')
+            print('error: cannot resume: %s%s' % (err, advice), file=sys.stderr)
             return 2, None
     try:
         return 0, trainer.fit(max_iterations=args.max_iterations)

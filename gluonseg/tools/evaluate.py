@@ -6,6 +6,13 @@ The code of ``scripts/segmentation/test.py`` and ``gluonseg eval``::
     gluonseg eval runs/shapes/fcn_resnet18_shapes/best.ckpt
     gluonseg eval --model deeplab_resnet101_voc --pretrained --dataset voc --split test \\
         --multi-scale --save-predictions results/VOC2012/Segmentation/comp6_test_cls
+
+A sample whose image or label cannot be read (a truncated JPEG, a label of the wrong size or
+with values outside the classes) is reported by name with the reason and left out; the others
+are scored and the output says how many were. The command then exits with status 1, and the
+JSON result lists the samples left out (``excluded``): a score over part of the split is never
+passed off as the whole split's. Status 2: nothing was evaluated (bad command line, model or
+dataset).
 """
 import json
 import os
@@ -19,9 +26,10 @@ from ..engine.run_options import contexts
 from ..utils.atomic import write_atomically
 from . import tool_parser
 
-__all__ = ['DATASET_OF_SUFFIX', 'add_arguments', 'check_arguments', 'parse_args',
-           'network_from_checkpoint', 'zoo_network', 'load_network', 'build_dataset',
-           'palette_of', 'iter_predictions', 'save_label_png', 'run', 'main']
+__all__ = ['DATASET_OF_SUFFIX', 'SAMPLE_ERRORS', 'add_arguments', 'check_arguments',
+           'parse_args', 'check_weight_files', 'network_from_checkpoint',
+           'zoo_network', 'load_network', 'build_dataset', 'palette_of', 'iter_predictions',
+           'save_label_png', 'run', 'main']
 
 # The dataset part of model names -> the dataset evaluated by default for a zoo model.
 DATASET_OF_SUFFIX = {'voc': 'voc', 'coco': 'coco', 'ade': 'ade', 'citys': 'citys',
@@ -89,6 +97,37 @@ def check_arguments(p, args):
     if args.save_predictions and args.mode == 'val':
         p.error('--save-predictions writes predictions at the original image size: use '
                 '--mode testval (the default with --save-predictions)')
+    return check_weight_files(p, args, 'give it as the checkpoint argument (e.g. gluonseg '
+                              'eval %s)')
+
+
+def check_weight_files(p, args, pass_checkpoint):
+    """Exit through ``p.error`` when ``--params`` names a checkpoint or the checkpoint option
+    a ``.params`` file (or neither kind), saying which option takes the file.
+
+    ``pass_checkpoint``: how the command takes a checkpoint, with ``%s`` for the path. Files
+    that do not exist are left to the loaders, which name them.
+    """
+    from ..engine.checkpoint import weight_file_kind
+    if args.params and os.path.isfile(args.params):
+        kind = weight_file_kind(args.params)
+        if kind == 'checkpoint':
+            p.error('--params %s is a gluonseg checkpoint (a .ckpt written by training), not a '
+                    '.params weight file: %s, without --model; it brings its model and the '
+                    'run\'s settings' % (args.params, pass_checkpoint % args.params))
+        if kind is None:
+            p.error('--params %s is not a .params weight file (not in MXNet\'s NDArray format: '
+                    'empty, damaged or of another format)' % args.params)
+    if args.checkpoint and os.path.isfile(args.checkpoint):
+        kind = weight_file_kind(args.checkpoint)
+        if kind == 'params':
+            p.error('%s is a .params weight file, not a gluonseg checkpoint: pass --model NAME '
+                    '--params %s (NAME: the registered model whose weights it holds)'
+                    % (args.checkpoint, args.checkpoint))
+        if kind is None:
+            p.error('%s is not a gluonseg checkpoint (not a zip archive: empty, damaged or of '
+                    'another format). Pass a .ckpt written by training, or --model NAME --params '
+                    'FILE for a .params weight file' % args.checkpoint)
     return args
 
 
@@ -118,7 +157,11 @@ def zoo_network(name, pretrained=False, params=None, ctx=mx.cpu(), **kwargs):
     from ..model_zoo.registry import load_weights
     if params:
         net = get_model(name, pretrained=False, pretrained_base=False, ctx=ctx, **kwargs)
-        load_weights(net, params, ctx=ctx)
+        try:
+            load_weights(net, params, ctx=ctx)
+        except mx.base.MXNetError as err:  # its message is a C++ trace naming no file
+            raise ValueError('cannot read the weight file %s (%s): it is damaged or truncated'
+                             % (params, str(err).strip().splitlines()[-1])) from None
         return net
     return get_model(name, pretrained=pretrained, ctx=ctx, **kwargs)
 
@@ -132,8 +175,8 @@ def load_network(args, ctx):
     -------
     (net, model name, run arguments dict, Checkpoint or None)
     """
-    from ..engine import load_checkpoint
     if args.checkpoint:
+        from ..engine import load_checkpoint
         ckpt = load_checkpoint(args.checkpoint)
         net, name = network_from_checkpoint(ckpt, ctx)
         return net, name, ckpt.get('args') or {}, ckpt
@@ -184,8 +227,43 @@ def _batchify_with_sizes(samples):
     return pad_batchify(samples, image_pad=0.0), sizes
 
 
+# What reading one sample raises for a bad file: ImageReadError and missing files (OSError),
+# labels of the wrong size, mode or values (ValueError).
+SAMPLE_ERRORS = (OSError, ValueError)
+
+
+class _SamplesOrErrors(mx.gluon.data.Dataset):
+    """``(index, sample, None)``, or ``(index, None, reason)`` for a sample that cannot be read:
+    one bad file then costs its own sample, not the batch (or, in a worker process, the run)."""
+
+    def __init__(self, dataset):
+        self._dataset = dataset
+        self._ids = getattr(dataset, 'ids', None)
+
+    def __len__(self):
+        return len(self._dataset)
+
+    def __getitem__(self, index):
+        try:
+            return index, self._dataset[index], None
+        except SAMPLE_ERRORS as err:
+            name = 'sample %d' % index
+            if self._ids is not None and len(self._ids) == len(self._dataset):
+                name += ' (id %s)' % self._ids[index]
+            return index, None, '%s: %s' % (name, err)
+
+
+def _batchify_readable(entries):
+    """``(batch of the readable samples or None, their indices, [(index, reason)] of the
+    others)``."""
+    readable = [(index, sample) for index, sample, reason in entries if reason is None]
+    failed = [(index, reason) for index, _, reason in entries if reason is not None]
+    batch = _batchify_with_sizes([sample for _, sample in readable]) if readable else None
+    return batch, [index for index, _ in readable], failed
+
+
 def iter_predictions(net, dataset, ctx=mx.cpu(), batch_size=1, evaluator=None, num_workers=0,
-                     progress=False):
+                     progress=False, on_error=None):
     """Predict every image of a dataset, in order.
 
     Parameters
@@ -203,6 +281,10 @@ def iter_predictions(net, dataset, ctx=mx.cpu(), batch_size=1, evaluator=None, n
     num_workers : int
     progress : bool
         Show a tqdm bar.
+    on_error : callable, optional
+        ``on_error(index, reason)`` for a sample whose reading raises one of
+        :data:`SAMPLE_ERRORS` (``reason``: the sample, its id and the error's message); the
+        sample is then skipped. Without it such an error ends the iteration.
 
     Yields
     ------
@@ -212,23 +294,34 @@ def iter_predictions(net, dataset, ctx=mx.cpu(), batch_size=1, evaluator=None, n
     """
     from ..engine import predict_batch
     ctx_list = ctx if isinstance(ctx, (list, tuple)) else [ctx]
-    loader = mx.gluon.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                      last_batch='keep', num_workers=num_workers,
-                                      batchify_fn=_batchify_with_sizes)
+    guarded = on_error is not None
+    loader = mx.gluon.data.DataLoader(_SamplesOrErrors(dataset) if guarded else dataset,
+                                      batch_size=batch_size, shuffle=False, last_batch='keep',
+                                      num_workers=num_workers,
+                                      batchify_fn=_batchify_readable if guarded
+                                      else _batchify_with_sizes)
     if progress:
         from tqdm import tqdm
         loader = tqdm(loader, desc='predict', leave=False, dynamic_ncols=True)
-    index = 0
+    start = 0
     for batch in loader:
+        if guarded:
+            batch, indices, failed = batch
+            for index, reason in failed:
+                on_error(index, reason)
+            if batch is None:
+                continue
+        else:
+            indices = range(start, start + batch[0].shape[0])
+            start += len(indices)
         images, sizes = batch[0], batch[-1].asnumpy()
         masks = batch[1].asnumpy() if len(batch) == 3 else None
         used = ctx_list[:images.shape[0]]  # a last batch smaller than the device count
         preds = np.concatenate([p.asnumpy() for p in predict_batch(net, images, used,
                                                                    evaluator)])
-        for k, (height, width) in enumerate(sizes):
+        for k, (index, (height, width)) in enumerate(zip(indices, sizes)):
             yield (index, preds[k, :height, :width],
                    None if masks is None else masks[k, :height, :width])
-            index += 1
 
 
 def save_label_png(path, labels, palette):
@@ -263,13 +356,21 @@ def print_table(summary, classes):
 
 
 def run(args):
-    """Evaluate (and/or write the predictions) as ``args`` of :func:`parse_args` say."""
+    """Evaluate (and/or write the predictions) as ``args`` of :func:`parse_args` say.
+
+    Returns the exit status: 0, 1 when samples were left out (see the module), 2 when nothing
+    could be evaluated."""
     from ..model_zoo.multiscale import MultiScaleEvaluator
+    from ..model_zoo.registry import UnknownModelError
     from ..utils.metrics import SegmentationMetric
     ctx = contexts(args)
-    net, model_name, run_args, ckpt = load_network(args, ctx)
+    try:
+        net, model_name, run_args, ckpt = load_network(args, ctx)
+        dataset, setting = build_dataset(args, run_args, model_name)
+    except (OSError, ValueError, UnknownModelError) as err:  # CheckpointError is an OSError
+        print('error: %s' % err, file=sys.stderr)
+        return 2
     net.hybridize(static_alloc=True)
-    dataset, setting = build_dataset(args, run_args, model_name)
     labeled = getattr(dataset, 'has_labels', True)
     if not labeled and not args.save_predictions:
         print('error: the %s split of %s has no labels, so there is nothing to score: pass '
@@ -291,28 +392,42 @@ def run(args):
         names, palette = _prediction_names(dataset), palette_of(setting['dataset'])
     metric = SegmentationMetric(dataset.num_class, ignore_index=dataset.ignore_index,
                                 absent_class=args.absent_class)
+    excluded = []
+
+    def exclude(index, reason):
+        excluded.append({'index': index, 'reason': reason})
+        print('error: %s; left out' % reason, file=sys.stderr)
+
     start = time.time()
     for index, pred, mask in iter_predictions(net, dataset, ctx, batch_size, evaluator,
-                                              args.workers, not args.no_progress):
+                                              args.workers, not args.no_progress, exclude):
         if mask is not None:
             metric.update(mask, pred)
         if folder:
             save_label_png(os.path.join(folder, names[index] + '.png'), pred, palette)
     seconds = time.time() - start
+    done = len(dataset) - len(excluded)
+    if not done:
+        print('error: none of the %d samples of %s %s could be read: nothing was %s'
+              % (len(dataset), setting['dataset'], setting['split'],
+                 'scored' if labeled else 'predicted'), file=sys.stderr)
+        return 1
     scales = ('multi-scale %s%s' % (args.scales, '' if args.no_flip else ' + flip')
               if args.multi_scale else 'single scale')
-    written = 'Wrote %d palette PNGs (%s colours) to %s' % (len(dataset), palette, folder)
+    images = '%d images' % done if not excluded else '%d of %d images' % (done, len(dataset))
+    written = 'Wrote %d palette PNGs (%s colours) to %s' % (done, palette, folder)
     if not labeled:
-        print('%s on %s %s (%s, %d images, %s): no labels, predictions only (%.1f s)'
-              % (model_name, setting['dataset'], setting['split'], setting['mode'],
-                 len(dataset), scales, seconds))
+        print('%s on %s %s (%s, %s, %s): no labels, predictions only (%.1f s)'
+              % (model_name, setting['dataset'], setting['split'], setting['mode'], images,
+                 scales, seconds))
         print(written)
-        return 0
+        return _report_excluded(excluded, len(dataset), 'have no prediction')
     summary = metric.summary(dataset.classes)
     result = {'model': model_name, 'checkpoint': args.checkpoint,
               'checkpoint_epoch': ckpt.get('epoch') if ckpt else None,
               'weights': 'checkpoint' if ckpt else (args.params or 'published'),
-              'num_images': len(dataset), 'multi_scale': args.multi_scale,
+              'num_images': done, 'num_samples': len(dataset), 'excluded': excluded,
+              'multi_scale': args.multi_scale,
               'scales': args.scales if args.multi_scale else [1.0],
               'flip': args.multi_scale and not args.no_flip,
               'combine': args.combine if args.multi_scale else None,
@@ -322,8 +437,8 @@ def run(args):
     result.update(summary)
     result['confusion_matrix'] = metric.state_dict()['confusion_matrix']
 
-    print('%s on %s %s (%s, %d images, %s): pixAcc %.4f  mIoU %.4f'
-          % (model_name, setting['dataset'], setting['split'], setting['mode'], len(dataset),
+    print('%s on %s %s (%s, %s scored, %s): pixAcc %.4f  mIoU %.4f'
+          % (model_name, setting['dataset'], setting['split'], setting['mode'], images,
              scales, summary['pixAcc'], summary['mIoU']))
     print_table(summary, dataset.classes)
     if folder:
@@ -338,7 +453,19 @@ def run(args):
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     write_atomically(output, lambda f: json.dump(result, f, indent=1), binary=False)
     print('Wrote %s (%.1f s)' % (output, seconds))
-    return 0
+    return _report_excluded(excluded, len(dataset), 'were not scored: the scores above are '
+                            'over the other %d' % done)
+
+
+def _report_excluded(excluded, total, consequence):
+    """Exit status 1 after a summary on stderr if samples were left out, else 0."""
+    if not excluded:
+        return 0
+    print('error: %d of %d samples could not be read and %s (each named above; the sample '
+          'indices: %s)' % (len(excluded), total, consequence,
+                            ', '.join(str(e['index']) for e in excluded[:20])
+                            + (' ...' if len(excluded) > 20 else '')), file=sys.stderr)
+    return 1
 
 
 def main(argv=None, description=None):

@@ -8,6 +8,12 @@ writes ``<name>_instances.png`` (masks, boxes, class names and scores)::
     gluonseg predict photos/*.jpg --model deeplab_resnet101_voc --pretrained
     gluonseg predict photos/ --checkpoint runs/shapes/fcn_resnet18_shapes/best.ckpt
     gluonseg predict street.jpg --model mask_rcnn_fpn_resnet50_v1b_coco --pretrained
+
+Images are read upright (their EXIF orientation applied) and 16-bit greyscale is scaled to
+8 bits (see :func:`gluonseg.data.transforms.load_image`). An image that cannot be read (a
+truncated JPEG, say) is reported by name with the reason and the others are still segmented;
+the run then ends with a list of the images that have no results and exit status 1. Status 2:
+nothing was segmented (bad command line, inputs or model).
 """
 import collections
 import glob
@@ -74,7 +80,8 @@ def check_arguments(p, args):
         p.error('give --pretrained or --params, not both')
     if not 0.0 <= args.alpha <= 1.0:
         p.error('--alpha must be between 0 and 1, got %g' % args.alpha)
-    return args
+    from .evaluate import check_weight_files
+    return check_weight_files(p, args, 'pass it with --checkpoint %s')
 
 
 def parse_args(argv=None, description=None, task=None):
@@ -176,17 +183,36 @@ def load_instance(args, ctx):
     return net, short, max_size
 
 
-def predict_semantic(net, paths, names, output, palette, classes=None, alpha=0.5,
-                     legend=True):
-    """Write ``<name>_mask.png`` and ``<name>_overlay.png`` for every image; returns the
-    written paths."""
+def _readable_images(paths, names, failed=None):
+    """``(path, name, uint8 HxWx3 image)`` of each image that can be read.
+
+    With a list ``failed``, an image that cannot be read (a damaged file, an unsupported pixel
+    type) is reported on stderr and appended to it as ``(path, reason)``; without, the error
+    propagates.
+    """
     from ..data.transforms import load_image
+    for path, name in zip(paths, names):
+        try:
+            image = load_image(path)
+        except (OSError, TypeError, ValueError) as err:
+            if failed is None:
+                raise
+            failed.append((path, str(err)))  # load_image's errors name the file
+            print('error: %s; skipped' % err, file=sys.stderr)
+            continue
+        yield path, name, image
+
+
+def predict_semantic(net, paths, names, output, palette, classes=None, alpha=0.5,
+                     legend=True, failed=None):
+    """Write ``<name>_mask.png`` and ``<name>_overlay.png`` for every image; returns the
+    written paths. With a list ``failed``, an image that cannot be read is reported on stderr,
+    recorded there as ``(path, reason)`` and skipped; with None its error propagates."""
     from ..utils import viz
     from ..utils.atomic import write_atomically
     from .evaluate import save_label_png
     written = []
-    for path, name in zip(paths, names):
-        image = load_image(path)
+    for path, name, image in _readable_images(paths, names, failed):
         labels = net.predict(image)
         mask_path = save_label_png(os.path.join(output, name + '_mask.png'), labels, palette)
         picture = viz.overlay(image, labels, palette, alpha=alpha, classes=classes,
@@ -202,15 +228,14 @@ def predict_semantic(net, paths, names, output, palette, classes=None, alpha=0.5
 
 
 def predict_instance(net, paths, names, output, short=800, max_size=1333, score_thresh=0.5,
-                     max_dets=100, mask_thresh=0.5, alpha=0.5, legend=True):
-    """Write ``<name>_instances.png`` for every image; returns the written paths."""
-    from ..data.transforms import load_image
+                     max_dets=100, mask_thresh=0.5, alpha=0.5, legend=True, failed=None):
+    """Write ``<name>_instances.png`` for every image; returns the written paths. ``failed``:
+    as in :func:`predict_semantic`."""
     from ..model_zoo.rcnn.predict import predict_instances
     from ..utils import viz
     from ..utils.atomic import write_atomically
     written = []
-    for path, name in zip(paths, names):
-        image = load_image(path)
+    for path, name, image in _readable_images(paths, names, failed):
         found = predict_instances(net, image, short=short, max_size=max_size,
                                   score_thresh=score_thresh, max_dets=max_dets,
                                   mask_thresh=mask_thresh)
@@ -238,23 +263,32 @@ def run(args, task=None):
                 args.checkpoint or args.model, found,
                 'scripts/instance/demo_mask_rcnn.py' if found == 'instance'
                 else 'scripts/segmentation/demo.py'))
+        ctx = mx.gpu(args.gpu) if args.gpu is not None else mx.cpu()
+        if found == 'instance':
+            net, short, max_size = load_instance(args, ctx)
+        else:
+            net, palette, classes = load_semantic(args, ctx, ckpt)
     except (OSError, ValueError, UnknownModelError) as err:  # CheckpointError is an OSError
         print('error: %s' % err, file=sys.stderr)
         return 2
-    ctx = mx.gpu(args.gpu) if args.gpu is not None else mx.cpu()
     os.makedirs(args.output, exist_ok=True)
+    failed = []
     if found == 'instance':
-        net, short, max_size = load_instance(args, ctx)
         net.hybridize()
         predict_instance(net, paths, names, args.output, short, max_size, args.score_thresh,
-                         args.max_dets, args.mask_thresh, args.alpha, not args.no_legend)
+                         args.max_dets, args.mask_thresh, args.alpha, not args.no_legend,
+                         failed)
     else:
-        net, palette, classes = load_semantic(args, ctx, ckpt)
         net.hybridize(static_alloc=True)
         predict_semantic(net, paths, names, args.output, palette, classes, args.alpha,
-                         not args.no_legend)
-    print('%d image(s) -> %s' % (len(paths), args.output))
-    return 0
+                         not args.no_legend, failed)
+    print('%d image(s) -> %s' % (len(paths) - len(failed), args.output))
+    if not failed:
+        return 0
+    print('error: %d of %d image(s) could not be read and have no results:\n%s'
+          % (len(failed), len(paths), '\n'.join('  %s' % reason for _, reason in failed)),
+          file=sys.stderr)
+    return 1
 
 
 def main(argv=None, description=None, task=None):

@@ -10,6 +10,10 @@ blended over the picture with a legend of the classes present::
     python scripts/segmentation/demo.py photos/ --model fcn_resnet50_ade --params my.params \\
         --output runs/demo --alpha 0.6
 
+Photos are turned upright by their EXIF orientation. An image that cannot be read (a
+truncated JPEG, say) is named with the reason and skipped, the others are segmented, and the
+run ends with the list of images without results and exit status 1.
+
 The same as ``gluonseg predict`` (code: ``gluonseg/tools/predict.py``).
 """
 import os

@@ -18,6 +18,12 @@ no labels, that is the test server's submission (then ``tar -czf results.tgz res
         --dataset voc --split test --multi-scale --gpus 0 \\
         --save-predictions results/VOC2012/Segmentation/comp6_test_cls
 
+A sample whose image or label cannot be read (a truncated JPEG, a label of another size
+than its image) is named with the reason and left out: the output says how many samples were
+scored, the JSON lists those left out, and the exit status is 1. A .params file is evaluated
+with ``--model NAME --params FILE``, a checkpoint as the positional argument; each is refused,
+with that advice, in the other place.
+
 The same as ``gluonseg eval`` (code: ``gluonseg/tools/evaluate.py``).
 """
 import os
