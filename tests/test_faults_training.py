@@ -289,3 +289,20 @@ def test_damaged_metrics_line_is_an_error_naming_file_and_line(tmp_path):
     resumed = tiny_trainer(tiny_net(seed=1), save_dir=run_dir, epochs=3)
     with pytest.raises(ValueError, match=r'metrics.jsonl: line 1 is not a JSON record'):
         resumed.resume()
+
+
+@pytest.mark.fault('learning rate 1e6 in the Mask R-CNN trainer')
+def test_mask_rcnn_trainer_stops_on_overflow_with_finite_checkpoints(tmp_path):
+    from test_instance_training import instance_trainer, same_start
+    trainer = instance_trainer(same_start(1, tmp_path)[0], lr=1e6, warmup_iters=0,
+                               epochs=2, checkpoint_interval=1)
+    trainer.save_dir = str(tmp_path / 'run')
+    with pytest.raises(NonFiniteError, match='[Tt]raining stopped') as err:
+        trainer.fit()
+    assert 'learning rate' in str(err.value)
+    latest = tmp_path / 'run' / 'latest.ckpt'
+    if latest.exists():
+        assert all_finite_checkpoint(str(latest))
+        assert 'the last good checkpoint' in str(err.value)
+    else:
+        assert 'no checkpoint had been written' in str(err.value)
