@@ -21,10 +21,21 @@ def _models(args):
 
 
 def _download(args):
-    from .model_zoo.registry import fetch_weights, model_info
+    from .model_zoo.registry import UnknownModelError, fetch_weights, model_info
+    # Every name is checked before anything is downloaded.
+    chosen = []
     for name in args.names:
-        entry = model_info(name)
-        print(fetch_weights(name, entry.select_weights(args.pretrained or True), args.root))
+        try:
+            chosen.append((name, model_info(name).select_weights(args.pretrained or True)))
+        except (UnknownModelError, ValueError) as err:  # a misspelled name, no such weights
+            print('gluonseg download: error: %s' % err, file=sys.stderr)
+            return 2
+    for name, weights in chosen:
+        try:
+            print(fetch_weights(name, weights, args.root))
+        except IOError as err:  # the message names the URLs, the file and what to do
+            print('gluonseg download: error: %s' % err, file=sys.stderr)
+            return 1
     return 0
 
 

@@ -16,6 +16,7 @@ import sys
 
 from . import __version__, _cuda
 from .utils import paths
+from .utils.download import ATTEMPT_TIMEOUT_ENV, DEADLINE_ENV, EXTRACT_MAX_SIZE_ENV
 
 __all__ = ['SUPPORTED_MXNET_VERSION', 'ENV_VARS', 'collect', 'problems', 'format_report', 'main']
 
@@ -25,7 +26,8 @@ NEWEST_SUPPORTED_PYTHON = (3, 11)
 # MXNet 1.9.1 uses np.bool, which numpy 1.24 removed.
 FIRST_BROKEN_NUMPY = (1, 24)
 
-ENV_VARS = ('GLUONSEG_HOME', 'GLUONSEG_REPO_URL', 'MXNET_GLUON_REPO', 'MXNET_HOME',
+ENV_VARS = ('GLUONSEG_HOME', 'GLUONSEG_REPO_URL', ATTEMPT_TIMEOUT_ENV, DEADLINE_ENV,
+            EXTRACT_MAX_SIZE_ENV, 'MXNET_GLUON_REPO', 'MXNET_HOME',
             'OMP_NUM_THREADS', 'MXNET_OMP_MAX_THREADS', _cuda.SKIP_ENV_VAR,
             'MXNET_LIBRARY_PATH', 'LD_LIBRARY_PATH', 'CUDA_VISIBLE_DEVICES')
 

@@ -15,19 +15,22 @@ import zipfile
 from urllib.parse import urlsplit
 
 from ..utils.atomic import atomic_copy, remove_quietly
-from ..utils.download import (DownloadError, download, extract_archive, normalize_sha1,
-                              sha1_file)
-from ..utils.filelock import FileLock
+from ..utils.download import (CorruptArchiveError, DownloadError, download, extract_archive,
+                              normalize_sha1, reject_file, sha1_file)
+from ..utils.filelock import NOT_WRITABLE_ERRNOS, FileLock
 from ..utils.paths import models_dir
 
-__all__ = ['DEFAULT_REPO_URL', 'ModelStoreError', 'repo_url', 'model_file_name',
-           'model_url', 'gluoncv_models_dir', 'get_model_file', 'purge']
+__all__ = ['DEFAULT_REPO_URL', 'WEIGHTS_MAX_RATIO', 'ModelStoreError', 'repo_url',
+           'model_file_name', 'model_url', 'gluoncv_models_dir', 'get_model_file', 'purge']
 
 log = logging.getLogger(__name__)
 
 DEFAULT_REPO_URL = 'https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/'
 # First one set wins.
 REPO_ENV_VARS = ('GLUONSEG_REPO_URL', 'MXNET_GLUON_REPO')
+# Trained float weights shrink by less than 2x when zipped; a weight zip expanding more is
+# refused before extraction (a 45 MB zip declaring a 1 GiB member).
+WEIGHTS_MAX_RATIO = 10
 
 
 class ModelStoreError(DownloadError):
@@ -39,10 +42,12 @@ class ModelStoreError(DownloadError):
         As for :class:`~gluonseg.utils.download.DownloadError` (``path`` is the cache file).
     sha1 : str or None
         The expected SHA-1.
+    cause : BaseException or None
+        The underlying error, when there is one.
     """
 
-    def __init__(self, message, url=None, path=None, status=None, sha1=None):
-        super().__init__(message, url=url, path=path, status=status)
+    def __init__(self, message, url=None, path=None, status=None, sha1=None, cause=None):
+        super().__init__(message, url=url, path=path, status=status, cause=cause)
         self.sha1 = sha1
 
 
@@ -115,13 +120,17 @@ def get_model_file(name, sha1, root=None, url=None, progress=True):
 
     Looks, in order, for
 
-    a. the file in the cache (``root``) with the full SHA-1 ``sha1``; a cached file with
-       another SHA-1 is deleted;
+    a. the file in the cache (``root``) with the full SHA-1 ``sha1``; a file there with
+       another SHA-1 (perhaps placed by hand) is moved to ``<file>.rejected``, and the error
+       raised when no right file can be obtained says so;
     b. the same file name in GluonCV's cache (:func:`gluoncv_models_dir`) with the full
        SHA-1 ``sha1``, copied (atomically) into the cache;
     c. a download from ``url``, or else from :func:`model_url` (a zip holding the
        ``.params``), extracted safely, verified and moved into the cache atomically; the
-       zip is deleted. When the SHA-1 does not match, it is downloaded once more.
+       zip is deleted. When the SHA-1 does not match or the zip cannot be read, it is
+       downloaded once more from zero. A zip expanding more than :data:`WEIGHTS_MAX_RATIO`
+       times is refused before extraction. The time limits are those of
+       :func:`gluonseg.utils.download.download`.
 
     Concurrent calls for the same file (threads or processes) download it once.
 
@@ -151,29 +160,47 @@ def get_model_file(name, sha1, root=None, url=None, progress=True):
     Raises
     ------
     ModelStoreError
-        Cannot download (offline, unreachable host, 404, ...) or the downloaded weights
-        have the wrong SHA-1. The message names the URL, the file name, the SHA-1 and the
-        cache folder where the file can be placed by hand.
+        Cannot download (offline, unreachable host, 404, deadline passed, ...) or the
+        downloaded weights have the wrong SHA-1 or cannot be unzipped. The message names
+        the URL, the file name, the SHA-1, the cache folder where the file can be placed by
+        hand, and a file that was there but refused.
+    PermissionError
+        The cache folder cannot be written to; the message names it and whether ``root``,
+        ``$GLUONSEG_HOME`` or the default chose it.
+    UnsafeArchiveError
+        The zip would write outside the cache or expand too much (nothing was extracted).
     ValueError
         ``sha1`` is not a full SHA-1, or is None without ``url`` and no cached file.
     """
     if sha1 is not None:
         sha1 = normalize_sha1(sha1)
+    root_arg = root
     root = os.path.abspath(os.path.expanduser(root)) if root else os.path.abspath(models_dir())
-    os.makedirs(root, exist_ok=True)
     file_name = model_file_name(name, sha1)
     path = os.path.join(root, file_name)
     if sha1 is not None and _matches(path, sha1):  # fast path, no lock needed
         return path
 
     # One lock for the whole lookup (distinct from download()'s '<file>.lock').
-    with FileLock(os.path.join(root, file_name[:-len('.params')] + '.lock')):
+    lock = FileLock(os.path.join(root, file_name[:-len('.params')] + '.lock'))
+    try:
+        os.makedirs(root, exist_ok=True)
+        lock.acquire()
+    except OSError as err:
+        if err.errno not in NOT_WRITABLE_ERRNOS:
+            raise
+        raise _cache_not_writable(root, root_arg, err) from None
+    try:
         if _matches(path, sha1):
             return path
+        refused = None
         if os.path.exists(path):
-            log.warning('Deleting %s: its SHA-1 is %s, expected %s', path,
-                        sha1_file(path), sha1)
-            os.remove(path)
+            actual = sha1_file(path)
+            rejected = reject_file(path)
+            refused = ('A file was already at %s, but its SHA-1 is %s, not %s (incomplete, '
+                       'damaged or another version of the weights); it was moved to %s.'
+                       % (path, actual, sha1, rejected))
+            log.warning(refused)
 
         if sha1 is not None:
             gluoncv_path = os.path.join(gluoncv_models_dir(), file_name)
@@ -187,16 +214,34 @@ def get_model_file(name, sha1, root=None, url=None, progress=True):
                 raise ValueError('No SHA-1 and no URL for model %r, and %s does not exist'
                                  % (name, path))
             url = model_url(name, sha1)
-        _download_into_cache(name, sha1, url, path, progress)
+        _download_into_cache(name, sha1, url, path, progress, refused)
+    finally:
+        lock.release()
     return path
+
+
+def _cache_not_writable(root, root_arg, err):
+    if root_arg:
+        chosen_by = 'the root=%r argument' % (root_arg,)
+    elif os.environ.get('GLUONSEG_HOME'):
+        chosen_by = 'GLUONSEG_HOME=%s' % os.environ['GLUONSEG_HOME']
+    else:
+        chosen_by = 'the default, as GLUONSEG_HOME is not set'
+    detail = err.strerror + (': %s' % err.filename if err.filename else '')
+    return PermissionError(err.errno, 'The weight cache %s (chosen by %s) is not writable: %s. '
+                           'Set GLUONSEG_HOME or pass root= to a writable folder'
+                           % (root, chosen_by, detail))
 
 
 def _is_zip_url(url):
     return urlsplit(url).path.lower().endswith('.zip')
 
 
-def _download_into_cache(name, sha1, url, path, progress):
-    """Download ``url`` and move the verified weights to ``path``; retry once on a bad file."""
+def _download_into_cache(name, sha1, url, path, progress, refused):
+    """Download ``url`` and move the verified weights to ``path``; retry once on a bad file.
+
+    ``refused`` describes a file that was at ``path`` with the wrong SHA-1, or is None.
+    """
     problem = None
     for attempt in (1, 2):
         try:
@@ -204,14 +249,17 @@ def _download_into_cache(name, sha1, url, path, progress):
         except ModelStoreError:
             raise
         except DownloadError as err:
-            raise ModelStoreError(_unavailable_message(name, sha1, url, path, err),
-                                  url=url, path=path, status=err.status, sha1=sha1) from err
+            # The message holds the download's own: a chained traceback would repeat it.
+            raise ModelStoreError(_unavailable_message(name, sha1, url, path, err, refused),
+                                  url=url, path=path, status=err.status, sha1=sha1,
+                                  cause=err) from None
         if problem is None:
             return
         if attempt == 1:
             log.warning('%s; downloading it again', problem)
-    raise ModelStoreError('%s (downloaded twice; nothing was cached). If you have the right '
-                          'file, place it by hand:\n    cp <file> %s' % (problem, path),
+    raise ModelStoreError('%s (downloaded twice; nothing was cached).%s If you have the right '
+                          'file, place it by hand:\n    cp <file> %s'
+                          % (problem, ' ' + refused if refused else '', path),
                           url=url, path=path, sha1=sha1)
 
 
@@ -232,7 +280,10 @@ def _fetch_verified(url, path, sha1, progress):
         # Sniff rather than trust the URL: a .params file is never a valid zip.
         if zipfile.is_zipfile(downloaded):
             workdir = tempfile.mkdtemp(prefix=stem + '.', suffix='.unzip', dir=root)
-            extracted = extract_archive(downloaded, workdir)
+            try:
+                extracted = extract_archive(downloaded, workdir, max_ratio=WEIGHTS_MAX_RATIO)
+            except CorruptArchiveError as err:
+                return 'The zip from %s cannot be read: %s' % (url, err)
             params = [p for p in extracted if p.endswith('.params') and os.path.isfile(p)]
             # Prefer the published member name; a user's zip may hold one other .params.
             chosen = [p for p in params if os.path.basename(p) == file_name] or params
@@ -259,14 +310,16 @@ def _fetch_verified(url, path, sha1, progress):
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _unavailable_message(name, sha1, url, path, err):
+def _unavailable_message(name, sha1, url, path, err, refused):
     file_name = os.path.basename(path)
     lines = ['Cannot get the weights of model %r: %s' % (name, err),
              '    URL: %s' % url,
-             '    expected file: %s (SHA-1 %s)' % (file_name, sha1 or 'not given'),
-             'If this machine is offline or the host is unreachable, fetch the file '
-             'elsewhere (unzip it if it is a .zip) and place it by hand:',
-             '    cp <file> %s' % path]
+             '    expected file: %s (SHA-1 %s)' % (file_name, sha1 or 'not given')]
+    if refused:
+        lines.append(refused)
+    lines += ['If this machine is offline or the host is unreachable, fetch the file '
+              'elsewhere (unzip it if it is a .zip) and place it by hand:',
+              '    cp <file> %s' % path]
     if not url.startswith(repo_url()):
         return '\n'.join(lines)
     lines.append('or set GLUONSEG_REPO_URL to a mirror holding gluon/models/%s'
@@ -275,7 +328,8 @@ def _unavailable_message(name, sha1, url, path, err):
 
 
 def purge(root=None):
-    """Delete the cached weight files (``*.params``) and leftover partial downloads.
+    """Delete the cached weight files (``*.params``), files set aside as
+    ``*.params.rejected`` and leftover partial downloads.
 
     Parameters
     ----------
@@ -289,7 +343,8 @@ def purge(root=None):
     """
     root = os.path.abspath(os.path.expanduser(root)) if root else os.path.abspath(models_dir())
     removed = []
-    for pattern in ('*.params', '*.download', '*.download.part', '*.zip.part'):
+    for pattern in ('*.params', '*.params.rejected', '*.download', '*.download.part',
+                    '*.zip.part'):
         for path in sorted(glob.glob(os.path.join(root, pattern))):
             if os.path.isfile(path):
                 os.remove(path)

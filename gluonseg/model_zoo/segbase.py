@@ -11,6 +11,7 @@ import mxnet as mx
 from mxnet import autograd
 from mxnet.gluon import nn
 
+from .model_store import ModelStoreError
 from .resnetv1b import resnet_v1b
 
 __all__ = ['SegBaseModel', 'FCNHead', 'classifier_block', 'conv_bn_relu', 'parse_backbone', 'build_backbone', 'resize_like']
@@ -36,12 +37,31 @@ def parse_backbone(name):
 
 def build_backbone(name, dilated=True, pretrained=False, root=None, norm_layer=nn.BatchNorm,
                    norm_kwargs=None):
-    """A (dilated) ResNetV1b, with its published ImageNet weights when ``pretrained``."""
+    """A (dilated) ResNetV1b, with its published ImageNet weights when ``pretrained``.
+
+    Models pass their ``pretrained_base`` as ``pretrained``; when the weights cannot be
+    obtained, the error (:class:`~gluonseg.model_zoo.model_store.ModelStoreError`, or
+    ``PermissionError`` for a read-only cache) says that ``pretrained_base`` asked for them
+    and how to build without them.
+    """
     depth, variant = parse_backbone(name)
     kwargs = dict(dilated=dilated, norm_layer=norm_layer, norm_kwargs=norm_kwargs)
     if pretrained:
         from .registry import get_model  # the registry imports the model files
-        return get_model('resnet%d_%s' % (depth, variant), pretrained=True, root=root, **kwargs)
+        backbone = 'resnet%d_%s' % (depth, variant)
+        # Said when the weights cannot be had: pretrained=False alone does not avoid them.
+        why = ('pretrained_base=True asks for the ImageNet weights of the backbone %r (it is '
+               'the default of gluonseg.get_model, also with pretrained=False, as in GluonCV). '
+               'Pass pretrained_base=False to start the backbone from random weights (offline, '
+               'or when you load trained weights next), or make the weights available:\n'
+               % backbone)
+        try:
+            return get_model(backbone, pretrained=True, root=root, **kwargs)
+        except ModelStoreError as err:
+            raise ModelStoreError(why + str(err), url=err.url, path=err.path, status=err.status,
+                                  sha1=err.sha1, cause=err) from None
+        except PermissionError as err:  # a cache folder that cannot be written to
+            raise PermissionError(err.errno, why + err.strerror) from None
     return resnet_v1b(depth, variant, **kwargs)
 
 

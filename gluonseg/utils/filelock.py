@@ -15,7 +15,10 @@ try:
 except ImportError:  # Windows
     fcntl = None
 
-__all__ = ['FileLock', 'FileLockTimeout']
+__all__ = ['FileLock', 'FileLockTimeout', 'NOT_WRITABLE_ERRNOS']
+
+# errno values of a folder or file system that cannot be written to.
+NOT_WRITABLE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 class FileLockTimeout(TimeoutError):
@@ -118,22 +121,31 @@ class FileLock:
         FileLockTimeout
             The lock is still held by someone else when the timeout expires; the message
             names the lock file.
+        PermissionError
+            The lock file cannot be created (read-only folder or file system); the message
+            names it.
         """
         if self._fd is not None:
             self._depth += 1
             return self
         timeout = self.timeout if timeout == -1 else timeout
         deadline = None if timeout is None else time.monotonic() + timeout
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         try_once = self._try_flock if self.use_flock else self._try_create
-        while True:
-            fd = try_once()
-            if fd is not None:
-                self._fd, self._depth = fd, 1
-                return self
-            if deadline is not None and time.monotonic() >= deadline:
-                raise FileLockTimeout(self.path, timeout, self._read_holder()[0])
-            time.sleep(self.poll_interval)
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            while True:
+                fd = try_once()
+                if fd is not None:
+                    self._fd, self._depth = fd, 1
+                    return self
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise FileLockTimeout(self.path, timeout, self._read_holder()[0])
+                time.sleep(self.poll_interval)
+        except OSError as err:
+            if err.errno not in NOT_WRITABLE_ERRNOS:
+                raise
+            raise PermissionError(err.errno, 'Cannot create the lock file %s (%s): its folder '
+                                  'must be writable' % (self.path, err.strerror)) from None
 
     def release(self):
         """Release the lock (a no-op when not held)."""
