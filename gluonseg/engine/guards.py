@@ -4,7 +4,7 @@ every training sample is finite (:class:`FiniteInputs`).
 
 A NaN can be invisible in the loss: MXNet's CPU ReLU maps NaN to 0, so a NaN pixel gives a
 finite loss and NaN gradients in the first layers only. The trainer therefore checks the
-gradients before every update and the weights after it and before every checkpoint write.
+gradients before every update and the weights before every checkpoint write.
 """
 import mxnet as mx
 import numpy as np
@@ -22,19 +22,51 @@ class NonFiniteError(FloatingPointError):
 
 
 def all_finite(arrays):
-    """Whether every element of the NDArrays ``arrays`` is finite; one synchronisation per
-    device whatever their number."""
+    """Whether every element of the NDArrays ``arrays`` is finite.
+
+    On the CPU each array is tested by NumPy through a zero-copy DLPack view (ResNet-18's
+    12 M values: a few ms, where MXNet's ``multi_all_finite`` took about 100 times longer
+    and a copy with ``asnumpy`` 4 times); on GPUs with ``multi_all_finite``, as MXNet's AMP
+    does, with one synchronisation per device (not run here: no GPU MXNet).
+    """
     by_context = {}
     for array in arrays:
         by_context.setdefault(array.context, []).append(array)
-    flags = []
     for ctx, group in by_context.items():
+        if ctx.device_type in ('cpu', 'cpu_pinned', 'cpu_shared'):
+            if not all(np.isfinite(_host_values(array)).all() for array in group):
+                return False
+            continue
         flag = mx.nd.ones((1,), ctx=ctx)
         for start in range(0, len(group), _CHUNK):
             chunk = group[start:start + _CHUNK]
             mx.nd.multi_all_finite(*chunk, num_arrays=len(chunk), init_output=False, out=flag)
-        flags.append(flag)
-    return all(bool(flag.asscalar()) for flag in flags)
+        if not flag.asscalar():
+            return False
+    return True
+
+
+class _DLPackView(object):
+    """What ``np.from_dlpack`` takes: MXNet 1.9 hands out bare capsules, NumPy wants an object
+    with ``__dlpack__``. The capsule is made for reading (MXNet waits for pending writes)."""
+
+    def __init__(self, array):
+        self.array = array
+
+    def __dlpack__(self, stream=None):
+        return mx.nd.to_dlpack_for_read(self.array)
+
+    def __dlpack_device__(self):
+        return (1, 0)  # kDLCPU
+
+
+def _host_values(array):
+    """The values of a CPU NDArray as NumPy sees them: a read-only view where MXNet can give
+    one, a copy for arrays in a oneDNN layout (which have no plain memory to view)."""
+    try:
+        return np.from_dlpack(_DLPackView(array))
+    except mx.base.MXNetError:
+        return array.asnumpy()
 
 
 def nonfinite_names(named_arrays):
