@@ -1,23 +1,60 @@
 """The ``gluonseg`` command: ``gluonseg models``, ``gluonseg download``, ``gluonseg env``,
-``gluonseg train``, ``gluonseg eval``, ``gluonseg predict``."""
+``gluonseg train``, ``gluonseg eval``, ``gluonseg predict``.
+
+Only what a sub-command runs is imported: ``gluonseg --help`` and the help of ``models``,
+``download`` and ``env`` answer without importing MXNet (seconds); a tool's module (``train``,
+``eval``, ``predict``, which need MXNet) is imported when that sub-command is given.
+"""
 import argparse
+import importlib
 import sys
+
+from .tools import tool_parser
 
 __all__ = ['main']
 
+# sub-command -> (its module in gluonseg.tools, its line in ``gluonseg --help``)
+TOOL_COMMANDS = {
+    'train': ('train', 'train a semantic segmentation model (scripts/segmentation/train.py)'),
+    'eval': ('evaluate', 'pixAcc / mIoU of a semantic model, prediction PNGs '
+             '(scripts/segmentation/test.py)'),
+    'predict': ('predict', 'segment images and draw the results, semantic or Mask R-CNN '
+                '(scripts/segmentation/demo.py, scripts/instance/demo_mask_rcnn.py)'),
+}
+
+WILDCARD_CHARACTERS = '*?['
+
 
 def _models(args):
-    from .model_zoo import list_models, model_info
+    from .model_zoo.registry import list_models, model_info, similar_names
+    # A plain word is a part of a name: 'shapes' lists every model trained on shapes.
+    plain_word = not any(c in args.pattern for c in WILDCARD_CHARACTERS)
+    pattern = '*%s*' % args.pattern if plain_word else args.pattern
     pretrained = {'yes': True, 'no': False}.get(args.pretrained)
-    names = list_models(args.pattern, pretrained=pretrained, task=args.task)
+    names = list_models(pattern, pretrained=pretrained, task=args.task)
+    if not names:
+        filters = ['--%s %s' % (option, getattr(args, option))
+                   for option in ('pretrained', 'task') if getattr(args, option)]
+        if filters and list_models(pattern):
+            hint = ' with %s' % ' '.join(filters)
+        else:
+            text = args.pattern.translate({ord(c): None for c in WILDCARD_CHARACTERS + ']'})
+            close = similar_names(text, words=True)
+            hint = ('. Did you mean: %s?' % ', '.join(close)) if close else ''
+        print('gluonseg models: no model matches %r%s' % (args.pattern, hint), file=sys.stderr)
+        return 1
+    rows = []
     for name in names:
         entry = model_info(name)
         metrics = entry.weights[0].metrics if entry.weights else {}
-        print('%-28s %-14s %-28s %4d classes  %s' % (
-            name, entry.task, entry.dataset, entry.num_classes,
-            ', '.join('%s %.1f' % kv for kv in metrics.items()) or
-            ('weights' if entry.weights else '-')))
-    return 0 if names else 1
+        rows.append((name, entry.task, entry.dataset, '%d classes' % entry.num_classes,
+                     ', '.join('%s %.1f' % kv for kv in metrics.items()) or
+                     ('weights' if entry.weights else '-')))
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    for row in rows:
+        print('  '.join([cell.ljust(width) for cell, width in zip(row[:3], widths)] +
+                        [row[3].rjust(widths[3]), row[4]]))
+    return 0
 
 
 def _download(args):
@@ -48,7 +85,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog='gluonseg', description='gluonseg model zoo')
     sub = parser.add_subparsers(dest='command', required=True)
     models = sub.add_parser('models', help='list registered models')
-    models.add_argument('pattern', nargs='?', default='*', help="shell wildcard, e.g. 'psp_*'")
+    models.add_argument('pattern', nargs='?', default='*',
+                        help="a part of the name (e.g. 'shapes') or a shell wildcard (e.g. "
+                             "'psp_*_voc')")
     models.add_argument('--pretrained', choices=['yes', 'no'],
                         help='only models with (yes) or without (no) published weights')
     models.add_argument('--task', choices=['semantic', 'instance', 'classification'])
@@ -61,23 +100,24 @@ def main(argv=None):
     env = sub.add_parser('env', help='describe the installation and what is wrong with it')
     env.add_argument('--json', action='store_true')
     env.set_defaults(run=_env)
-    from .tools import evaluate, predict, tool_parser, train
-    checks = {}  # sub-command -> its parser and the check of the combination of options
-    for name, tool, text in (
-            ('train', train, 'train a semantic segmentation model (scripts/segmentation/'
-             'train.py)'),
-            ('eval', evaluate, 'pixAcc / mIoU of a semantic model, prediction PNGs '
-             '(scripts/segmentation/test.py)'),
-            ('predict', predict, 'segment images and draw the results, semantic or Mask R-CNN '
-             '(scripts/segmentation/demo.py, scripts/instance/demo_mask_rcnn.py)')):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # The first word is the sub-command (``gluonseg`` itself has no option taking a value):
+    # only its tool module is imported; the others are listed in --help by their line alone.
+    given = next((arg for arg in argv if not arg.startswith('-')), None)
+    check = None  # the given tool's parser and its check of the combination of options
+    for name, (module_name, text) in TOOL_COMMANDS.items():
+        if name != given:
+            sub.add_parser(name, help=text)
+            continue
+        tool = importlib.import_module('%s.tools.%s' % (__package__, module_name))
         command = tool_parser(tool.__doc__, text, subparsers=sub, name=name, help=text)
         tool.add_arguments(command)
         command.set_defaults(run=tool.run)
-        checks[name] = (command, tool.check_arguments)
+        check = (command, tool.check_arguments)
     args = parser.parse_args(argv)
-    if args.command in checks:
-        command, check = checks[args.command]
-        check(command, args)
+    if check is not None:
+        command, check_arguments = check
+        check_arguments(command, args)
     return args.run(args)
 
 

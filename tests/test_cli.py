@@ -1,10 +1,17 @@
 """The gluonseg console command."""
+import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
 from gluonseg.cli import main
+from gluonseg.model_zoo import list_models
 from test_demo import load_script
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_models_lists_matching_names(capsys):
@@ -16,6 +23,78 @@ def test_models_lists_matching_names(capsys):
 
 def test_models_with_no_match_fails(capsys):
     assert main(['models', 'nothing*']) == 1
+    captured = capsys.readouterr()
+    assert captured.out == '' and "no model matches 'nothing*'" in captured.err
+
+
+def test_models_takes_a_plain_word_as_a_part_of_the_name(capsys):
+    assert main(['models', 'shapes']) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == list_models('*shapes*')
+    assert 'fcn_resnet18_shapes' in listed and 'psp_resnet50_shapes' in listed
+    # A wildcard pattern is matched as before: the whole name.
+    assert main(['models', 'shapes*']) == 1
+
+
+@pytest.mark.fault('misspelled model name or word given to gluonseg models')
+def test_models_without_a_match_suggests_close_names(capsys):
+    assert main(['models', 'shapez']) == 1
+    assert "no model matches 'shapez'. Did you mean: shapes" in capsys.readouterr().err
+    assert main(['models', 'deeplab_resnet101_vocc']) == 1
+    assert "Did you mean: deeplab_resnet101_voc," in capsys.readouterr().err
+    # Names match, the filters leave none: the message says so instead of guessing.
+    assert main(['models', 'psp', '--task', 'instance']) == 1
+    err = capsys.readouterr().err
+    assert "no model matches 'psp' with --task instance" in err and 'Did you mean' not in err
+
+
+def test_models_columns_fit_the_longest_name(capsys):
+    assert main(['models']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    longest = max(len(line.split()[0]) for line in lines)
+    assert longest == len('mask_rcnn_fpn_resnet101_v1d_coco')
+    # Every row's second column starts at the same place, after the longest name.
+    assert {len(re.match(r'\S+ +', line).group()) for line in lines} == {longest + 2}
+    assert len({re.search(r' \d+ classes ', line).end() for line in lines}) == 1
+
+
+# Runs in a fresh interpreter: nothing of this test process is imported there.
+IMPORTS_OF_HELP = r"""
+import contextlib, io, json, sys
+import gluonseg.cli
+seen = {}
+for argv in (['--help'], ['models', '--help'], ['download', '--help'], ['env', '--help']):
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        try:
+            gluonseg.cli.main(argv)
+        except SystemExit as done:
+            assert done.code == 0, (argv, done.code)
+    seen[' '.join(argv)] = [out.getvalue().startswith('usage: gluonseg'),
+                            'mxnet' in sys.modules]
+import gluonseg
+seen['import gluonseg'] = ['get_model' in dir(gluonseg), 'mxnet' in sys.modules]
+from gluonseg import *
+seen['get_model'] = [callable(get_model), 'mxnet' in sys.modules]
+print(json.dumps(seen))
+"""
+
+
+def test_help_and_import_gluonseg_do_not_import_mxnet():
+    run = subprocess.run([sys.executable, '-c', IMPORTS_OF_HELP], cwd=ROOT, text=True,
+                         capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout)
+    for step in ('--help', 'models --help', 'download --help', 'env --help', 'import gluonseg'):
+        assert seen[step] == [True, False], step
+    # Control: the first use of a model-zoo function does import it.
+    assert seen['get_model'] == [True, True]
+
+
+def test_unknown_attribute_of_gluonseg_is_an_attribute_error():
+    import gluonseg
+    with pytest.raises(AttributeError, match="module 'gluonseg' has no attribute 'get_modle'"):
+        gluonseg.get_modle
+    assert gluonseg.model_zoo.registry.get_model is gluonseg.get_model
 
 
 def test_download_offline_names_the_url(monkeypatch, tmp_path, closed_port_url, capsys):
@@ -63,3 +142,31 @@ def test_predict_lists_the_options_of_both_demos(monkeypatch, capsys):
                                           [], capsys))
     assert set(semantic) < set(ours) and set(instance) < set(ours)
     assert set(ours) == set(semantic) | set(instance)
+
+
+def option_entries(blocks):
+    """The help of each option (its lines joined) in the paragraphs of a ``--help`` text."""
+    text = '\n\n'.join(blocks)
+    return [' '.join(entry.split()) for entry in re.split(r'\n(?=  \S)', text)
+            if entry.startswith('  ')]
+
+
+@pytest.mark.parametrize('command, script', [
+    ('train', ('segmentation', 'train.py')), ('eval', ('segmentation', 'test.py')),
+    ('predict', ('segmentation', 'demo.py')), (None, ('instance', 'demo_mask_rcnn.py')),
+    (None, ('instance', 'train_mask_rcnn.py')), (None, ('instance', 'eval_mask_rcnn.py'))])
+def test_help_says_each_default_once(command, script, monkeypatch, capsys):
+    monkeypatch.setenv('COLUMNS', '100')
+    texts = [help_blocks(load_script(*script).main, [], capsys)]
+    if command:
+        texts.append(help_blocks(main, [command], capsys))
+    for blocks in texts:
+        entries = option_entries(blocks[2:])
+        assert len(entries) > 8
+        for entry in entries:
+            assert len(re.findall(r'\bdefault\b', entry, re.I)) <= 1, entry
+            assert '(default: None)' not in entry and '(default: )' not in entry, entry
+            if entry.split()[0] in ('--quiet', '--aux', '--no-progress', '--syncbn'):
+                assert 'default' not in entry, entry  # a flag is off unless given
+        # Values set in the parser are still shown.
+        assert any(re.search(r'\(default: [\w.]+\)$', entry) for entry in entries)

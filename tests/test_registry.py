@@ -69,6 +69,14 @@ def test_unknown_name_suggests_close_names():
         gluonseg.get_model('nothing_like_it_at_all')
 
 
+def test_similar_names_of_a_misspelled_name_or_word():
+    assert registry.similar_names('psp_resnet101_vocc')[0] == 'psp_resnet101_voc'
+    assert registry.similar_names('shapez') == []  # no whole name is close
+    assert registry.similar_names('shapez', words=True)[0] == 'shapes'
+    assert registry.similar_names('cityz', words=True)[0] == 'citys'
+    assert registry.similar_names('qqqqqqqq', words=True) == []
+
+
 def test_pretrained_without_published_weights_says_so():
     with pytest.raises(ValueError, match='No pretrained weights are published for'):
         gluonseg.get_model('fcn_resnet50_voc', pretrained=True)

@@ -15,7 +15,7 @@ import mxnet as mx
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ['Weights', 'ModelEntry', 'register_model', 'register_weights', 'get_model',
-           'list_models', 'model_info', 'load_weights', 'UnknownModelError',
+           'list_models', 'model_info', 'similar_names', 'load_weights', 'UnknownModelError',
            'IMAGENET_MEAN', 'IMAGENET_STD']
 
 @dataclass
@@ -134,10 +134,22 @@ def model_info(name):
     try:
         return _REGISTRY[name]
     except KeyError:
-        close = difflib.get_close_matches(name, _REGISTRY, n=5, cutoff=0.5)
+        close = similar_names(name)
         hint = ('Did you mean: %s?' % ', '.join(close)) if close else \
             'See gluonseg.list_models().'
         raise UnknownModelError('Unknown model %r. %s' % (name, hint)) from None
+
+
+def similar_names(text, words=False):
+    """Up to five registered names close to ``text`` (a misspelled name), closest first.
+
+    With ``words``, the words of the names (the parts between underscores: ``'shapes'``,
+    ``'citys'``, ``'resnet101'``) are candidates too, for a misspelled part of a name."""
+    _ensure_models_imported()
+    candidates = set(_REGISTRY)
+    if words:
+        candidates.update(word for key in _REGISTRY for word in key.split('_'))
+    return difflib.get_close_matches(text, sorted(candidates), n=5, cutoff=0.5)
 
 
 def list_models(pattern='*', pretrained=None, task=None, dataset=None):

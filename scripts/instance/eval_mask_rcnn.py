@@ -20,7 +20,6 @@ It prints pycocotools' bbox and segm tables and an AP summary, and writes the de
 the COCO results format (``PREFIX_bbox.json``, ``PREFIX_segm.json``) and the AP numbers
 (``PREFIX_metrics.json``).
 """
-import argparse
 import json
 import os
 import sys
@@ -30,13 +29,13 @@ os.environ.setdefault('OMP_NUM_THREADS', str(min(os.cpu_count() or 1, 4)))
 import mxnet as mx  # noqa: E402
 
 from gluonseg.engine.instance_evaluation import evaluate_instances  # noqa: E402
+from gluonseg.tools import tool_parser  # noqa: E402
 from gluonseg.utils.atomic import write_atomically  # noqa: E402
 from gluonseg.utils.coco_metric import STAT_NAMES  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = tool_parser(__doc__)
     g = p.add_argument_group('model (one of)')
     g.add_argument('--model', help='registered Mask R-CNN name')
     g.add_argument('--pretrained', nargs='?', const='True', default=None,
