@@ -81,7 +81,7 @@ def test_compare_peers_reports_a_failed_measurement_and_goes_on(tmp_path, capsys
 
 @pytest.mark.skipif(importlib.util.find_spec('torchvision') is None,
                     reason='torchvision is an optional peer, installed only in the benchmark '
-                           'venv (docs/deploy.md), never a gluonseg dependency')
+                           'venv (docs/benchmarks.md), never a gluonseg dependency')
 def test_compare_peers_measures_torchvision_on_the_same_input(tmp_path):
     script = load_script('scripts/benchmark/compare_peers.py')
     rows = script.main(['--models', 'deeplab', '--depth', '50', '--size', '64', '--impls',
