@@ -97,15 +97,61 @@ def test_demo_writes_masks_and_overlays(pictures, semantic, tmp_path, capsys):
         name = os.path.splitext(os.path.basename(path))[0]
         with Image.open(path) as picture:
             image = np.asarray(picture.convert('RGB'))
+        labels = net.predict(image)
         with Image.open(os.path.join(output, name + '_mask.png')) as mask:
             assert mask.mode == 'P'
-            np.testing.assert_array_equal(np.array(mask), net.predict(image))
+            np.testing.assert_array_equal(np.array(mask), labels)
             np.testing.assert_array_equal(
                 np.array(mask.getpalette(), dtype=np.uint8).reshape(-1, 3), voc_palette())
         with Image.open(os.path.join(output, name + '_overlay.png')) as overlay:
-            assert overlay.mode == 'RGB' and overlay.size == (image.shape[1], image.shape[0])
-            assert not np.array_equal(np.asarray(overlay), image)
+            assert overlay.mode == 'RGB'
+            assert_overlay_of(np.asarray(overlay), image, labels)
     assert '3 image(s) -> %s' % output in capsys.readouterr().out
+
+
+def assert_overlay_of(overlay, image, labels, alpha=0.5):
+    """The picture at the top-left, its background (label 0) pixels unchanged and the others
+    tinted in the VOC colours; the legend in a strip to the right, not touching its edges."""
+    height, width = image.shape[:2]
+    background = labels == 0
+    assert background.any() and (~background).any()  # both kinds are checked
+    assert overlay.shape[0] == height and overlay.shape[1] > width
+    picture = overlay[:height, :width].astype(int)
+    np.testing.assert_array_equal(picture[background], image[background])
+    tinted = np.round((1 - alpha) * image[~background]
+                      + alpha * voc_palette()[labels[~background]])
+    assert np.abs(picture[~background] - tinted).max() <= 1
+    ink = np.argwhere((overlay[:, width:] != 255).any(axis=-1))
+    assert len(ink) and ink[:, 0].max() < height - 1 and ink[:, 1].max() < \
+        overlay.shape[1] - width - 1
+
+
+def test_predict_short_side_resizes_before_and_back_after(semantic, tmp_path, capsys):
+    # A 128x128 photo made of 2x2 blocks: resized to a 64-pixel short side it is exactly
+    # the 64x64 picture, so the prediction must be that picture's, doubled.
+    net, _, checkpoint = semantic
+    small = np.random.RandomState(5).randint(0, 256, (64, 64, 3)).astype(np.uint8)
+    big = small.repeat(2, axis=0).repeat(2, axis=1)
+    path = str(tmp_path / 'big.png')
+    Image.fromarray(big).save(path)
+    expected = net.predict(small).repeat(2, axis=0).repeat(2, axis=1)
+    assert not np.array_equal(net.predict(big), expected)  # the size matters to the model
+    output = str(tmp_path / 'out')
+    assert cli(['predict', path, '--checkpoint', checkpoint, '--short', '64',
+                '--output', output]) == 0
+    assert '128x128 predicted with the short side at 64, classes' in capsys.readouterr().out
+    with Image.open(os.path.join(output, 'big_mask.png')) as mask:
+        np.testing.assert_array_equal(np.array(mask), expected)
+    with Image.open(os.path.join(output, 'big_overlay.png')) as overlay:
+        assert_overlay_of(np.asarray(overlay.convert('RGB')), big, expected)
+    # --draw-background colours label 0 too; --no-legend keeps the picture's size.
+    assert cli(['predict', path, '--checkpoint', checkpoint, '--short', '64', '--output',
+                output, '--draw-background', '--no-legend']) == 0
+    with Image.open(os.path.join(output, 'big_overlay.png')) as overlay:
+        drawn = np.asarray(overlay.convert('RGB')).astype(int)
+    assert drawn.shape == big.shape
+    tinted = np.round(0.5 * big + 0.5 * voc_palette()[expected])
+    assert np.abs(drawn - tinted).max() <= 1
 
 
 def test_cli_predict_with_a_checkpoint_names_the_shapes_classes(pictures, semantic, tmp_path,
@@ -149,7 +195,9 @@ def test_demo_mask_rcnn_draws_a_checkpoints_detections(pictures, instance_checkp
                       '--output', output]) == 0
     assert os.listdir(output) == ['a_instances.png']
     with Image.open(os.path.join(output, 'a_instances.png')) as drawn:
-        assert drawn.mode == 'RGB' and drawn.size == (56, 40)
+        # the 56x40 picture with the legend in a strip beside it (taller for many entries)
+        assert drawn.mode == 'RGB' and drawn.width > 56 and drawn.height >= 40
+        assert (np.asarray(drawn)[40:, :56] == 255).all()
     line = capsys.readouterr().out.splitlines()[0]
     # random weights, every score kept: 1 to 10 proposals x 3 classes, counted per class
     match = re.search(r': 56x40, (\d+) detections (.*) -> ', line)
@@ -201,3 +249,8 @@ def test_bad_inputs_are_named(pictures, semantic, capsys):
     with pytest.raises(SystemExit):
         cli(['predict', base, '--model', 'fcn_resnet18_shapes', '--params', params,
              '--alpha', '2'])
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli(['predict', base, '--model', 'fcn_resnet18_shapes', '--params', params,
+             '--short', '0'])
+    assert '--short must be a positive number of pixels, got 0' in capsys.readouterr().err

@@ -104,7 +104,7 @@ def test_colorize_mask_rejects_fractional_labels():
 def test_overlay_size_mode_and_blending():
     mask = random_mask()
     image = np.random.RandomState(1).randint(0, 256, size=mask.shape + (3,)).astype(np.uint8)
-    result = viz.overlay(image, mask, 'voc', alpha=0.5, legend=False)
+    result = viz.overlay(image, mask, 'voc', alpha=0.5, legend=False, draw_background=True)
     assert result.mode == 'RGB' and result.size == (53, 37)
     pixels = np.array(result).astype(int)
     labelled = mask != 255
@@ -113,37 +113,110 @@ def test_overlay_size_mode_and_blending():
     np.testing.assert_array_equal(pixels[~labelled], image[~labelled])  # ignore: image shows
     np.testing.assert_array_equal(np.array(viz.overlay(image, mask, alpha=0.0, legend=False)),
                                   image)
-    opaque = np.array(viz.overlay(image, mask, alpha=1.0, legend=False))
+    opaque = np.array(viz.overlay(image, mask, alpha=1.0, legend=False, draw_background=True))
     np.testing.assert_array_equal(opaque[labelled], viz.voc_palette()[mask[labelled]])
 
 
-def test_overlay_legend_changes_the_top_left_only():
-    mask = np.zeros((200, 300), dtype=np.int64)
-    mask[50:150, 100:250] = 15
-    image = Image.new('RGB', (300, 200), (40, 90, 160))
-    plain = np.array(viz.overlay(image, mask, 'voc', legend=False))
-    with_legend = viz.overlay(image, mask, 'voc', legend=True)
-    assert with_legend.mode == 'RGB' and with_legend.size == (300, 200)
-    changed = np.argwhere((np.array(with_legend) != plain).any(axis=-1))
-    assert len(changed) > 0
-    # Two classes present (background, person): a small box in the top-left corner.
-    assert changed[:, 0].max() < 100 and changed[:, 1].max() < 150
-    # Custom names change the legend text.
-    renamed = np.array(viz.overlay(image, mask, 'voc', classes=['sea'] * 16))
-    assert (renamed != np.array(with_legend)).any()
+def test_overlay_leaves_the_background_class_uncoloured_by_default():
+    mask = random_mask()
+    image = np.random.RandomState(1).randint(0, 256, size=mask.shape + (3,)).astype(np.uint8)
+    pixels = np.array(viz.overlay(image, mask, 'voc', legend=False))
+    background = mask == 0
+    assert background.any()
+    np.testing.assert_array_equal(pixels[background], image[background])
+    objects = (mask != 0) & (mask != 255)
+    expected = np.round(0.5 * image[objects] + 0.5 * viz.voc_palette()[mask[objects]])
+    assert np.abs(pixels[objects] - expected).max() <= 1
+    # The background is the class named so, in names given or the dataset's; ADE20K's label
+    # 0 is 'wall', an object, and Cityscapes' is 'road'.
+    named = np.array(viz.overlay(image, mask, 21, legend=False,
+                                 classes=['__background__'] + ['thing'] * 20))
+    np.testing.assert_array_equal(named[background], image[background])
+    unnamed = np.array(viz.overlay(image, mask, 21, legend=False))
+    assert (unnamed[background] != image[background]).any()
+    for dataset in ('ade20k', 'cityscapes'):
+        walls = np.array(viz.overlay(image, np.zeros(mask.shape, int), dataset, legend=False))
+        assert (walls != image).any(), dataset
 
 
-def test_overlay_without_labelled_pixels_draws_no_legend():
-    mask = np.full((40, 60), 255)
+def legend_strip(picture, image_width):
+    """The part of an overlay right of the picture, and the bounding box (top, left, bottom,
+    right; inclusive) of its non-white pixels within the whole picture."""
+    pixels = np.asarray(picture)
+    ink = np.argwhere((pixels != 255).any(axis=-1)[:, image_width:])
+    assert len(ink), 'no legend drawn'
+    (top, left), (bottom, right) = ink.min(axis=0), ink.max(axis=0)
+    return pixels[:, image_width:], (top, left + image_width, bottom, right + image_width)
+
+
+@pytest.mark.parametrize('side', [64, 128])
+def test_saved_overlay_of_a_small_image_has_the_whole_legend_beside_the_picture(side,
+                                                                               tmp_path):
+    # A Shapes scene: background, a square and a circle, on a gradient photo.
+    rows, cols = np.mgrid[:side, :side]
+    image = np.stack([cols * 255 // side, rows * 255 // side, np.full_like(cols, 120)],
+                     axis=-1).astype(np.uint8)
+    mask = np.zeros((side, side), np.int64)
+    mask[side // 8:side // 2, side // 8:side // 2] = 2
+    mask[(cols - 0.75 * side) ** 2 + (rows - 0.75 * side) ** 2 < (side / 8) ** 2] = 1
+    classes = ('background', 'circle', 'square', 'triangle')
+    viz.overlay(image, mask, 'voc', classes=classes).save(tmp_path / 'overlay.png')
+    with Image.open(tmp_path / 'overlay.png') as reloaded:
+        saved = np.asarray(reloaded.convert('RGB'))
+    height, width = saved.shape[:2]
+    assert height == side and width > side  # a strip beside the picture, no taller
+    picture = saved[:side, :side].astype(int)
+    background = mask == 0
+    np.testing.assert_array_equal(picture[background], image[background])
+    tinted = np.round(0.5 * image[~background] + 0.5 * viz.voc_palette()[mask[~background]])
+    assert np.abs(picture[~background] - tinted).max() <= 1
+    strip, (top, left, bottom, right) = legend_strip(saved, side)
+    # Nothing cut: the legend keeps a margin to every edge of the saved picture.
+    assert top >= 1 and left >= side + 1 and bottom <= height - 2 and right <= width - 2
+    # One swatch per coloured class, none for the background.
+    colours = {tuple(c) for c in strip.reshape(-1, 3)}
+    assert {tuple(viz.voc_palette()[k]) for k in (1, 2)} <= colours
+    assert tuple(viz.voc_palette()[3]) not in colours  # triangle: not in the mask
+    # The strip is as wide as the longest name: 'triangle' instead of 'square' widens it.
+    longer = viz.overlay(image, np.where(mask == 2, 3, mask), 'voc', classes=classes)
+    assert longer.size[0] > width
+
+
+def test_overlay_draws_the_background_on_request():
+    mask = np.zeros((64, 64), np.int64)
+    mask[10:30, 10:30] = 1
+    image = np.full((64, 64, 3), 200, np.uint8)
+    default = viz.overlay(image, mask, 'voc')
+    drawn = viz.overlay(image, mask, 'voc', draw_background=True)
+    assert (np.asarray(drawn)[40:64, 40:64] == 100).all()  # black at half opacity
+    assert (np.asarray(default)[40:64, 40:64] == 200).all()
+    # the legend lists it too: a longer strip, as wide as its widest name
+    assert drawn.size[0] > default.size[0]
+    _, (_, _, bottom_drawn, _) = legend_strip(drawn, 64)
+    _, (_, _, bottom_default, _) = legend_strip(default, 64)
+    assert bottom_drawn > bottom_default
+
+
+def test_overlay_without_coloured_pixels_draws_no_legend():
     image = np.full((40, 60, 3), 77, dtype=np.uint8)
-    np.testing.assert_array_equal(np.array(viz.overlay(image, mask, 'voc')), image)
+    for mask in (np.full((40, 60), 255), np.zeros((40, 60), int)):  # void, background
+        np.testing.assert_array_equal(np.array(viz.overlay(image, mask, 'voc')), image)
 
 
-def test_overlay_many_classes_on_a_small_image():
+def test_overlay_lists_every_class_of_many_on_a_small_image():
     mask = np.arange(150).repeat(2).reshape(10, 30)
     image = np.full((10, 30), 128, dtype=np.uint8)  # grey image
     result = viz.overlay(image, mask, 'ade20k')
-    assert result.size == (30, 10) and result.mode == 'RGB'
+    assert result.mode == 'RGB'
+    pixels = np.asarray(result)
+    np.testing.assert_array_equal(pixels[:10, :30],
+                                  np.asarray(viz.overlay(image, mask, 'ade20k', legend=False)))
+    strip, (top, left, bottom, right) = legend_strip(result, 30)
+    assert bottom <= pixels.shape[0] - 2 and right <= pixels.shape[1] - 2
+    # all 150 swatches, in at most four columns (the canvas grows downwards instead)
+    colours = {tuple(c) for c in strip.reshape(-1, 3)}
+    assert {tuple(c) for c in viz.ade20k_palette()} <= colours
+    assert pixels.shape[0] > 10 and pixels.shape[1] < 30 + 4 * 150
 
 
 def test_overlay_rejects_mismatched_sizes_and_alpha():

@@ -14,7 +14,8 @@ from mxnet.gluon import nn
 from .model_store import ModelStoreError
 from .resnetv1b import resnet_v1b
 
-__all__ = ['SegBaseModel', 'FCNHead', 'classifier_block', 'conv_bn_relu', 'parse_backbone', 'build_backbone', 'resize_like']
+__all__ = ['SegBaseModel', 'FCNHead', 'classifier_block', 'conv_bn_relu', 'parse_backbone',
+           'build_backbone', 'resize_like', 'initialize_keeping_values']
 
 # Segmentation defaults to the deep-stem v1s backbones for 50/101/152 (what GluonCV's
 # published segmentation weights were trained with) and to v1b for the shallow ones.
@@ -63,6 +64,30 @@ def build_backbone(name, dilated=True, pretrained=False, root=None, norm_layer=n
         except PermissionError as err:  # a cache folder that cannot be written to
             raise PermissionError(err.errno, why + err.strerror) from None
     return resnet_v1b(depth, variant, **kwargs)
+
+
+def initialize_keeping_values(block, init, ctx=None, verbose=False, force_reinit=False):
+    """``block.initialize(...)`` that initializes only the parameters without a value and
+    says in one warning, rather than MXNet's one per parameter, how many kept theirs (those
+    that ``get_model`` or a weight file filled). ``force_reinit`` re-initializes every one, as
+    in MXNet."""
+    params = block.collect_params()
+    if force_reinit:
+        params.initialize(init, ctx, verbose, force_reinit=True)
+        return
+    if verbose:
+        init.set_verbosity(verbose=verbose)
+    kept = 0
+    for param in params.values():
+        if param._data is None:
+            param.initialize(None, ctx, init)
+        else:
+            kept += 1
+    if kept:
+        warnings.warn('%d of %d parameters of %s were already initialized (by get_model, a '
+                      'pretrained backbone or loaded weights) and keep their values; use '
+                      'force_reinit=True to re-initialize them'
+                      % (kept, len(params.keys()), type(block).__name__), stacklevel=3)
 
 
 def resize_like(F, x, like):
@@ -169,6 +194,11 @@ class SegBaseModel(nn.HybridBlock):
         if self._return_aux and not autograd.is_training():
             return outputs[0]
         return outputs
+
+    def initialize(self, init=mx.init.Uniform(), ctx=None, verbose=False, force_reinit=False):
+        """Initialize the parameters that have no value yet; see
+        :func:`initialize_keeping_values`."""
+        initialize_keeping_values(self, init, ctx, verbose, force_reinit)
 
     def head_blocks(self):
         """The blocks trained from scratch on a new task (for a larger learning rate)."""

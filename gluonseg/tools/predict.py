@@ -14,6 +14,13 @@ Images are read upright (their EXIF orientation applied) and 16-bit greyscale is
 truncated JPEG, say) is reported by name with the reason and the others are still segmented;
 the run then ends with a list of the images that have no results and exit status 1. Status 2:
 nothing was segmented (bad command line, inputs or model).
+
+A semantic model predicts at each image's own size unless ``--short N`` resizes the image so
+that its shorter side is N pixels first; the mask and overlay are brought back to the image's
+size (labels by nearest neighbour). Objects must appear at about the scale the model was
+trained on: a Shapes model trained on 64x64 scenes fails on 128x128 ones, and segments them
+with ``--short 64``. Overlays leave the background class uncoloured (``--draw-background``
+colours it) and list the classes in a strip beside the picture.
 """
 import collections
 import glob
@@ -25,8 +32,8 @@ import mxnet as mx
 from . import tool_parser
 
 __all__ = ['IMAGE_EXTENSIONS', 'add_arguments', 'check_arguments', 'parse_args',
-           'expand_inputs', 'model_task', 'load_semantic', 'load_instance', 'predict_semantic',
-           'predict_instance', 'run', 'main']
+           'expand_inputs', 'model_task', 'load_semantic', 'load_instance', 'predict_labels',
+           'predict_semantic', 'predict_instance', 'run', 'main']
 
 # Files taken from a folder given as input (any file named explicitly is tried).
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm')
@@ -54,10 +61,21 @@ def add_arguments(p, task=None):
                    help='folder of the pictures written')
     g.add_argument('--alpha', type=float, default=0.5, help='opacity of the colours')
     g.add_argument('--no-legend', action='store_true')
+    if task != 'instance':
+        g.add_argument('--draw-background', action='store_true',
+                       help='colour the background class too; without it the picture '
+                       'shows through')
+    semantic_short = ('semantic: resize each image so that its shorter side is N pixels '
+                      'before predicting (without it: at its own size), for a model trained '
+                      'on objects of another scale; the outputs keep the image\'s size')
+    instance_short = ('Mask R-CNN: the short side to resize to (default 800, or the '
+                      'checkpoint\'s)')
+    g = p.add_argument_group('resize')
+    g.add_argument('--short', type=int, metavar='N', help={
+        'semantic': semantic_short, 'instance': instance_short}.get(
+            task, semantic_short + '; ' + instance_short))
     if task != 'semantic':
         g = p.add_argument_group('Mask R-CNN')
-        g.add_argument('--short', type=int, help='resize: short side (default 800, or the '
-                       'checkpoint\'s)')
         g.add_argument('--max-size', type=int, help='resize: long side at most (default 1333, '
                        'or the checkpoint\'s)')
         g.add_argument('--score-thresh', type=float, default=0.5,
@@ -80,6 +98,8 @@ def check_arguments(p, args):
         p.error('give --pretrained or --params, not both')
     if not 0.0 <= args.alpha <= 1.0:
         p.error('--alpha must be between 0 and 1, got %g' % args.alpha)
+    if args.short is not None and args.short < 1:
+        p.error('--short must be a positive number of pixels, got %d' % args.short)
     from .evaluate import check_weight_files
     return check_weight_files(p, args, 'pass it with --checkpoint %s')
 
@@ -203,25 +223,40 @@ def _readable_images(paths, names, failed=None):
         yield path, name, image
 
 
+def predict_labels(net, image, short=None):
+    """Class ids (H, W) of a uint8 HxWx3 ``image`` at its own size; with ``short``, predicted
+    on the image resized (bilinear) so that its shorter side is ``short`` pixels, and resized
+    back (nearest neighbour)."""
+    if short is None:
+        return net.predict(image)
+    from ..data.transforms import _resize_mask
+    from ..model_zoo.rcnn.predict import resize_short_within
+    resized, _ = resize_short_within(image, short, max_size=float('inf'))
+    return _resize_mask(net.predict(resized), *image.shape[:2])
+
+
 def predict_semantic(net, paths, names, output, palette, classes=None, alpha=0.5,
-                     legend=True, failed=None):
-    """Write ``<name>_mask.png`` and ``<name>_overlay.png`` for every image; returns the
-    written paths. With a list ``failed``, an image that cannot be read is reported on stderr,
-    recorded there as ``(path, reason)`` and skipped; with None its error propagates."""
+                     legend=True, failed=None, short=None, draw_background=False):
+    """Write ``<name>_mask.png`` and ``<name>_overlay.png`` for every image, both at the
+    image's size; returns the written paths. ``short``: see :func:`predict_labels`. With a
+    list ``failed``, an image that cannot be read is reported on stderr, recorded there as
+    ``(path, reason)`` and skipped; with None its error propagates."""
     from ..utils import viz
     from ..utils.atomic import write_atomically
     from .evaluate import save_label_png
     written = []
     for path, name, image in _readable_images(paths, names, failed):
-        labels = net.predict(image)
+        labels = predict_labels(net, image, short)
         mask_path = save_label_png(os.path.join(output, name + '_mask.png'), labels, palette)
         picture = viz.overlay(image, labels, palette, alpha=alpha, classes=classes,
-                              legend=legend)
+                              legend=legend, draw_background=draw_background)
         overlay_path = write_atomically(os.path.join(output, name + '_overlay.png'),
                                         lambda f: picture.save(f, format='PNG'))
         present = sorted(set(labels.ravel().tolist()))
-        print('%s: %dx%d, classes %s -> %s' % (
-            path, image.shape[1], image.shape[0],
+        height, width = image.shape[:2]
+        scale = '' if short is None else ' predicted with the short side at %d' % short
+        print('%s: %dx%d%s, classes %s -> %s' % (
+            path, width, height, scale,
             ', '.join(classes[c] if classes else str(c) for c in present), overlay_path))
         written += [mask_path, overlay_path]
     return written
@@ -281,7 +316,7 @@ def run(args, task=None):
     else:
         net.hybridize(static_alloc=True)
         predict_semantic(net, paths, names, args.output, palette, classes, args.alpha,
-                         not args.no_legend, failed)
+                         not args.no_legend, failed, args.short, args.draw_background)
     print('%d image(s) -> %s' % (len(paths) - len(failed), args.output))
     if not failed:
         return 0

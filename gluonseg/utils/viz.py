@@ -5,6 +5,8 @@ Palettes are ``uint8`` arrays of shape ``(num_colors, 3)``; the colour of label 
 ``(1, H, W)`` prediction works), PIL images, or anything with ``asnumpy()`` such as an MXNet
 NDArray. The label ``ignore_index`` (default 255, "void" in VOC, Cityscapes and ADE20K
 annotations) is drawn in ``ignore_color``, white by default because black is VOC's background.
+Overlays leave the background class and ``ignore_index`` uncoloured and put their legend in a
+strip beside the picture, never over it.
 
     >>> from gluonseg.utils import viz
     >>> viz.colorize_mask(prediction, 'voc').save('mask.png')
@@ -248,61 +250,57 @@ def _load_font(size):
         return ImageFont.load_default()
 
 
+# A legend taller than the picture gets at most this many columns; more rows extend the canvas
+# downwards instead, so many classes make a tall strip rather than a very wide one.
+_LEGEND_MAX_COLUMNS = 4
+
+
 def _draw_legend(image, entries):
-    """Draw ``(name, rgb)`` entries on ``image`` in a translucent box, top-left, in as many
-    columns as the height needs; entries that fit nowhere are summarised as '+N more'."""
+    """``image`` with a white strip on its right listing ``(name, rgb)`` entries.
+
+    The picture is pasted unchanged at the top-left of a larger canvas; the strip holds every
+    entry, in columns as tall as the picture (the canvas grows downwards when more than
+    ``_LEGEND_MAX_COLUMNS`` columns would be needed), with a margin of ``pad`` pixels to every
+    edge so no text is cut. The text size follows the picture (10 to 24 pixels)."""
     width, height = image.size
     font_size = int(np.clip(round(min(width, height) / 28), 10, 24))
     font = _load_font(font_size)
-    measure = ImageDraw.Draw(image)
+    measure = ImageDraw.Draw(Image.new('RGB', (1, 1)))
     text_height = max(measure.textbbox((0, 0), 'Ag', font=font)[3], 1)
     pad = max(2, font_size // 4)
     row_height = text_height + pad
     swatch = text_height
-    rows = max(1, (height - 3 * pad) // row_height)
-
-    def column_width(column_entries):
-        return swatch + pad + max(measure.textlength(name, font=font)
-                                  for name, _ in column_entries)
-
-    # Fill columns while they fit the width; reserve the last slot for '+N more' if needed.
-    columns, start = [], 0
-    x_used = pad
-    while start < len(entries):
-        column = entries[start:start + rows]
-        needed = column_width(column) + 2 * pad
-        if columns and x_used + needed > width:
-            break
-        columns.append(column)
-        x_used += needed
-        start += len(column)
-    hidden = len(entries) - start
-    if hidden:
-        last = columns[-1]
-        hidden += 1
-        columns[-1] = last[:-1] + [('+%d more' % hidden, None)]
-
-    box_height = max(len(c) for c in columns) * row_height + pad
-    box_width = min(width, sum(column_width(c) + 2 * pad for c in columns))
-    layer = Image.new('RGBA', image.size, (0, 0, 0, 0))
-    draw = ImageDraw.Draw(layer)
-    draw.rectangle([0, 0, box_width, box_height], fill=(255, 255, 255, 200))
-    x = pad
-    for column in columns:
+    rows = max(1, (height - pad) // row_height,
+               -(-len(entries) // _LEGEND_MAX_COLUMNS))
+    columns = [entries[start:start + rows] for start in range(0, len(entries), rows)]
+    column_widths = [swatch + pad + int(np.ceil(max(measure.textlength(name, font=font)
+                                                    for name, _ in column)))
+                     for column in columns]
+    strip_width = sum(column_widths) + pad * (len(columns) + 1)
+    strip_height = max(len(column) for column in columns) * row_height + pad
+    canvas = Image.new('RGB', (width + strip_width, max(height, strip_height)), (255, 255, 255))
+    canvas.paste(image.convert('RGB'), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    x = width + pad
+    for column, column_width in zip(columns, column_widths):
         y = pad
         for name, color in column:
-            if color is not None:
-                draw.rectangle([x, y, x + swatch - 1, y + swatch - 1],
-                               fill=tuple(int(c) for c in color) + (255,),
-                               outline=(0, 0, 0, 255))
-            draw.text((x + swatch + pad, y), name, fill=(0, 0, 0, 255), font=font)
+            draw.rectangle([x, y, x + swatch - 1, y + swatch - 1],
+                           fill=tuple(int(c) for c in color), outline=(0, 0, 0))
+            draw.text((x + swatch + pad, y), name, fill=(0, 0, 0), font=font)
             y += row_height
-        x += column_width(column) + 2 * pad
-    return Image.alpha_composite(image.convert('RGBA'), layer).convert('RGB')
+        x += column_width + pad
+    return canvas
+
+
+def _background_labels(classes):
+    """Labels whose class is named 'background' (also '__background__', any case)."""
+    return [label for label, name in enumerate(classes or ())
+            if str(name).strip('_').lower() == 'background']
 
 
 def overlay(image, mask, palette='voc', alpha=0.5, classes=None, legend=True,
-            ignore_index=IGNORE_INDEX):
+            ignore_index=IGNORE_INDEX, draw_background=False):
     """Blend a coloured label mask over an image, with a legend of the classes present.
 
     Parameters
@@ -316,19 +314,26 @@ def overlay(image, mask, palette='voc', alpha=0.5, classes=None, legend=True,
     alpha : float
         Opacity of the mask colours, 0 (image only) to 1 (colours only).
     classes : sequence of str, optional
-        Class names by label for the legend. Default: the dataset's names when ``palette`` is a
-        dataset name, else ``'class <label>'``.
+        Class names by label, for the legend and to find the background class. Default: the
+        dataset's names when ``palette`` is a dataset name, else ``'class <label>'`` (and no
+        label is taken for background).
     legend : bool
-        Draw the legend (a translucent box in the top-left corner listing the labels present in
-        the mask with their colour). The image keeps its size; labels that do not fit are
-        counted as ``'+N more'``.
+        Add the legend: a white strip to the right of the picture listing the coloured labels
+        with their colour, every one of them, its text sized to the picture (10 to 24 pixels).
+        The picture itself is never covered; the result is wider (and taller when the legend
+        needs more rows than the picture's height holds in four columns).
     ignore_index : int or None
         Label left uncoloured (the image shows through) and left out of the legend.
+    draw_background : bool
+        Colour the background class too. By default the label whose class is named
+        ``'background'`` (label 0 of VOC, COCO and Shapes; ADE20K and Cityscapes have none)
+        is left uncoloured like ``ignore_index``: its pixels keep the image's values.
 
     Returns
     -------
     PIL.Image.Image
-        ``'RGB'`` image of the size of ``image``.
+        ``'RGB'`` image: the blended picture at the top-left, at the size of ``image``, and
+        with ``legend`` and a coloured label the legend strip beside it.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError('alpha must be between 0 and 1, got %r' % (alpha,))
@@ -339,7 +344,12 @@ def overlay(image, mask, palette='voc', alpha=0.5, classes=None, legend=True,
         raise ValueError('mask is %dx%d (HxW) but the image is %dx%d; resize the mask with '
                          'nearest-neighbour interpolation first'
                          % (labels.shape + pixels.shape[:2]))
-    colored = labels != ignore_index if ignore_index is not None else np.ones_like(labels, bool)
+    if classes is None and isinstance(palette, str):
+        classes = get_class_names(palette)
+    uncoloured = [] if ignore_index is None else [ignore_index]
+    if not draw_background:
+        uncoloured += _background_labels(classes)
+    colored = ~np.isin(labels, uncoloured)
     blended = pixels.astype(np.float32)
     blended[colored] = ((1.0 - alpha) * blended[colored]
                         + alpha * colors[labels[colored]].astype(np.float32))
@@ -347,8 +357,6 @@ def overlay(image, mask, palette='voc', alpha=0.5, classes=None, legend=True,
     present = np.unique(labels[colored]).tolist()
     if not legend or not present:
         return result
-    if classes is None and isinstance(palette, str):
-        classes = get_class_names(palette)
     names = ['%s' % classes[label] if classes is not None and label < len(classes)
              else 'class %d' % label for label in present]
     return _draw_legend(result, [(name, colors[label]) for name, label in zip(names, present)])
@@ -375,7 +383,8 @@ def draw_instances(image, masks, boxes=None, labels=None, scores=None, alpha=0.5
     alpha : float
         Opacity of the mask colours.
     legend : bool
-        List the instances with their colours in a box in the top-left corner.
+        List the instances with their colours in a white strip to the right of the picture,
+        as :func:`overlay` does (the result is wider).
     palette : str or int or array_like
         Anything :func:`get_palette` accepts; instance k gets colour ``k`` (cycled). The
         default ADE20K palette has 150 distinct colours.
@@ -385,7 +394,8 @@ def draw_instances(image, masks, boxes=None, labels=None, scores=None, alpha=0.5
     Returns
     -------
     PIL.Image.Image
-        ``'RGB'`` image of the size of ``image``.
+        ``'RGB'`` image: the drawn picture at the size of ``image``, with ``legend`` and an
+        instance the legend strip beside it.
     """
     if hasattr(masks, 'masks'):
         prediction = masks

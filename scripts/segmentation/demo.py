@@ -2,13 +2,21 @@
 
 For every image (files, folders of images, wildcards) it writes ``<name>_mask.png``, the class
 ids as an 8-bit palette PNG in the dataset's colours, and ``<name>_overlay.png``, the colours
-blended over the picture with a legend of the classes present::
+blended over the picture (the background class left uncoloured unless ``--draw-background``)
+with a legend of the classes present in a strip beside it::
 
     python scripts/segmentation/demo.py photos/*.jpg --model deeplab_resnet101_voc --pretrained
     python scripts/segmentation/demo.py scene.png \\
         --checkpoint runs/shapes/fcn_resnet18_shapes/best.ckpt
     python scripts/segmentation/demo.py photos/ --model fcn_resnet50_ade --params my.params \\
         --output runs/demo --alpha 0.6
+    python scripts/segmentation/demo.py big_scene.png --short 64 \\
+        --checkpoint runs/shapes/fcn_resnet18_shapes/best.ckpt
+
+A model predicts at the image's own size, and sees objects well only at about the scale it was
+trained on: a Shapes model trained on 64x64 scenes fails on 128x128 ones. ``--short N`` resizes
+each image so that its shorter side is N pixels before predicting; the mask and overlay keep
+the image's size (labels resized back by nearest neighbour).
 
 Photos are turned upright by their EXIF orientation. An image that cannot be read (a
 truncated JPEG, say) is named with the reason and skipped, the others are segmented, and the

@@ -35,6 +35,7 @@ from mxnet import autograd
 from mxnet.gluon import nn
 
 from ...data.classes import COCO_INSTANCE_CLASSES
+from ..segbase import initialize_keeping_values
 from .fpn import FPNFeatures
 from .heads import MaskHead, box_predictors, fpn_box_features, select_class_masks
 from .lean import LeanDetector
@@ -170,6 +171,11 @@ class MaskRCNN(nn.HybridBlock):
         self.rcnn_sampler = RCNNTargetSampler(num_sample, pos_iou_thresh, pos_ratio,
                                               stds=self.postprocess.coder.stds)
         self.mask_target = MaskTargetGenerator(self.mask_size)
+
+    def initialize(self, init=mx.init.Uniform(), ctx=None, verbose=False, force_reinit=False):
+        """Initialize the parameters that have no value yet; see
+        :func:`~gluonseg.model_zoo.segbase.initialize_keeping_values`."""
+        initialize_keeping_values(self, init, ctx, verbose, force_reinit)
 
     @property
     def mask_size(self):
