@@ -31,8 +31,20 @@ def test_no_arguments_is_the_readme_shapes_run():
 def test_gluonseg_train_runs_and_writes_the_run(tmp_path, capsys):
     save_dir = str(tmp_path / 'run')
     assert cli_main(['train'] + TINY + ['--save-dir', save_dir, '--accumulate', '2']) == 0
-    final = json.loads(re.search(r'^FINAL (.*)$', capsys.readouterr().out, re.M).group(1))
+    out = capsys.readouterr().out
+    final = json.loads(re.search(r'^FINAL (.*)$', out, re.M).group(1))
     assert 0 <= final['mIoU'] <= 1 and final['epoch'] == 1
+    # The summary names both checkpoints, labelled, and says what its two times count.
+    best, latest = os.path.join(save_dir, 'best.ckpt'), os.path.join(save_dir, 'latest.ckpt')
+    assert 'best checkpoint (mIoU %.4f at epoch 1): %s\n' % (final['mIoU'], best) in out
+    assert 'latest checkpoint (epoch 1, iteration 2; resume with --resume): %s\n' % latest in out
+    assert 'wall time %.1f s (this process, set-up to end)\n' % final['wall_seconds'] in out
+    assert 'update steps %.1f s (%s)\n' % (final['train_seconds'],
+                                           train.UPDATE_STEPS_MEANING) in out
+    assert (final['checkpoint'], final['latest_checkpoint'], final['best_checkpoint']) == (
+        latest, latest, best)
+    assert (final['best_mIoU'], final['best_epoch'], final['iteration']) == (final['mIoU'], 1, 2)
+    assert 0 < final['train_seconds'] < final['wall_seconds']  # a part of this process's time
     ckpt = load_checkpoint(os.path.join(save_dir, 'latest.ckpt'))
     assert ckpt['iteration'] == 2                          # 16 scenes / (4 x 2 accumulated)
     assert ckpt['config']['accumulate'] == 2 and ckpt['args']['model'] == 'fcn_resnet18_shapes'

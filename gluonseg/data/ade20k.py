@@ -72,4 +72,7 @@ class ADE20KSegmentation(SegmentationDataset):
 
     def _load(self, index):
         mask_path = self.mask_paths[index]
-        return self._read_image(self.image_paths[index]), ade20k_target(read_label_png(mask_path)), mask_path
+        return self._read_image(self.image_paths[index]), self._read_mask(index), mask_path
+
+    def _read_mask(self, index):
+        return ade20k_target(read_label_png(self.mask_paths[index]))

@@ -7,17 +7,21 @@ as stored, with :data:`IGNORE_INDEX` (255) for pixels that are not scored. An im
 different sizes are an error naming both files and both sizes. An optional joint
 ``transform(image, mask) -> (image, mask)`` is applied last. Splits without labels (e.g. VOC
 ``test``) return the image alone; their transform is called with ``mask=None``.
+
+Datasets that can read a mask without its image (:attr:`SegmentationDataset.can_verify`) check
+all their labels at once with :meth:`SegmentationDataset.verify`.
 """
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import mxnet as mx
 import numpy as np
 
 from ..utils.paths import datasets_dir
-from .transforms import exif_orientation, load_image, open_image_file
+from .transforms import exif_orientation, image_file_size, load_image, open_image_file
 
-__all__ = ['IGNORE_INDEX', 'DatasetNotFoundError', 'SegmentationDataset', 'read_label_png',
-           'read_split_file', 'check_mask']
+__all__ = ['IGNORE_INDEX', 'DatasetNotFoundError', 'LabelCheckError', 'SegmentationDataset',
+           'read_label_png', 'read_split_file', 'check_mask']
 
 IGNORE_INDEX = 255
 
@@ -51,6 +55,27 @@ class DatasetNotFoundError(FileNotFoundError):
 
     def __str__(self):
         return self.message
+
+
+class LabelCheckError(ValueError):
+    """The bad labels of a dataset, all of them, found by :meth:`SegmentationDataset.verify`.
+
+    The message has one line per bad label file, naming the file and its problem.
+
+    Attributes
+    ----------
+    problems : list of (str, str)
+        ``(label file, what is wrong with it)``, in dataset order.
+    checked : int
+        The number of labels checked.
+    """
+
+    def __init__(self, dataset, problems, checked):
+        self.problems = list(problems)
+        self.checked = checked
+        lines = ['%d of the %d labels of %s are bad:' % (len(self.problems), checked, dataset)]
+        lines += ['  ' + message for _, message in self.problems]
+        super(LabelCheckError, self).__init__('\n'.join(lines))
 
 
 def read_label_png(path):
@@ -200,6 +225,92 @@ class SegmentationDataset(NamedClassesMixin, mx.gluon.data.Dataset):
     def _load(self, index):
         """Return ``(image uint8 HxWx3, mask int32 HxW or None, source description)``."""
         raise NotImplementedError
+
+    def _read_mask(self, index):
+        """The mask of sample ``index`` as ``__getitem__`` returns it, read without its image.
+        A dataset that implements it (and lists ``mask_paths``) supports :meth:`verify`."""
+        raise NotImplementedError
+
+    @property
+    def can_verify(self):
+        """Whether :meth:`verify` can check this dataset's labels: it reads them from label
+        files (``mask_paths``) and implements ``_read_mask``."""
+        return (type(self)._read_mask is not SegmentationDataset._read_mask
+                and bool(getattr(self, 'mask_paths', None)))
+
+    def verify(self, workers=None, progress=False):
+        """Check every label against what ``dataset[i]`` would raise on, and report all the
+        bad ones at once: class ids outside ``0 .. num_class-1`` other than ``ignore_index``,
+        a size different from its image's, colour (RGB) label PNGs, EXIF-turned labels, and
+        unreadable or missing files.
+
+        Labels are read in a thread pool (PIL and numpy release the GIL). Image sizes come
+        from the file headers, turned by the EXIF orientation like
+        :func:`~gluonseg.data.transforms.load_image` turns the pixels; the images are not
+        decoded.
+
+        Parameters
+        ----------
+        workers : int, optional
+            Threads reading labels (default: ``concurrent.futures.ThreadPoolExecutor``'s,
+            ``min(32, CPUs + 4)``).
+        progress : bool, default False
+            Show a tqdm progress bar (on stderr).
+
+        Returns
+        -------
+        int
+            The number of labels checked.
+
+        Raises
+        ------
+        LabelCheckError
+            (a ValueError) listing every bad label file with its problem.
+        TypeError
+            If the dataset cannot read its labels without its images (:attr:`can_verify`).
+        """
+        if not self.can_verify:
+            raise TypeError('%s cannot check its labels on their own: it lists no label files '
+                            '(mask_paths) or does not implement _read_mask'
+                            % type(self).__name__)
+        if workers is not None and workers < 1:
+            raise ValueError('workers must be >= 1, got %r' % (workers,))
+        count = len(self.mask_paths)
+        with ThreadPoolExecutor(workers) as pool:
+            # Leaving map's iterator early (Ctrl-C) cancels the labels not started yet.
+            results = pool.map(self._label_problem, range(count))
+            if progress:
+                from tqdm import tqdm
+                results = tqdm(results, total=count, unit='label', dynamic_ncols=True,
+                               desc='checking labels (%s %s)' % (
+                                   self.DISPLAY_NAME or type(self).__name__,
+                                   self.split or 'all images'))
+            problems = [(self.mask_paths[i], message) for i, message in enumerate(results)
+                        if message is not None]
+        if problems:
+            raise LabelCheckError(self._describe(), problems, count)
+        return count
+
+    def _label_problem(self, index):
+        """What is wrong with the label of sample ``index`` (a message naming the file), or
+        None when it is fine."""
+        mask_path = self.mask_paths[index]
+        image_path = self._image_file(index)
+        try:
+            mask = self._read_mask(index)
+            check_mask(mask, self.num_class, self.ignore_index, mask_path,
+                       image_file_size(image_path) if image_path else None, image_path)
+        except (ValueError, OSError) as err:  # OSError: unreadable or missing files
+            message = str(err)
+            named = mask_path in message or (image_path is not None and image_path in message)
+            return message if named else '%s: %s' % (mask_path, message)
+        return None
+
+    def _describe(self):
+        """``'<display name> split <split> in <root>'``, for messages."""
+        return '%s %s in %s' % (self.DISPLAY_NAME or type(self).__name__,
+                                'split %r' % self.split if self.split else '(all images)',
+                                self.root)
 
     def __getitem__(self, index):
         if not -len(self) <= index < len(self):

@@ -92,5 +92,7 @@ class CitySegmentation(SegmentationDataset):
         image = self._read_image(self.image_paths[index])
         if not self.has_labels:
             return image, None, self.image_paths[index]
-        mask_path = self.mask_paths[index]
-        return image, cityscapes_train_ids(read_label_png(mask_path)), mask_path
+        return image, self._read_mask(index), self.mask_paths[index]
+
+    def _read_mask(self, index):
+        return cityscapes_train_ids(read_label_png(self.mask_paths[index]))

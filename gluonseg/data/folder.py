@@ -1,8 +1,7 @@
 """Segmentation data in a plain folder: the format for users' own datasets."""
 import os
 
-from .base import IGNORE_INDEX, SegmentationDataset, check_mask, read_label_png, read_split_file
-from .transforms import image_file_size
+from .base import IGNORE_INDEX, SegmentationDataset, read_label_png, read_split_file
 
 __all__ = ['FolderSegmentation']
 
@@ -23,8 +22,9 @@ class FolderSegmentation(SegmentationDataset):
     Label pixels must be class ids ``0 .. num_class-1``, or ``ignore_index`` (255) for pixels
     that should be neither trained on nor scored. A label PNG saved in colour (RGB), or holding
     e.g. 255 for foreground in a 2-class problem, raises a ValueError naming the file and the
-    values when the sample is read (or for all files at once with :meth:`verify`); otherwise such
-    data trains silently to an mIoU of 0 or NaN.
+    values when the sample is read; otherwise such data trains silently to an mIoU of 0 or NaN.
+    :meth:`~gluonseg.data.base.SegmentationDataset.verify` checks all labels (values and sizes)
+    at once and lists every bad file; ``train.py`` runs it before training.
 
     Images are read upright: a photo's EXIF orientation tag is applied (see
     :func:`~gluonseg.data.transforms.load_image`), so labels must be drawn on the picture as
@@ -96,21 +96,8 @@ class FolderSegmentation(SegmentationDataset):
         self.mask_paths = [labels[s] for s in stems]
 
     def _load(self, index):
-        return self._read_image(self.image_paths[index]), read_label_png(self.mask_paths[index]), \
+        return self._read_image(self.image_paths[index]), self._read_mask(index), \
             self.mask_paths[index]
 
-    def verify(self):
-        """Read every label once and raise on the first bad value or size (see class docstring).
-
-        Image sizes come from the file headers, turned by the EXIF orientation like
-        :func:`~gluonseg.data.transforms.load_image` turns the pixels; the images are not decoded.
-
-        Returns
-        -------
-        int
-            The number of labels checked.
-        """
-        for image_path, mask_path in zip(self.image_paths, self.mask_paths):
-            check_mask(read_label_png(mask_path), self.num_class, self.ignore_index, mask_path,
-                       image_file_size(image_path), image_path)
-        return len(self.mask_paths)
+    def _read_mask(self, index):
+        return read_label_png(self.mask_paths[index])

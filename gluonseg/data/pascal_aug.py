@@ -132,9 +132,11 @@ class VOCAugSegmentation(SegmentationDataset):
 
     def _load(self, index):
         image = self._read_image(self.image_paths[index])
+        return image, self._read_mask(index), self.mask_paths[index]
+
+    def _read_mask(self, index):
         mask_path = self.mask_paths[index]
-        mask = read_sbd_mat(mask_path) if mask_path.endswith('.mat') else read_label_png(mask_path)
-        return image, mask, mask_path
+        return read_sbd_mat(mask_path) if mask_path.endswith('.mat') else read_label_png(mask_path)
 
 
 def _unique(ids):

@@ -78,5 +78,8 @@ class VOCSegmentation(SegmentationDataset):
         image = self._read_image(self.image_paths[index])
         if not self.has_labels:
             return image, None, self.image_paths[index]
-        return image, read_label_png(self.mask_paths[index]), self.mask_paths[index]
+        return image, self._read_mask(index), self.mask_paths[index]
+
+    def _read_mask(self, index):
+        return read_label_png(self.mask_paths[index])
 

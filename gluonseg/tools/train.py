@@ -9,11 +9,13 @@ The options left unset take the values of a per-dataset preset (:data:`PRESETS`)
 import argparse
 import json
 import os
+import sys
 import time
 
 import mxnet as mx
 
 from ..data import SegmentationTrainTransform, SegmentationValTransform
+from ..data.base import LabelCheckError
 from ..engine import (SegmentationTrainer, TrainConfig, dataset_short_name,
                       get_segmentation_dataset, initialize_from, seed_everything)
 from ..engine.data import DATASET_LOADERS
@@ -23,8 +25,9 @@ from ..model_zoo import get_model, model_info
 from ..model_zoo.registry import UnknownModelError
 from . import tool_parser
 
-__all__ = ['PRESETS', 'TRAIN_SPLITS', 'add_arguments', 'check_arguments', 'parse_args',
-           'fill_defaults', 'build_datasets', 'shared_images', 'build_model', 'run', 'main']
+__all__ = ['PRESETS', 'TRAIN_SPLITS', 'UPDATE_STEPS_MEANING', 'add_arguments', 'check_arguments',
+           'parse_args', 'fill_defaults', 'build_datasets', 'shared_images', 'verify_labels',
+           'run_summary_lines', 'build_model', 'run', 'main']
 
 # Per-dataset defaults for the options left unset.
 # - shapes: reaches mIoU >= 0.80 on Shapes val in about 4-5 minutes on 2 CPU cores from a random
@@ -48,6 +51,11 @@ PRESETS = {
 DATASETS = tuple(DATASET_LOADERS)
 # VOC-Aug's own val (SBD val) is mostly inside train_aug; VOC2012 val is held out from it.
 VAL_DATASETS = {'voc_aug': 'voc'}
+
+# What the trainer's train_seconds counts: the time inside its update steps (_train_step).
+UPDATE_STEPS_MEANING = ('forward, backward and optimizer update with the batch copy to the '
+                        'devices, summed over the run and its resumed parts; not counted: data '
+                        'loading and augmentation, validation, checkpoint writing')
 
 # The usual training split of each dataset: VOC-Aug's is train_aug (10,582 images: SBD train
 # + val + VOC2012 train, without VOC2012 val), not SBD's own 8,498-image train list.
@@ -97,6 +105,10 @@ def add_arguments(p):
     g.add_argument('--train-length', type=int, help='shapes: number of training scenes')
     g.add_argument('--val-length', type=int, help='shapes: number of validation scenes')
     g.add_argument('--workers', type=int, default=0, help='DataLoader worker processes')
+    g.add_argument('--no-verify-labels', dest='verify_labels', action='store_false',
+                   help='skip the check of all labels (class ids and sizes) before training, '
+                   'for very large datasets; a bad label then stops the run when a batch '
+                   'reads it')
     g = p.add_argument_group('optimization')
     g.add_argument('--batch-size', type=int, help='images per device')
     g.add_argument('--val-batch-size', type=int, default=0, help='total; 0: training total')
@@ -189,6 +201,47 @@ def shared_images(train_set, val_set):
                {os.path.abspath(p) for p in val_files})
 
 
+def verify_labels(datasets, progress=True):
+    """Check the labels of each of ``datasets`` that can check them on their own
+    (:attr:`~gluonseg.data.base.SegmentationDataset.can_verify`: folder datasets).
+
+    Returns
+    -------
+    (int, list of LabelCheckError)
+        The number of labels checked, and one error per dataset with bad labels, each
+        listing all of them.
+    """
+    checked, errors = 0, []
+    for dataset in datasets:
+        if not getattr(dataset, 'can_verify', False):
+            continue
+        try:
+            checked += dataset.verify(progress=progress)
+        except LabelCheckError as err:
+            checked += err.checked
+            errors.append(err)
+    return checked, errors
+
+
+def run_summary_lines(result, metric, wall):
+    """The closing lines of a training run: its best and latest checkpoints, labelled, its
+    wall time and the time of its update steps (``train_seconds``: :data:`UPDATE_STEPS_MEANING`).
+
+    ``result`` is what ``trainer.fit`` returns; ``metric`` the trainer's ``BEST_METRIC``.
+    """
+    best = result['best']
+    if result['best_checkpoint'] is None:
+        best_line = 'best checkpoint: none (no validation result yet)'
+    else:
+        best_line = 'best checkpoint (%s %.4f at epoch %d): %s' % (
+            metric, best[metric], best['epoch'], result['best_checkpoint'])
+    return [best_line,
+            'latest checkpoint (epoch %d, iteration %d; resume with --resume): %s'
+            % (result['epoch'], result['iteration'], result['latest_checkpoint']),
+            'wall time %.1f s (this process, set-up to end)' % wall,
+            'update steps %.1f s (%s)' % (result['train_seconds'], UPDATE_STEPS_MEANING)]
+
+
 def build_model(args, nclass, ctx):
     kwargs = {'nclass': nclass, 'aux': args.aux}
     if args.syncbn:
@@ -218,6 +271,17 @@ def _train(args, log):
         log.warning('%d of the %d validation images (%s %s) are also training images (%s %s): '
                     'the validation mIoU is not a held-out score', shared, len(val_set),
                     args.val_dataset, args.val_split, args.dataset, args.train_split)
+    if args.verify_labels:
+        tic = time.time()
+        checked, errors = verify_labels([train_set, val_set], progress=not args.no_progress)
+        if errors:
+            print('error: bad labels, training not started:\n%s\nFix these files, or skip this '
+                  'check with --no-verify-labels (a bad label then stops the run when a batch '
+                  'reads it)' % '\n'.join(str(err) for err in errors), file=sys.stderr)
+            return 2
+        if checked:
+            log.info('Checked %d labels in %.1f s: class ids and sizes are right '
+                     '(--no-verify-labels skips this)', checked, time.time() - tic)
     net, model_info = build_model(args, train_set.num_class, ctx)
     if args.init_from and not args.resume:
         report = initialize_from(net, args.init_from, ctx=ctx)
@@ -243,14 +307,20 @@ def _train(args, log):
         print('Stopped at iteration %d (no validation yet); resume with --resume. Checkpoint: '
               '%s' % (result['iteration'], result['latest_checkpoint']))
         return 0
-    print('Final validation (epoch %d, %s %s): pixAcc %.4f  mIoU %.4f  (best mIoU %.4f at '
-          'epoch %d)' % (metrics['epoch'], args.val_dataset, args.val_split, metrics['pixAcc'],
-                         metrics['mIoU'], result['best']['mIoU'], result['best']['epoch']))
-    print('Checkpoint: %s   wall time %.1f s (training %.1f s)'
-          % (result['latest_checkpoint'], wall, result['train_seconds']))
+    best = result['best']
+    print('Final validation (epoch %d, %s %s): pixAcc %.4f  mIoU %.4f'
+          % (metrics['epoch'], args.val_dataset, args.val_split, metrics['pixAcc'],
+             metrics['mIoU']))
+    print('\n'.join(run_summary_lines(result, 'mIoU', wall)))
+    # 'checkpoint' (the latest) is kept for the scripts that parse this line.
     print('FINAL ' + json.dumps({'mIoU': metrics['mIoU'], 'pixAcc': metrics['pixAcc'],
                                  'epoch': metrics['epoch'], 'wall_seconds': round(wall, 1),
-                                 'checkpoint': result['latest_checkpoint']}))
+                                 'checkpoint': result['latest_checkpoint'],
+                                 'latest_checkpoint': result['latest_checkpoint'],
+                                 'iteration': result['iteration'],
+                                 'best_checkpoint': result['best_checkpoint'],
+                                 'best_mIoU': best['mIoU'], 'best_epoch': best['epoch'],
+                                 'train_seconds': round(result['train_seconds'], 1)}))
     return 0
 
 

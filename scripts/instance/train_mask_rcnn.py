@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 # Limit OpenMP threads before MXNet is imported: oversubscribed cores make CPU training crawl.
 os.environ.setdefault('OMP_NUM_THREADS', str(min(os.cpu_count() or 1, 4)))
@@ -32,11 +33,13 @@ os.environ.setdefault('OMP_NUM_THREADS', str(min(os.cpu_count() or 1, 4)))
 import mxnet as mx  # noqa: E402
 
 from gluonseg.data.instance_transforms import InstanceTrainTransform  # noqa: E402
-from gluonseg.engine.instance_trainer import (InstanceTrainConfig,  # noqa: E402
+from gluonseg.engine.instance_trainer import (BEST_METRIC, InstanceTrainConfig,  # noqa: E402
                                               InstanceTrainer, mask_rcnn_model_info)
 from gluonseg.engine.run_options import (add_run_arguments, console_logging,  # noqa: E402
                                          contexts, resume_and_fit, run_args_record,
                                          run_config_kwargs, start_amp)
+from gluonseg.tools import tool_parser  # noqa: E402
+from gluonseg.tools.train import run_summary_lines  # noqa: E402
 
 NETWORKS = {'resnet18_v1b': (18, 'v1b'), 'resnet50_v1b': (50, 'v1b'),
             'resnet101_v1d': (101, 'v1d')}
@@ -65,8 +68,7 @@ PRESETS = {
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = tool_parser(__doc__)
     g = p.add_argument_group('model')
     g.add_argument('--network', choices=sorted(NETWORKS),
                    help='backbone (default: resnet18_v1b on shapes, resnet50_v1b on coco)')
@@ -187,6 +189,7 @@ def build_model(args, classes, ctx):
 
 
 def main(argv=None):
+    start = time.time()
     args = parse_args(argv)
     with console_logging(args):
         start_amp(args)  # before the network is built
@@ -208,13 +211,17 @@ def main(argv=None):
         code, result = resume_and_fit(trainer, args)
         if result is None:
             return code
+        wall = time.time() - start
         metrics = result['metrics'] or {}
+        print('\n'.join(run_summary_lines(result, BEST_METRIC, wall)))
+        # The last line, one JSON object, is for scripts.
         summary = {'model': args.model, 'dataset': args.dataset,
                    'iteration': result['iteration'], 'epoch': result['epoch'],
                    'bbox/AP': metrics.get('bbox/AP'), 'segm/AP': metrics.get('segm/AP'),
                    'segm/AP50': metrics.get('segm/AP50'),
                    'best_segm/AP': result['best']['segm/AP'],
                    'train_seconds': round(result['train_seconds'], 1),
+                   'wall_seconds': round(wall, 1),
                    'last_loss': result['last_loss'],
                    'latest_checkpoint': result['latest_checkpoint'],
                    'best_checkpoint': result['best_checkpoint']}
