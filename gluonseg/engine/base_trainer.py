@@ -304,6 +304,7 @@ class BaseTrainer(object):
         self.train_seconds = 0.0
         self.skipped_updates = 0
         self._nonfinite_in_a_row = 0
+        self._running_stats = None  # (BatchNorm statistic, its copy) pairs, made at first use
         self._epoch_loss = [0.0, 0]
         self._log_handler = None
         self._run_dir = None
@@ -703,7 +704,7 @@ class BaseTrainer(object):
 
     def _save_running_stats(self):
         """Copy BatchNorm's running statistics (the forward pass updates them in place)."""
-        if not hasattr(self, '_running_stats'):
+        if self._running_stats is None:
             stats = [p for p in self.net.collect_params().values()
                      if p.name.endswith(('running_mean', 'running_var'))]
             self._running_stats = [(d, d.copy()) for p in stats for d in p.list_data()]
