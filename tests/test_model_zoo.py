@@ -10,6 +10,7 @@ from mxnet import autograd
 
 import gluonseg
 from gluonseg.model_zoo.registry import model_info
+from gluonseg.model_zoo.segbase import resize_like, set_reproducible_gradients
 from spec_utils import fill_golden_weights, golden, spec_index, spec_layout
 
 SPEC_MODELS = [n for n in spec_index() if not n.startswith('mask_rcnn')]
@@ -108,6 +109,54 @@ def test_training_returns_main_and_aux_outputs(small_nets):
     assert out.shape == aux.shape == (2, 5, 48, 40)
     assert net.predict(x).shape == (2, 48, 40)
     assert net.predict(x).dtype == np.int32
+
+
+def _training_gradients(net, x, label):
+    mx.random.seed(1)  # the same dropout mask every time
+    with autograd.record():
+        out, aux = net(x)
+        loss = (out * label).sum() + 0.4 * (aux * label).sum()
+    loss.backward()
+    return {name: param.grad().asnumpy()
+            for name, param in net._collect_params_with_prefix().items()
+            if param.grad_req != 'null'}
+
+
+@pytest.mark.parametrize('method', ['fcn', 'psp', 'deeplab'])
+def test_hybridized_training_gradients_equal_the_imperative_ones(method):
+    # BilinearResize2D's backward writes zeros over the gradient of its ``like`` input; in a
+    # static_alloc graph that erased what PSPNet's pyramid input had accumulated from its
+    # other uses (wrong backbone gradients). Training resizes block it.
+    mx.random.seed(0)
+    net = gluonseg.get_model('%s_resnet18_shapes' % method, pretrained_base=False, nclass=3)
+    assert set_reproducible_gradients(net) == (2 if method == 'psp' else 1)
+    x = mx.nd.random.normal(shape=(2, 3, 40, 48))
+    label = mx.nd.random.normal(shape=(2, 3, 40, 48))
+    imperative = _training_gradients(net, x, label)
+    net.hybridize(static_alloc=True)
+    hybridized = _training_gradients(net, x, label)
+    for name, grad in imperative.items():
+        np.testing.assert_allclose(hybridized[name], grad, rtol=1e-4,
+                                   atol=1e-5 * np.abs(grad).max(), err_msg=name)
+
+
+@pytest.mark.parametrize('source, target', [((7, 9), (33, 40)), ((1, 1), (8, 8)),
+                                            ((6, 6), (6, 6)), ((9, 5), (4, 11))])
+def test_reproducible_resize_keeps_the_output_and_repeats_its_gradient(source, target):
+    x = mx.nd.random.normal(shape=(2, 3) + source)
+    like = mx.nd.zeros((2, 1) + target)
+    head = mx.nd.random.normal(shape=(2, 3) + target)
+    results = []
+    for reproducible in (False, True, True, True):
+        x.attach_grad()
+        with autograd.record():
+            out = resize_like(mx.nd, x, like, reproducible)
+        out.backward(head)
+        results.append((out.asnumpy(), x.grad.asnumpy()))
+    (plain_out, plain_grad), (out, grad) = results[:2]
+    assert np.array_equal(out, plain_out)  # the same bits as BilinearResize2D
+    np.testing.assert_allclose(grad, plain_grad, rtol=1e-5, atol=1e-5)
+    assert all(np.array_equal(g, grad) for _, g in results[2:])
 
 
 @pytest.mark.parametrize('method', ['fcn', 'psp', 'deeplab'])

@@ -11,6 +11,7 @@ import dataclasses
 
 from mxnet import autograd, gluon
 
+from ..model_zoo.segbase import set_reproducible_gradients
 from .base_trainer import (BEST_CHECKPOINT, LATEST_CHECKPOINT, LOG_FILE,  # noqa: F401
                            METRICS_FILE, BaseTrainConfig, BaseTrainer, NonFiniteLossError,
                            TqdmLoggingHandler, disable_bias_bn_weight_decay, iteration_seed,
@@ -143,6 +144,8 @@ class SegmentationTrainer(BaseTrainer):
         net.collect_params().reset_ctx(self.ctx)
         self.head_params = set_head_lr_mult(net, config.head_lr_mult)
         self.no_wd_params = disable_bias_bn_weight_decay(net) if config.no_wd_bias_bn else []
+        # Gradients that repeat bit for bit, so a run (and a resumed one) repeats exactly.
+        set_reproducible_gradients(net)
         if config.hybridize:
             net.hybridize(static_alloc=True)
         self.trainer = self._make_trainer(

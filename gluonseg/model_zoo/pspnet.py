@@ -15,6 +15,9 @@ class PyramidPooling(nn.HybridBlock):
     it to crop/8 at construction).
     """
 
+    #: Resize with a reproducible gradient (``segbase.set_reproducible_gradients``).
+    reproducible_gradients = False
+
     def __init__(self, in_channels, bins=(1, 2, 3, 6), norm_layer=nn.BatchNorm, norm_kwargs=None,
                  **kwargs):
         super().__init__(**kwargs)
@@ -30,7 +33,8 @@ class PyramidPooling(nn.HybridBlock):
         features = [x]
         for i, size in enumerate(self.bins):
             pooled = F.contrib.AdaptiveAvgPooling2D(x, output_size=size)
-            features.append(resize_like(F, getattr(self, 'conv%d' % (i + 1))(pooled), x))
+            features.append(resize_like(F, getattr(self, 'conv%d' % (i + 1))(pooled), x,
+                                        self.reproducible_gradients))
         return F.concat(*features, dim=1)
 
 

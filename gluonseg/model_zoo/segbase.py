@@ -90,10 +90,57 @@ def initialize_keeping_values(block, init, ctx=None, verbose=False, force_reinit
                       % (kept, len(params.keys()), type(block).__name__), stacklevel=3)
 
 
-def resize_like(F, x, like):
+def resize_like(F, x, like, reproducible_gradient=False):
     """Bilinear resize of ``x`` to the spatial size of ``like`` (corners aligned, as the
-    published weights were trained)."""
-    return F.contrib.BilinearResize2D(x, like=like, mode='like', align_corners=True)
+    published weights were trained): MXNet's ``BilinearResize2D``.
+
+    Training passes ``reproducible_gradient`` (:func:`set_reproducible_gradients`; gluonseg's
+    trainer does it): the output keeps ``BilinearResize2D``'s bits, but the gradient flows
+    through the same resize written as two matrix products (:func:`interpolation_matrix`),
+    whose sums have a fixed order, and none flows into ``like``. ``BilinearResize2D``'s own
+    backward (MXNet 1.9.1) adds each output pixel's gradient into the input under an OpenMP
+    ``critical`` section on the CPU (atomic additions on GPUs), in the order the threads
+    arrive, so two runs of the same training drift apart; and it writes zeros over the
+    gradient of ``like``, which in a ``hybridize(static_alloc=True)`` graph erases what the
+    other uses of ``like`` have accumulated (PSPNet's pyramid: wrong backbone gradients).
+    """
+    if not reproducible_gradient:
+        return F.contrib.BilinearResize2D(x, like=like, mode='like', align_corners=True)
+    out = F.contrib.BilinearResize2D(x, like=F.BlockGrad(like), mode='like', align_corners=True)
+    rows = interpolation_matrix(F, x, like, axis=2)
+    cols = interpolation_matrix(F, x, like, axis=3)
+    products = F.dot(x, cols, transpose_b=True)  # (N, C, H_in, W_out)
+    products = F.swapaxes(F.dot(F.swapaxes(products, 2, 3), rows, transpose_b=True), 2, 3)
+    # products - BlockGrad(products) is exactly 0 and carries the products' gradient.
+    return F.BlockGrad(out) + (products - F.BlockGrad(products))
+
+
+def interpolation_matrix(F, x, like, axis):
+    """The (T, S) float32 weights of corner-aligned linear interpolation along ``axis`` from
+    the S samples of ``x`` to the T of ``like``: row i is max(0, 1 - |i (S-1)/(T-1) - j|),
+    the two weights ``BilinearResize2D`` gives to the neighbours of position i (S-1)/(T-1)."""
+    source = F.cast(F.contrib.arange_like(x, axis=axis), dtype='float32')
+    target = F.cast(F.contrib.arange_like(like, axis=axis), dtype='float32')
+    scale = F.broadcast_div(F.max(source), F.maximum(F.max(target), 1))
+    position = F.broadcast_mul(target, scale)
+    distance = F.abs(F.broadcast_sub(position.reshape((-1, 1)), source.reshape((1, -1))))
+    return F.BlockGrad(F.relu(1 - distance))
+
+
+def set_reproducible_gradients(net, enabled=True):
+    """Make every resize of ``net`` (its outputs, PSPNet's pyramid) compute its gradient the
+    reproducible way of :func:`resize_like`; the outputs do not change. Call it before
+    training a network (gluonseg's trainer does); a hybridized network takes it at its next
+    ``hybridize()``. Returns the number of blocks changed (0 for a network without such
+    resizes)."""
+    changed = []
+
+    def visit(block):
+        if hasattr(block, 'reproducible_gradients'):
+            block.reproducible_gradients = enabled
+            changed.append(block)
+    net.apply(visit)
+    return len(changed)
 
 
 def conv_bn_relu(channels, kernel, in_channels, norm_layer, norm_kwargs, padding=0,
@@ -155,6 +202,9 @@ class SegBaseModel(nn.HybridBlock):
         with ``{'num_devices': 4}``.
     """
 
+    #: Resize with a reproducible gradient (:func:`set_reproducible_gradients`).
+    reproducible_gradients = False
+
     def __init__(self, nclass, backbone='resnet50', aux=True, pretrained_base=True, root=None,
                  norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
         super().__init__(**kwargs)
@@ -184,9 +234,9 @@ class SegBaseModel(nn.HybridBlock):
 
     def hybrid_forward(self, F, x):
         c3, c4 = self.base_forward(x)
-        out = resize_like(F, self.head(c4), x)
+        out = resize_like(F, self.head(c4), x, self.reproducible_gradients)
         if self._return_aux:
-            return out, resize_like(F, self.auxlayer(c3), x)
+            return out, resize_like(F, self.auxlayer(c3), x, self.reproducible_gradients)
         return out
 
     def forward(self, x, *args):
