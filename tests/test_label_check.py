@@ -84,12 +84,17 @@ def test_voc_labels_are_checked_and_a_split_without_labels_says_so(tmp_path):
         unlabelled.verify()
 
 
-@pytest.mark.fault('two bad labels in a folder dataset given to train.py')
-def test_train_stops_before_the_first_iteration_naming_all_bad_labels(tmp_path):
+def spoiled_folder(tmp_path):
+    """A folder dataset with two bad labels: (root, out-of-range label, wrong-size label,
+    a save dir not made yet)."""
     root = tmp_path / 'data'
     write_folder(root, STEMS, size=(32, 32), splits={'train': STEMS[:8], 'val': STEMS[8:]})
-    out_of_range, wrong_size = spoil_labels(root)
-    save_dir = tmp_path / 'run'
+    return (root,) + tuple(spoil_labels(root)) + (tmp_path / 'run',)
+
+
+@pytest.mark.fault('two bad labels in a folder dataset given to train.py')
+def test_train_stops_before_the_first_iteration_naming_all_bad_labels(tmp_path):
+    root, out_of_range, wrong_size, save_dir = spoiled_folder(tmp_path)
     run = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'segmentation', 'train.py'),
                           '--root', str(root), '--save-dir', str(save_dir)] + TRAIN_OPTIONS,
                          capture_output=True, text=True, timeout=300)
@@ -105,10 +110,7 @@ def test_train_stops_before_the_first_iteration_naming_all_bad_labels(tmp_path):
 
 @pytest.mark.fault('bad labels in a folder dataset, train.py --no-verify-labels')
 def test_no_verify_labels_skips_the_check(tmp_path):
-    root = tmp_path / 'data'
-    write_folder(root, STEMS, size=(32, 32), splits={'train': STEMS[:8], 'val': STEMS[8:]})
-    out_of_range, wrong_size = spoil_labels(root)
-    save_dir = tmp_path / 'run'
+    root, out_of_range, wrong_size, save_dir = spoiled_folder(tmp_path)
     # Training starts and stops at the first batch holding a bad label, naming that one only.
     with pytest.raises(ValueError) as caught:
         cli_main(['train', '--root', str(root), '--save-dir', str(save_dir), '--quiet',
