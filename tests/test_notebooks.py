@@ -179,8 +179,8 @@ def test_03_voc_recipe(tmp_path, tutorial_home):
         assert 0 < miou <= 1
     assert '--init-from runs/recipe/stage1_coco/best.ckpt' in executed.text
     assert '--init-from runs/recipe/stage2_voc_aug/best.ckpt' in executed.text
-    single = executed.number(r'32 images, single scale\): pixAcc [\d.]+ +mIoU ([\d.]+)')
-    multi = executed.number(r'32 images, multi-scale \[0.75, 1.0, 1.25\] \+ flip\): '
+    single = executed.number(r'32 images scored, single scale\): pixAcc [\d.]+ +mIoU ([\d.]+)')
+    multi = executed.number(r'32 images scored, multi-scale \[0.75, 1.0, 1.25\] \+ flip\): '
                             r'pixAcc [\d.]+ +mIoU ([\d.]+)')
     assert 0 < single <= 1 and 0 < multi <= 1
     assert 'Wrote 12 palette PNGs (voc colours) to results/VOC2012/Segmentation/' \
