@@ -17,13 +17,10 @@ from gluonseg.utils.download import (ChecksumError, DownloadError, UnsafeArchive
 from gluonseg.utils.filelock import FileLock, FileLockTimeout
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Child processes load gluonseg.utils.* without running gluonseg/__init__.py (which
-# imports mxnet and takes seconds), so they start fast; the code under test is the same.
+# Child processes import the checkout's gluonseg (argv[1]), not an installed copy.
 CHILD_PRELUDE = r'''
-import sys, types
-package = types.ModuleType('gluonseg')
-package.__path__ = [sys.argv[1] + '/gluonseg']
-sys.modules['gluonseg'] = package
+import sys
+sys.path.insert(0, sys.argv[1])
 '''
 
 
