@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from gluonseg.engine import load_checkpoint, mixed_precision
-from test_engine import tiny_net, tiny_trainer, weights_of
+from fixtures_training import install_loss_scaler, tiny_net, tiny_trainer, weights_of
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -61,19 +61,14 @@ def amp_process(out_dir):
     report['resume_max_diff'] = max(float(np.abs(a[k] - b[k]).max()) for k in a)
     report['resumed_loss'], report['straight_loss'] = resumed['last_loss'], straight['last_loss']
 
-    # Mask R-CNN through its script (it trains imperatively under AMP on the CPU).
-    spec_path = os.path.join(ROOT, 'scripts', 'instance', 'train_mask_rcnn.py')
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('train_mask_rcnn', spec_path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    # Mask R-CNN through gluonseg train (it trains imperatively under AMP on the CPU).
+    from gluonseg.tools import train
     save_dir = os.path.join(out_dir, 'mask_rcnn')
-    code = script.main(['--train-length', '4', '--image-size', '64', '--short', '64',
-                        '--max-size', '64', '--batch-size', '2', '--epochs', '1', '--lr', '0.02',
-                        '--lr-warmup', '1', '--lr-decay-epoch', '--seed', '1', '--val-interval',
-                        '0', '--amp', 'bfloat16', '--no-progress', '--quiet', '--save-dir',
-                        save_dir])
-    from gluonseg.engine import load_checkpoint
+    code = train.main(['--task', 'instance', '--train-length', '4', '--image-size', '64',
+                       '--short', '64', '--max-size', '64', '--batch-size', '2', '--epochs', '1',
+                       '--lr', '0.02', '--lr-warmup', '1', '--lr-decay-epoch', '--seed', '1',
+                       '--val-interval', '0', '--amp', 'bfloat16', '--no-progress', '--quiet',
+                       '--save-dir', save_dir])
     ckpt = load_checkpoint(os.path.join(save_dir, 'latest.ckpt'))
     with open(os.path.join(save_dir, 'train.log')) as f:
         log = f.read()
@@ -106,18 +101,6 @@ def test_bfloat16_training_runs_resumes_and_keeps_float32_weights(tmp_path):
     assert mask_rcnn['code'] == 0 and mask_rcnn['iteration'] == 2
     assert mask_rcnn['amp'] == 'bfloat16' and mask_rcnn['finite'] and mask_rcnn['imperative']
     assert mask_rcnn['dtypes'] == ["<class 'numpy.float32'>"]
-
-
-def install_loss_scaler(trainer, loss_scale, next_loss_scale):
-    """float16 AMP's dynamic loss scaling (what amp.init_trainer sets up) on a float32
-    trainer, which runs on the CPU without switching AMP on."""
-    from mxnet.contrib.amp.loss_scaler import LossScaler
-    scaler = LossScaler()
-    scaler._loss_scale, scaler._next_loss_scale = loss_scale, next_loss_scale
-    trainer.trainer._amp_loss_scaler = scaler
-    trainer.trainer._amp_original_scale = trainer.trainer._scale
-    trainer._loss_scaler = scaler
-    return scaler
 
 
 def test_loss_scaling_skips_overflowing_updates_and_resumes_its_scale(tmp_path):

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from gluonseg.engine import EpochBatchSampler
-from gluonseg.engine.base_trainer import create_kvstore
-from test_engine import tiny_net, tiny_trainer, weights_of
+from gluonseg.engine.distributed import create_kvstore
+from fixtures_training import tiny_net, tiny_trainer, weights_of
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TIMEOUT = 180  # seconds for a whole job; a hung parameter server fails the test instead

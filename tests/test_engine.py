@@ -16,80 +16,14 @@ from mxnet import autograd
 from mxnet.gluon import nn
 
 import gluonseg
-from gluonseg.data import SegmentationTrainTransform, SegmentationValTransform, ShapesSegmentation
+from gluonseg.data import SegmentationValTransform, ShapesSegmentation
 from gluonseg.engine import (CheckpointError, NonFiniteLossError, SegmentationLoss,
-                             SegmentationLRScheduler, SegmentationTrainer, TrainConfig,
-                             evaluate_segmentation, initialize_from, load_checkpoint,
-                             save_checkpoint)
+                             SegmentationLRScheduler, evaluate_segmentation, initialize_from,
+                             load_checkpoint, save_checkpoint)
 from gluonseg.engine import checkpoint as checkpoint_module
+from fixtures_training import TinySegNet, assert_same_weights, tiny_net, tiny_trainer, weights_of
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-# ----------------------------------------------------------------------------- helpers
-class TinySegNet(nn.HybridBlock):
-    """A few-hundred-parameter segmentation net with the zoo models' interface: logits at
-    the input size, ``(out, aux)`` outputs, ``head_blocks()``."""
-
-    def __init__(self, nclass=4, aux=True, dropout=0.1, batchnorm=True, **kwargs):
-        super().__init__(**kwargs)
-        self.nclass, self.aux = nclass, aux
-        with self.name_scope():
-            self.trunk = nn.HybridSequential()
-            self.trunk.add(nn.Conv2D(8, 3, padding=1, in_channels=3, use_bias=not batchnorm))
-            if batchnorm:
-                self.trunk.add(nn.BatchNorm(in_channels=8))
-            self.trunk.add(nn.Activation('relu'))
-            self.head = nn.HybridSequential()
-            self.head.add(nn.Conv2D(8, 3, padding=1, in_channels=8), nn.Activation('relu'))
-            if dropout:
-                self.head.add(nn.Dropout(dropout))
-            self.head.add(nn.Conv2D(nclass, 1, in_channels=8))
-            if aux:
-                self.auxlayer = nn.Conv2D(nclass, 1, in_channels=8)
-
-    def hybrid_forward(self, F, x):
-        features = self.trunk(x)
-        out = self.head(features)
-        return (out, self.auxlayer(features)) if self.aux else out
-
-    def head_blocks(self):
-        return [self.head] + ([self.auxlayer] if self.aux else [])
-
-
-def tiny_net(seed=0, ctx=mx.cpu(), **kwargs):
-    mx.random.seed(seed)
-    net = TinySegNet(**kwargs)
-    net.initialize(mx.init.Xavier(), ctx=ctx)
-    return net
-
-
-def tiny_data(length=24, size=24):
-    train = ShapesSegmentation('train', length=length, size=size)
-    val = ShapesSegmentation('val', length=8, size=size, transform=SegmentationValTransform(size))
-    augment = SegmentationTrainTransform(base_size=size, crop_size=size, scale_range=(0.75, 1.5))
-    return train, val, augment
-
-
-def tiny_trainer(net, save_dir=None, ctx=None, train=None, **overrides):
-    settings = dict(epochs=2, batch_size=4, lr=0.05, warmup_epochs=0.5, progress=False,
-                    seed=3, aux_weight=0.4)
-    settings.update(overrides)
-    train_set, val_set, augment = tiny_data()
-    return SegmentationTrainer(net, train or train_set, val_set, ctx=ctx or [mx.cpu()],
-                               config=TrainConfig(**settings), save_dir=save_dir,
-                               train_transform=augment)
-
-
-def weights_of(net):
-    return {k: v.data(v.list_ctx()[0]).asnumpy() for k, v in net._collect_params_with_prefix().items()}
-
-
-def assert_same_weights(a, b, rtol=1e-5, atol=1e-6):
-    wa, wb = weights_of(a), weights_of(b)
-    assert wa.keys() == wb.keys()
-    for key in wa:
-        np.testing.assert_allclose(wa[key], wb[key], rtol=rtol, atol=atol, err_msg=key)
 
 
 def sha1(path):

@@ -14,7 +14,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 from mxnet import gluon
-from test_engine import tiny_net, tiny_trainer
+from fixtures_training import instance_trainer, same_start, tiny_net, tiny_trainer
 
 from gluonseg.data import ShapesSegmentation
 from gluonseg.engine import (CheckpointError, FiniteInputs, NonFiniteError, RunDirectory,
@@ -293,7 +293,6 @@ def test_damaged_metrics_line_is_an_error_naming_file_and_line(tmp_path):
 
 @pytest.mark.fault('learning rate 1e6 in the Mask R-CNN trainer')
 def test_mask_rcnn_trainer_stops_on_overflow_with_finite_checkpoints(tmp_path):
-    from test_instance_training import instance_trainer, same_start
     trainer = instance_trainer(same_start(1, tmp_path)[0], lr=1e6, warmup_iters=0,
                                epochs=2, checkpoint_interval=1)
     trainer.save_dir = str(tmp_path / 'run')

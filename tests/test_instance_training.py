@@ -1,8 +1,7 @@
-"""Mask R-CNN training loop and scripts on a few tiny Shapes images: the loss falls,
-checkpoints are written and resume exactly, evaluation runs on them; gradient accumulation
-and float16's loss scaling give the updates they stand for; plus the data pieces (transform,
-batching, COCO conversion)."""
-import importlib.util
+"""Mask R-CNN training loop and ``gluonseg train`` / ``gluonseg eval`` (the library code of
+scripts/instance) on a few tiny Shapes images: the loss falls, checkpoints are written and
+resume exactly, evaluation runs on them; gradient accumulation and float16's loss scaling give
+the updates they stand for; plus the data pieces (transform, batching, COCO conversion)."""
 import json
 import os
 import re
@@ -15,20 +14,9 @@ from gluonseg.data import ShapesInstance
 from gluonseg.data.coco_format import instances_to_coco
 from gluonseg.data.instance_transforms import InstanceTrainTransform, instance_batchify
 from gluonseg.engine import load_checkpoint
-from gluonseg.engine.instance_trainer import InstanceTrainConfig, InstanceTrainer
-from test_amp import install_loss_scaler
-from test_mask_rcnn_training import small_net
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_script(name):
-    path = os.path.join(ROOT, 'scripts', 'instance', name)
-    spec = importlib.util.spec_from_file_location(name[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from gluonseg.tools import evaluate, instance_evaluate, train
+from fixtures_training import (assert_same_trained_weights, install_loss_scaler, instance_trainer,
+                               same_start, trained_weights)
 
 TINY = ['--train-length', '4', '--val-length', '2', '--image-size', '64', '--short', '64',
         '--max-size', '64', '--batch-size', '2', '--epochs', '3', '--lr', '0.02',
@@ -92,14 +80,16 @@ def test_instances_to_coco_keeps_boxes_masks_and_classes():
 
 @pytest.fixture(scope='module')
 def tiny_run(tmp_path_factory):
-    """One uninterrupted tiny run and one stopped after 2 iterations then resumed."""
-    train = load_script('train_mask_rcnn.py')
+    """One uninterrupted tiny run (the model name choosing the task) and one stopped after 2
+    iterations then resumed (the task chosen by --task: the same model by default)."""
     base = tmp_path_factory.mktemp('mrcnn')
     full, split = str(base / 'full'), str(base / 'split')
-    assert train.main(TINY + ['--save-dir', full]) == 0
-    assert train.main(TINY + ['--save-dir', split, '--max-iterations', '2']) == 0
+    assert train.main(['--model', 'mask_rcnn_fpn_resnet18_v1b_small'] + TINY +
+                      ['--save-dir', full]) == 0
+    assert train.main(['--task', 'instance'] + TINY + ['--save-dir', split,
+                                                      '--max-iterations', '2']) == 0
     stopped = load_checkpoint(os.path.join(split, 'latest.ckpt'))
-    assert train.main(TINY + ['--save-dir', split, '--resume']) == 0
+    assert train.main(TINY + ['--save-dir', split, '--resume'], task='instance') == 0
     return full, split, stopped
 
 
@@ -135,14 +125,13 @@ def test_resume_continues_the_interrupted_run_exactly(tiny_run):
         assert [json.loads(line)['epoch'] for line in f] == [1, 2, 3]  # none repeated
 
 
-def test_eval_script_scores_a_checkpoint_and_writes_results(tiny_run, tmp_path, capsys,
-                                                             monkeypatch):
+def test_eval_scores_a_checkpoint_and_writes_results(tiny_run, tmp_path, capsys, monkeypatch):
     full, _, _ = tiny_run
-    evaluate = load_script('eval_mask_rcnn.py')
     prefix = str(tmp_path / 'shapes_eval')
     capsys.readouterr()
-    assert evaluate.main(['--checkpoint', os.path.join(full, 'best.ckpt'), '--save-prefix',
-                          prefix, '--no-progress']) == 0
+    # the checkpoint chooses the task
+    assert evaluate.main([os.path.join(full, 'best.ckpt'), '--save-prefix', prefix,
+                          '--no-progress']) == 0
     out = capsys.readouterr().out
     assert 'Average Precision' in out and out.count('segm') >= 2
     for suffix in ('_bbox.json', '_segm.json', '_metrics.json'):
@@ -170,52 +159,80 @@ def test_eval_script_scores_a_checkpoint_and_writes_results(tiny_run, tmp_path, 
             f.write(json.dumps(obj)[:10])
             raise OSError('No space left on device')
 
-    monkeypatch.setattr(evaluate, 'json', DiskFull)
+    monkeypatch.setattr(instance_evaluate, 'json', DiskFull)
     with pytest.raises(OSError, match='No space left'):
         evaluate.main(['--checkpoint', os.path.join(full, 'best.ckpt'), '--save-prefix',
-                       prefix, '--no-progress'])
+                       prefix, '--no-progress'], task='instance')
     with open(prefix + '_metrics.json') as f:
         assert f.read() == written
     assert sorted(os.listdir(str(tmp_path))) == ['shapes_eval' + suffix for suffix in (
         '_bbox.json', '_metrics.json', '_segm.json')]  # no temporary file left
 
 
-def test_eval_script_needs_a_model_or_a_checkpoint():
-    evaluate = load_script('eval_mask_rcnn.py')
+def test_eval_needs_a_model_or_a_checkpoint(capsys):
     with pytest.raises(SystemExit):
-        evaluate.parse_args([])
+        evaluate.parse_args([], task='instance')
+    assert 'give either a checkpoint or --model' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         evaluate.parse_args(['--model', 'mask_rcnn_resnet18_v1b_coco'])
+    assert '--model needs --pretrained or --params' in capsys.readouterr().err
 
 
-def test_train_script_defaults_are_the_published_recipe_on_coco():
-    train = load_script('train_mask_rcnn.py')
-    args = train.parse_args(['--dataset', 'coco', '--gpus', '0,1,2,3,4,5,6,7'])
+def test_the_model_chooses_the_task_and_the_other_tasks_options_are_refused(capsys):
+    args = train.parse_args(['--model', 'mask_rcnn_resnet50_v1b_coco', '--dataset', 'coco'])
+    assert args.task == 'instance' and (args.network, args.fpn, args.small) == (
+        'resnet50_v1b', False, False)
+    assert args.save_dir == os.path.join('runs', 'instance', 'coco', 'mask_rcnn_resnet50_v1b_coco')
+    assert train.parse_args(['--model', 'fcn_resnet18_shapes']).task == 'semantic'
+    for argv, message in (
+            (['--model', 'mask_rcnn_fpn_resnet18_v1b_small', '--crop-size', '64'],
+             '--crop-size is an option of semantic segmentation; the task is Mask R-CNN '
+             '(instance) (of --model mask_rcnn_fpn_resnet18_v1b_small)'),
+            (['--fpn'], '--fpn is an option of Mask R-CNN (instance); the task is semantic '
+             'segmentation (the default)'),
+            (['--task', 'semantic', '--model', 'mask_rcnn_resnet50_v1b_coco'],
+             '--model mask_rcnn_resnet50_v1b_coco is a Mask R-CNN, not a semantic segmentation '
+             'model: leave out --task'),
+            (['--task', 'instance', '--dataset', 'voc'], 'Mask R-CNN trains on shapes or coco'),
+            (['--model', 'mask_rcnn_fpn_resnet18_v1b_small', '--no-fpn'],
+             '--fpn False contradicts the model mask_rcnn_fpn_resnet18_v1b_small')):
+        with pytest.raises(SystemExit):
+            train.parse_args(argv)
+        assert message in capsys.readouterr().err, argv
+    with pytest.raises(SystemExit):
+        evaluate.parse_args(['--model', 'mask_rcnn_resnet18_v1b_coco', '--pretrained',
+                             '--multi-scale'])
+    assert '--multi-scale is an option of semantic segmentation' in capsys.readouterr().err
+
+
+def test_train_defaults_are_the_published_recipe_on_coco():
+    args = train.parse_args(['--task', 'instance', '--dataset', 'coco', '--gpus',
+                             '0,1,2,3,4,5,6,7'])
     assert (args.network, args.fpn, args.batch_size, args.epochs) == ('resnet50_v1b', False,
                                                                       1, 26)
     assert args.lr == pytest.approx(0.01) and args.lr_warmup == 1000
     assert args.lr_decay_epoch == [17, 23] and args.lr_warmup_factor == pytest.approx(1 / 3)
     assert args.freeze_stages == 1 and args.freeze_bn and args.pretrained_base
     assert (args.short, args.max_size, args.wd, args.seed) == (800, 1333, 1e-4, 233)
-    shapes = train.parse_args([])
+    shapes = train.parse_args([], task='instance')
     assert shapes.dataset == 'shapes' and shapes.small and shapes.fpn
 
 
 def test_coco_lr_and_warmup_follow_the_images_per_update(monkeypatch):
     # The recipe's 8 images per update on one GPU by accumulation, or on 2 workers x 4 GPUs:
     # the same lr and warmup as 8 GPUs x 1 image.
-    train = load_script('train_mask_rcnn.py')
-    accumulated = train.parse_args(['--dataset', 'coco', '--gpus', '0', '--accumulate', '8'])
+    def parse(argv):
+        return train.parse_args(argv, task='instance')
+    accumulated = parse(['--dataset', 'coco', '--gpus', '0', '--accumulate', '8'])
     assert accumulated.lr == pytest.approx(0.01) and accumulated.lr_warmup == 1000
     monkeypatch.setenv('DMLC_NUM_WORKER', '2')
-    workers = train.parse_args(['--dataset', 'coco', '--gpus', '0,1,2,3', '--kvstore',
-                                'dist_sync'])
+    workers = parse(['--dataset', 'coco', '--gpus', '0,1,2,3', '--kvstore', 'dist_sync'])
     assert workers.lr == pytest.approx(0.01)
-    alone = train.parse_args(['--dataset', 'coco', '--gpus', '0,1,2,3'])  # no dist kvstore
+    alone = parse(['--dataset', 'coco', '--gpus', '0,1,2,3'])  # no dist kvstore
     assert alone.lr == pytest.approx(0.005)
 
 
-def test_train_script_runs_on_coco_format_files_and_eval_reads_them(tmp_path, capsys):
+def test_train_runs_on_coco_format_files_and_eval_reads_them(tmp_path, capsys):
     from fixtures_data import rle_of, write_coco
     images = [{'id': i, 'height': 64, 'width': 64} for i in (1, 2)]
     annotations = []
@@ -227,9 +244,8 @@ def test_train_script_runs_on_coco_format_files_and_eval_reads_them(tmp_path, ca
     for split in ('train', 'val'):
         write_coco(tmp_path, split, [dict(i) for i in images], [(5, 'block')], annotations)
     save_dir = str(tmp_path / 'run')
-    train = load_script('train_mask_rcnn.py')
-    assert train.main(['--dataset', 'coco', '--root', str(tmp_path), '--network',
-                       'resnet18_v1b', '--fpn', '--small', '--no-pretrained-base',
+    assert train.main(['--task', 'instance', '--dataset', 'coco', '--root', str(tmp_path),
+                       '--network', 'resnet18_v1b', '--fpn', '--small', '--no-pretrained-base',
                        '--freeze-stages', '-1', '--no-freeze-bn', '--short', '64',
                        '--max-size', '64', '--batch-size', '1', '--epochs', '1',
                        '--lr', '0.01', '--lr-warmup', '1', '--save-dir', save_dir,
@@ -239,10 +255,9 @@ def test_train_script_runs_on_coco_format_files_and_eval_reads_them(tmp_path, ca
     assert 0 <= summary['segm/AP'] <= 1
     ckpt = load_checkpoint(os.path.join(save_dir, 'latest.ckpt'))
     assert ckpt['classes'] == ['block'] and ckpt['args']['root'] == str(tmp_path)
-    evaluate = load_script('eval_mask_rcnn.py')
     prefix = str(tmp_path / 'eval')
-    assert evaluate.main(['--checkpoint', os.path.join(save_dir, 'latest.ckpt'),
-                          '--save-prefix', prefix, '--no-progress']) == 0
+    assert evaluate.main([os.path.join(save_dir, 'latest.ckpt'), '--save-prefix', prefix,
+                          '--no-progress']) == 0
     with open(prefix + '_metrics.json') as f:
         metrics = json.load(f)
     assert metrics['dataset'] == 'coco' and metrics['images'] == 2
@@ -252,43 +267,6 @@ def test_train_script_runs_on_coco_format_files_and_eval_reads_them(tmp_path, ca
 
 
 # ------------------------------------------- accumulation and float16 loss scaling
-
-def instance_trainer(net, ctx=(mx.cpu(),), **overrides):
-    """An InstanceTrainer of ``net`` on 4 Shapes images of 64 pixels, no validation."""
-    settings = dict(epochs=1, batch_size=1, lr=0.02, warmup_iters=1, step_epochs=(), seed=1,
-                    val_interval=0, progress=False)
-    settings.update(overrides)
-    train = ShapesInstance('train', length=4, size=(64, 64), seed=1)
-    return InstanceTrainer(net, train, InstanceTrainTransform(64, 64), ctx=list(ctx),
-                           config=InstanceTrainConfig(**settings))
-
-
-def same_start(count, tmp_path):
-    """``count`` small Mask R-CNNs holding the same initial weights."""
-    first = small_net(classes=ShapesInstance.CLASSES)
-    first(mx.nd.zeros((1, 3, 64, 64)))  # completes the deferred initialization
-    params = str(tmp_path / 'start.params')
-    first.save_parameters(params)
-    nets = [first]
-    for _ in range(count - 1):
-        net = small_net(classes=ShapesInstance.CLASSES, seed=7)
-        net.load_parameters(params)
-        nets.append(net)
-    return nets
-
-
-def trained_weights(trainer):
-    # structural names: the global ones differ between two builds
-    params = trainer.net._collect_params_with_prefix()
-    return {name: p.data().asnumpy() for name, p in params.items() if p.grad_req != 'null'}
-
-
-def assert_same_trained_weights(a, b):
-    first, second = trained_weights(a), trained_weights(b)
-    assert len(first) > 50 and first.keys() == second.keys()
-    for key in first:
-        np.testing.assert_allclose(second[key], first[key], rtol=1e-4, atol=1e-6, err_msg=key)
-
 
 def test_accumulating_two_images_equals_two_devices_of_one_image(tmp_path):
     # Each device's loss is a mean over its own images' samples (not over the batch's), so
@@ -344,10 +322,9 @@ def test_resume_refuses_the_optimizer_states_of_other_trainable_parameters(tiny_
     # other arrays.
     full, _, _ = tiny_run
     checkpoint = os.path.join(full, 'latest.ckpt')
-    train = load_script('train_mask_rcnn.py')
     capsys.readouterr()
     assert train.main(TINY + ['--save-dir', str(tmp_path), '--resume', checkpoint,
-                              '--freeze-stages', '2']) == 2
+                              '--freeze-stages', '2'], task='instance') == 2
     err = capsys.readouterr().err
     assert ('error: cannot resume: The optimizer states of %s were saved for other parameters'
             % checkpoint) in err

@@ -1,4 +1,4 @@
-"""An optimized Mask R-CNN (gluonseg.optimize) in the COCO evaluation: eval_mask_rcnn.py
+"""An optimized Mask R-CNN (gluonseg.optimize) in the COCO evaluation: gluonseg eval
 --optimize and the int8 accuracy benchmark on a tiny trained checkpoint; the slow test
 checks the int8 mask AP of the default Shapes Mask R-CNN against float32."""
 import csv
@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from gluonseg.data import ShapesInstance
+from gluonseg.tools import evaluate as evaluate_tool
+from gluonseg.tools import train
 from test_docs import load_script
 
 TINY = ['--train-length', '8', '--val-length', '3', '--image-size', '64', '--short', '64',
@@ -19,24 +21,22 @@ TINY = ['--train-length', '8', '--val-length', '3', '--image-size', '64', '--sho
 @pytest.fixture(scope='module')
 def tiny_checkpoint(tmp_path_factory):
     """A few seconds of training: few detections are right, but there are many to compare."""
-    train = load_script('scripts/instance/train_mask_rcnn.py')
     save_dir = str(tmp_path_factory.mktemp('mrcnn_optimized'))
-    assert train.main(TINY + ['--save-dir', save_dir]) == 0
+    assert train.main(TINY + ['--save-dir', save_dir], task='instance') == 0
     return os.path.join(save_dir, 'best.ckpt')
 
 
 def evaluate(checkpoint, prefix, *options):
-    """(metrics, bbox results) of eval_mask_rcnn.py on ``checkpoint``."""
-    script = load_script('scripts/instance/eval_mask_rcnn.py')
-    assert script.main(['--checkpoint', checkpoint, '--save-prefix', prefix,
-                        '--no-progress'] + list(options)) == 0
+    """(metrics, bbox results) of ``gluonseg eval`` on ``checkpoint``."""
+    assert evaluate_tool.main([checkpoint, '--save-prefix', prefix, '--no-progress'] +
+                              list(options)) == 0
     with open(prefix + '_metrics.json') as f:
         metrics = json.load(f)
     with open(prefix + '_bbox.json') as f:
         return metrics, json.load(f)
 
 
-def test_eval_script_scores_fused_and_int8_models(tiny_checkpoint, tmp_path, monkeypatch):
+def test_eval_scores_fused_and_int8_models(tiny_checkpoint, tmp_path, monkeypatch):
     plain, plain_dets = evaluate(tiny_checkpoint, str(tmp_path / 'plain'))
     fused, fused_dets = evaluate(tiny_checkpoint, str(tmp_path / 'fused'),
                                  '--optimize', 'float32')
@@ -72,17 +72,19 @@ def test_eval_script_scores_fused_and_int8_models(tiny_checkpoint, tmp_path, mon
     assert int8['images'] == 3 and int8_dets and 0 <= int8['segm/AP'] <= 1
 
 
-def test_eval_script_checks_the_optimize_options(capsys):
-    script = load_script('scripts/instance/eval_mask_rcnn.py')
+def test_eval_checks_the_optimize_options(capsys):
+    def parse(argv):
+        return evaluate_tool.parse_args(argv, task='instance')
     for argv, message in (
             (['--calib-mode', 'entropy'], 'calibrate --optimize int8 only'),
             (['--optimize', 'float32', '--num-calib-batches', '2'], 'int8 only'),
-            (['--optimize', 'int8', '--gpu', '0'], 'leave out --gpu'),
+            (['--optimize', 'int8', '--gpus', '0'], 'leave out --gpus'),
+            (['--gpus', '0,1'], 'runs on one device'),
             (['--optimize', 'int8', '--num-calib-batches', '0'], 'at least 1')):
         with pytest.raises(SystemExit):
-            script.parse_args(['--checkpoint', 'x.ckpt'] + argv)
+            parse(['x.ckpt'] + argv)
         assert message in capsys.readouterr().err
-    args = script.parse_args(['--checkpoint', 'x.ckpt', '--optimize', 'int8'])
+    args = parse(['x.ckpt', '--optimize', 'int8'])
     assert (args.calib_mode, args.num_calib_batches) == ('naive', 4)  # gluonseg.optimize's
 
 
@@ -118,6 +120,7 @@ def test_reproduced_detections_need_the_class_and_box_iou_09_one_to_one():
     assert script.reproduced(reference, reference) == (4, 4)
 
 
+@pytest.mark.benchmark
 def test_accuracy_benchmark_compares_paths_on_a_checkpoint(tiny_checkpoint, tmp_path):
     script = load_script('scripts/benchmark/optimize_mask_rcnn_accuracy.py')
     out = tmp_path / 'acc.csv'

@@ -9,18 +9,7 @@ import gluonseg
 from gluonseg.model_zoo.rcnn.losses import MaskRCNNLoss
 from gluonseg.model_zoo.rcnn.mask_rcnn import mask_rcnn
 from gluonseg.model_zoo.registry import Weights, model_info
-
-SMALL = dict(frozen_bn=False, fpn_channels=32, rpn_channels=32, box_units=64, mask_channels=32,
-             rpn_train_pre_nms=500, rpn_train_post_nms=64, rpn_test_pre_nms=200,
-             rpn_test_post_nms=20, num_sample=32, rpn_num_sample=64)
-
-
-def small_net(fpn=True, classes=('a', 'b', 'c'), seed=0, **kwargs):
-    mx.random.seed(seed)
-    net = mask_rcnn(18, 'v1b', fpn=fpn, classes=classes, **dict(SMALL, **kwargs))
-    net.initialize(mx.init.Xavier())
-    return net
-
+from fixtures_training import SMALL, small_net
 
 def toy_batch():
     """Two 64x64 images: one with two objects, one with one object and a padding row."""

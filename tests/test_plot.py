@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from gluonseg.utils import plot
-from test_engine import tiny_net, tiny_trainer
+from fixtures_training import tiny_net, tiny_trainer
 
 
 def png(path):

@@ -13,12 +13,14 @@ from .checkpoint import (CHECKPOINT_FORMAT, Checkpoint, CheckpointError,  # noqa
 from .data import (EpochBatchSampler, SeededTransformDataset, epoch_permutation,  # noqa: F401
                    get_segmentation_dataset, dataset_short_name)
 from .evaluation import evaluate_segmentation, predict_batch  # noqa: F401
-from .base_trainer import KVSTORES, BaseTrainConfig, BaseTrainer, NonFiniteError  # noqa: F401
+from .base_trainer import BaseTrainConfig, BaseTrainer, NonFiniteError  # noqa: F401
+from .distributed import KVSTORES  # noqa: F401
 from .guards import FiniteInputs  # noqa: F401
-from .run_dir import RunDirectory, RunDirectoryInUse  # noqa: F401
+from .run_dir import (BEST_CHECKPOINT, LATEST_CHECKPOINT, LOG_FILE, METRICS_FILE,  # noqa: F401
+                      RunDirectory, RunDirectoryInUse)
 from .mixed_precision import AMP_DTYPES, init_amp  # noqa: F401
-from .trainer import (BEST_CHECKPOINT, LATEST_CHECKPOINT, LOG_FILE, METRICS_FILE,  # noqa: F401
-                      NonFiniteLossError, SegmentationTrainer, TqdmLoggingHandler, TrainConfig,
+from .run_options import TqdmLoggingHandler  # noqa: F401
+from .trainer import (NonFiniteLossError, SegmentationTrainer, TrainConfig,  # noqa: F401
                       iteration_seed)
 
 __all__ = ['LR_MODES', 'SegmentationLRScheduler', 'SegmentationLoss', 'count_labelled_pixels',

@@ -31,15 +31,12 @@ What keeps NaNs out of what a run writes (:mod:`gluonseg.engine.guards`):
 - ``config.check_inputs`` checks every training sample
   (:class:`~gluonseg.engine.guards.FiniteInputs`).
 
-The run folder is held by one run at a time and cleared of what killed runs left
-(:mod:`gluonseg.engine.run_dir`).
+The run folder and its files (log, ``metrics.jsonl``, ``curves.png``) are a
+:class:`~gluonseg.engine.run_dir.RunDirectory`, held by one run at a time.
 
-Several machines (``kvstore='dist_sync'`` or ``'dist_device_sync'``, each process started as a
-worker of MXNet's parameter server): every worker takes its slice of each batch of the shared
-``(seed, epoch)`` order, the gradients (and the few numbers the loss needs, such as the
-labelled-pixel count of the whole batch) are summed over the workers before every worker
-applies the same update, iterations and the learning rate count global batches, and only worker
-0 validates and writes the run's files. Every worker resumes from the same checkpoint.
+Several machines (:mod:`gluonseg.engine.distributed`): iterations and the learning rate count
+global batches, only worker 0 validates and writes the run's files, and every worker resumes
+from the same checkpoint.
 """
 import dataclasses
 import logging
@@ -53,28 +50,18 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from ..utils.atomic import atomic_copy
+from ..utils.mxnet_compat import amp_loss_scaler, loss_scaler_state, set_loss_scaler_state
 from .checkpoint import (CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state,
                          save_checkpoint)
 from .data import EpochBatchSampler
+from .distributed import WorkerSums, create_kvstore, share_initial_weights
 from .guards import (FiniteInputs, NonFiniteError, all_finite, first_names, gradient_arrays,
                      nonfinite_names, parameter_arrays)
 from .mixed_precision import check_amp
-from .run_dir import RunDirectory
+from .run_dir import BEST_CHECKPOINT, LATEST_CHECKPOINT, METRICS_FILE, RunDirectory
 
 __all__ = ['BaseTrainConfig', 'BaseTrainer', 'NonFiniteError', 'NonFiniteLossError',
-           'iteration_seed',
-           'create_kvstore', 'disable_bias_bn_weight_decay', 'TqdmLoggingHandler', 'KVSTORES',
-           'LATEST_CHECKPOINT', 'BEST_CHECKPOINT', 'METRICS_FILE', 'LOG_FILE']
-
-#: The ``kvstore`` settings: how gradients are summed across devices (``local``: on the CPU,
-#: ``device``: on the devices, ``nccl``: NCCL between GPUs) and across machines (``dist_sync``,
-#: ``dist_device_sync``: through MXNet's parameter server, synchronously).
-KVSTORES = ('local', 'device', 'nccl', 'dist_sync', 'dist_device_sync')
-
-LATEST_CHECKPOINT = 'latest.ckpt'
-BEST_CHECKPOINT = 'best.ckpt'
-METRICS_FILE = 'metrics.jsonl'
-LOG_FILE = 'train.log'
+           'iteration_seed', 'disable_bias_bn_weight_decay']
 
 logger = logging.getLogger('gluonseg.train')
 
@@ -110,7 +97,8 @@ class BaseTrainConfig:
     log_interval : int
         Write a line to the log file every this many iterations.
     kvstore : str or None
-        One of :data:`KVSTORES`; None: ``'device'`` with several devices, none with one.
+        One of :data:`~gluonseg.engine.distributed.KVSTORES`; None: ``'device'`` with several
+        devices, none with one.
     amp : {None, 'float16', 'bfloat16'}
         Mixed precision (:mod:`gluonseg.engine.mixed_precision`; switch it on with
         ``init_amp`` before building the network). float16 scales the loss dynamically.
@@ -154,44 +142,6 @@ def iteration_seed(seed, iteration, rank=0):
     return (int(seed) * 1000003 + int(iteration) + int(rank) * 7777777) % (2 ** 31 - 1)
 
 
-def create_kvstore(name, ctx):
-    """What ``gluon.Trainer`` gets as ``kvstore`` for the setting ``name`` and the devices
-    ``ctx``, with this process's rank and the number of workers.
-
-    Returns
-    -------
-    (str or KVStore or None, int, int)
-        A dist kvstore is created here (it tells the rank); the others are created by the
-        Trainer, which uses none for a single device.
-    """
-    if name is None:
-        return ('device' if len(ctx) > 1 else None), 0, 1
-    if name not in KVSTORES:
-        raise ValueError('Unknown kvstore %r; choose one of %s' % (name, ', '.join(KVSTORES)))
-    features = mx.runtime.Features()
-    if name == 'nccl':
-        if any(c.device_type != 'gpu' for c in ctx):
-            raise ValueError("kvstore 'nccl' sums gradients between GPUs, but the devices are "
-                             "%s; use 'device' or 'local' on CPUs"
-                             % ', '.join(str(c) for c in ctx))
-        if not features.is_enabled('NCCL'):
-            raise ValueError("kvstore 'nccl' needs an MXNet built with NCCL; this one is not "
-                             "(use 'device')")
-    if name.startswith('dist'):
-        if not features.is_enabled('DIST_KVSTORE'):
-            raise ValueError('kvstore %r needs an MXNet built with the distributed kvstore '
-                             '(DIST_KVSTORE); this one is not' % name)
-        if os.environ.get('DMLC_ROLE') != 'worker':
-            raise ValueError(
-                'kvstore %r trains as one worker of a parameter-server job: start this process '
-                'with DMLC_ROLE=worker, DMLC_PS_ROOT_URI, DMLC_PS_ROOT_PORT, DMLC_NUM_SERVER '
-                'and DMLC_NUM_WORKER set, along with the scheduler and the servers (MXNet\'s '
-                'tools/launch.py does it; see docs/training.md, "Several machines")' % name)
-        kv = mx.kv.create(name)
-        return kv, kv.rank, kv.num_workers
-    return name, 0, 1
-
-
 def disable_bias_bn_weight_decay(net):
     """Set ``wd_mult = 0`` on biases and normalization gammas/betas; returns their names."""
     names = []
@@ -200,17 +150,6 @@ def disable_bias_bn_weight_decay(net):
             param.wd_mult = 0.0
             names.append(name)
     return names
-
-
-class TqdmLoggingHandler(logging.Handler):
-    """Console logging that does not break tqdm progress bars (for the scripts)."""
-
-    def emit(self, record):
-        from tqdm import tqdm
-        try:
-            tqdm.write(self.format(record))
-        except Exception:  # pragma: no cover - never let logging kill training
-            self.handleError(record)
 
 
 class BaseTrainer(object):
@@ -275,7 +214,7 @@ class BaseTrainer(object):
             raise ValueError('accumulate must be at least 1 (batches per update), got %r'
                              % (config.accumulate,))
         self.kvstore, self.rank, self.num_workers = create_kvstore(config.kvstore, self.ctx)
-        self._reduce_keys = {}
+        self._worker_sums = None  # made with the gluon.Trainer, whose keys come first
         # Images per update (iteration): per device x devices x workers x accumulated batches.
         self.total_batch_size = (config.batch_size * len(self.ctx) * self.num_workers *
                                  config.accumulate)
@@ -306,7 +245,6 @@ class BaseTrainer(object):
         self._nonfinite_in_a_row = 0
         self._running_stats = None  # (BatchNorm statistic, its copy) pairs, made at first use
         self._epoch_loss = [0.0, 0]
-        self._log_handler = None
         self._run_dir = None
 
     def _make_trainer(self, params, optimizer_params):
@@ -317,7 +255,7 @@ class BaseTrainer(object):
         same way for one device or many, one worker or many.
         """
         # gluon.Trainer numbers the parameters' kvstore keys from 0; _allreduce uses the next.
-        self._first_free_key = len(list(params.values()))
+        self._worker_sums = WorkerSums(self.kvstore, self.num_workers, len(list(params.values())))
         if self.config.accumulate > 1:
             # Each backward adds to the gradients; they are zeroed after each update.
             self._accumulated = [p for p in params.values() if p.grad_req != 'null']
@@ -332,40 +270,15 @@ class BaseTrainer(object):
             # bfloat16 has float32's range: only float16 needs the loss scaled.
             from mxnet.contrib import amp
             amp.init_trainer(trainer)
-            self._loss_scaler = trainer._amp_loss_scaler
+            self._loss_scaler = amp_loss_scaler(trainer)
         return trainer
-
-    def _share_initial_weights(self):
-        """Give every worker worker 0's weights (as the kvstore holds them) before the first
-        update, and wait until they are in place.
-
-        gluon.Trainer does it lazily inside its first ``step()``. There, on CPU contexts,
-        MXNet 1.9.1's dist kvstore can send the first gradient sum before the weights' pull
-        (``KVStoreDist::PushPullImpl`` replaces the key's buffer by the gradient array, which
-        drops the ordering of the two), and a worker then starts from the summed gradients
-        instead of the weights (seen in tests/test_dist_kvstore.py on a busy machine).
-        """
-        trainer = self.trainer
-        if not trainer._kv_initialized:
-            trainer._init_kvstore()
-        if trainer._params_to_init:
-            trainer._init_params()
-        mx.nd.waitall()
 
     def _allreduce(self, values):
         """The sums over the workers of ``values`` (python numbers); ``values`` itself when
-        there is one worker."""
+        there is one worker (:class:`~gluonseg.engine.distributed.WorkerSums`)."""
         if self.num_workers == 1:
             return list(values)
-        # Every worker makes the same calls in the same order, so a key first used here is
-        # initialized by all of them at once (kvstore.init is collective).
-        key = self._reduce_keys.get(len(values))
-        if key is None:
-            key = self._reduce_keys[len(values)] = self._first_free_key + len(self._reduce_keys)
-            self.kvstore.init(key, mx.nd.zeros(len(values)))
-        array = mx.nd.array(values)
-        self.kvstore.pushpull(key, array, out=array)
-        return array.asnumpy().tolist()
+        return self._worker_sums(values)
 
     # ------------------------------------------------------------------------------ paths
     def _path(self, name):
@@ -384,6 +297,7 @@ class BaseTrainer(object):
             return None
         if self._run_dir is None or self._run_dir.path != self.save_dir:
             if self._run_dir is not None:
+                self._run_dir.close_log()
                 self._run_dir.release()
             self._run_dir = RunDirectory(self.save_dir)
         return self._run_dir
@@ -484,10 +398,7 @@ class BaseTrainer(object):
         self._epoch_loss = list(meta.get('epoch_loss', [0.0, 0]))
         self.skipped_updates = int(meta.get('skipped_updates', 0))
         if self._loss_scaler is not None and meta.get('loss_scaler'):
-            state = meta['loss_scaler']
-            self._loss_scaler._loss_scale = state['loss_scale']
-            self._loss_scaler._next_loss_scale = state['next_loss_scale']
-            self._loss_scaler._unskipped = state['unskipped']
+            set_loss_scaler_state(self._loss_scaler, meta['loss_scaler'])
         restore_rng_state(meta['rng'])
         self._truncate_metrics_file(self.iteration)
         logger.info('Resumed from %s at iteration %d/%d (epoch %d, batch %d; best %s %s)',
@@ -498,11 +409,7 @@ class BaseTrainer(object):
 
     def _loss_scaler_state(self):
         """float16 AMP's dynamic loss scale (None without it): a resumed run goes on with it."""
-        scaler = self._loss_scaler
-        if scaler is None:
-            return None
-        return {'loss_scale': scaler._loss_scale, 'next_loss_scale': scaler._next_loss_scale,
-                'unskipped': scaler._unskipped}
+        return None if self._loss_scaler is None else loss_scaler_state(self._loss_scaler)
 
     def _truncate_metrics_file(self, iteration):
         """Drop metric records of iterations after ``iteration``: written after the
@@ -511,11 +418,7 @@ class BaseTrainer(object):
         the number of records dropped."""
         if not self.writes_files:
             return 0
-        records = self.run_dir.read_records(METRICS_FILE)
-        kept = [record for record in records if record.get('iteration', 0) <= iteration]
-        if len(kept) != len(records):
-            self.run_dir.write_records(METRICS_FILE, kept)
-        return len(records) - len(kept)
+        return self.run_dir.drop_records_after(METRICS_FILE, iteration)
 
     def _claim_save_dir(self):
         """Hold the run folder (worker 0 only): see :mod:`gluonseg.engine.run_dir`."""
@@ -549,7 +452,8 @@ class BaseTrainer(object):
         end = self.total_iters if max_iterations is None else min(self.total_iters,
                                                                    int(max_iterations))
         self._claim_save_dir()
-        self._open_log()
+        if self.writes_files:
+            self.run_dir.open_log()
         try:
             if self.iteration == 0:  # a new run: the folder's metrics.jsonl starts again
                 dropped = self._truncate_metrics_file(0)
@@ -559,7 +463,7 @@ class BaseTrainer(object):
                                    'resume(), to continue a run)', dropped,
                                    self._path(METRICS_FILE))
             if self.num_workers > 1:
-                self._share_initial_weights()
+                share_initial_weights(self.trainer)
             logger.info('Training %s', self._describe())
             for message in self.setup_warnings:
                 logger.warning('%s', message)
@@ -580,7 +484,8 @@ class BaseTrainer(object):
                     self._end_epoch()
                 else:  # stopped inside an epoch by max_iterations
                     self.save()
-            self._plot_curves()
+            if self.writes_files:
+                self.run_dir.plot_curves(self.PLOT_METRICS)
             return {'iteration': self.iteration, 'epoch': self.epoch,
                     'metrics': self.last_metrics, 'best': dict(self.best),
                     'latest_checkpoint': self.latest_path,
@@ -591,8 +496,8 @@ class BaseTrainer(object):
             logger.error('%s', err)
             raise
         finally:
-            self._close_log()
             if self._run_dir is not None:
+                self._run_dir.close_log()
                 self._run_dir.release()
 
     def _run_epoch(self, end):
@@ -692,12 +597,13 @@ class BaseTrainer(object):
         # LossScaler.has_overflow (called by step) makes the pending scale the current one,
         # and on an overflow sets the pending one to half of it: MXNet applies a change one
         # update late.
-        if scaler is not None and scaler._next_loss_scale < scaler._loss_scale:
+        state = loss_scaler_state(scaler) if scaler is not None else None
+        if state is not None and state['next_loss_scale'] < state['loss_scale']:
             self.skipped_updates += 1
             logger.warning('AMP: the gradients of iteration %d overflowed float16 with loss '
                            'scale %g: update skipped (%d so far); loss scale %g for the next '
                            'iteration, %g after it', self.iteration, used_scale,
-                           self.skipped_updates, scaler._loss_scale, scaler._next_loss_scale)
+                           self.skipped_updates, state['loss_scale'], state['next_loss_scale'])
         self.iteration += 1
         self.last_loss = loss
         return loss, terms, lr
@@ -811,44 +717,6 @@ class BaseTrainer(object):
         if self.writes_files:
             self.run_dir.append_record(METRICS_FILE, record)
         return record
-
-    def _plot_curves(self):
-        """Draw ``curves.png`` (loss and validation metrics) in the save dir; without
-        matplotlib, or nothing logged yet, say so and go on."""
-        if not self.writes_files:
-            return None
-        try:
-            from ..utils.plot import plot_training_curves
-            path = plot_training_curves(self.save_dir, metrics=self.PLOT_METRICS)
-        except ImportError as err:
-            logger.warning('No training curves drawn: %s', err)
-            return None
-        except FileNotFoundError as err:  # a short run without validation
-            logger.info('No training curves drawn: %s', err)
-            return None
-        except Exception as err:  # the run is done: a drawing problem must not lose its result
-            logger.warning('No training curves drawn: %s: %s', type(err).__name__, err)
-            return None
-        logger.info('Training curves: %s', path)
-        return path
-
-    # ---------------------------------------------------------------------------- logging
-    def _open_log(self):
-        if self.writes_files and self._log_handler is None:
-            os.makedirs(self.save_dir, exist_ok=True)
-            handler = logging.FileHandler(self._path(LOG_FILE))
-            handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
-            handler.setLevel(logging.DEBUG)
-            logger.addHandler(handler)
-            if logger.level == logging.NOTSET or logger.level > logging.DEBUG:
-                logger.setLevel(logging.DEBUG)
-            self._log_handler = handler
-
-    def _close_log(self):
-        if self._log_handler is not None:
-            logger.removeHandler(self._log_handler)
-            self._log_handler.close()
-            self._log_handler = None
 
 
 def _terms(terms):

@@ -31,13 +31,14 @@ import mxnet as mx
 import numpy as np
 
 from ..utils.atomic import atomic_copy, publish, remove_quietly, temp_path_beside
+from ..utils.mxnet_compat import load_into_parameter, structural_params, trainer_params
 from .guards import (NonFiniteError, all_finite, first_names, nonfinite_names,
                      optimizer_state_arrays, parameter_arrays)
 
 __all__ = ['CHECKPOINT_FORMAT', 'Checkpoint', 'CheckpointError', 'save_checkpoint',
            'load_checkpoint', 'atomic_copy', 'optimizer_layout', 'seed_everything',
            'capture_rng_state', 'restore_rng_state', 'load_weights_from', 'initialize_from',
-           'weight_file_kind']
+           'weight_file_kind', 'checkpoint_task']
 
 CHECKPOINT_FORMAT = 'gluonseg-checkpoint-1'
 _META, _WEIGHTS, _TRAINER = 'meta.json', 'weights.params', 'trainer.states'
@@ -260,9 +261,9 @@ def optimizer_layout(net, trainer):
     Structural names, not the parameters' own: those carry global counters that differ
     between two builds of one model.
     """
-    structural = {id(param): name for name, param in net._collect_params_with_prefix().items()}
+    structural = {id(param): name for name, param in structural_params(net).items()}
     layout = []
-    for param in trainer._params:
+    for param in trainer_params(trainer):
         if id(param) not in structural:
             raise ValueError('The trainer updates %s, which is not a parameter of the %s'
                              % (param.name, type(net).__name__))
@@ -370,7 +371,7 @@ def load_weights_from(source, ctx=mx.cpu(), root=None):
     except UnknownModelError:
         raise FileNotFoundError('%r is neither a file nor a registered model name' % source) \
             from None
-    return {k: p.data() for k, p in zoo_net._collect_params_with_prefix().items()}
+    return {k: p.data() for k, p in structural_params(zoo_net).items()}
 
 
 def initialize_from(net, source, ctx=mx.cpu(), root=None):
@@ -393,7 +394,7 @@ def initialize_from(net, source, ctx=mx.cpu(), root=None):
         class count.
     """
     loaded = load_weights_from(source, ctx=ctx, root=root)
-    params = net._collect_params_with_prefix()
+    params = structural_params(net)
     missing = sorted(set(params) - set(loaded))
     ignored = sorted(set(loaded) - set(params))
     reinit, bad = [], []
@@ -413,7 +414,7 @@ def initialize_from(net, source, ctx=mx.cpu(), root=None):
     ctx = ctx if isinstance(ctx, (list, tuple)) else [ctx]
     names = [n for n in sorted(set(params) & set(loaded)) if n not in reinit]
     for name in names:
-        params[name]._load_init(loaded[name], ctx, cast_dtype=True, dtype_source='current')
+        load_into_parameter(params[name], loaded[name], ctx)
     return {'loaded': names, 'reinitialized': reinit, 'ignored': ignored}
 
 
@@ -431,3 +432,15 @@ def weight_file_kind(path):
     with open(path, 'rb') as f:
         head = f.read(8)
     return next((kind for signature, kind in _FILE_SIGNATURES if head.startswith(signature)), None)
+
+
+def checkpoint_task(path):
+    """The task of the checkpoint at ``path`` (``meta['task']``: 'semantic', 'instance';
+    semantic checkpoints written before it was recorded have none), read from its metadata
+    alone; None when the file is not a readable checkpoint (the loaders then say why)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            meta = json.loads(zf.read(_META).decode('utf-8'))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    return meta.get('task', 'semantic')

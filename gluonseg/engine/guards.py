@@ -10,6 +10,8 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
+from ..utils.mxnet_compat import optimizer_states, structural_params, trainer_params
+
 __all__ = ['NonFiniteError', 'all_finite', 'nonfinite_names', 'first_names', 'gradient_arrays',
            'parameter_arrays', 'optimizer_state_arrays', 'FiniteInputs']
 
@@ -88,28 +90,26 @@ def first_names(names, limit=5):
 
 def gradient_arrays(net, ctx):
     """``{structural name: gradient}`` of the parameters of ``net`` that have one, on ``ctx``."""
-    return {name: param.grad(ctx) for name, param in net._collect_params_with_prefix().items()
+    return {name: param.grad(ctx) for name, param in structural_params(net).items()
             if param.grad_req != 'null'}
 
 
 def parameter_arrays(net, ctx):
     """``{structural name: array}`` of the parameters of ``net`` (BatchNorm statistics
     included), on ``ctx``."""
-    return {name: param.data(ctx) for name, param in net._collect_params_with_prefix().items()}
+    return {name: param.data(ctx) for name, param in structural_params(net).items()}
 
 
 def optimizer_state_arrays(net, trainer):
     """``{structural name + '.state<i>': array}`` of the optimizer states (e.g. momentum) that
     ``trainer`` holds for the parameters of ``net``; empty before its first update."""
-    structural = {id(param): name for name, param in net._collect_params_with_prefix().items()}
-    updaters = getattr(trainer, '_updaters', None) or []
+    structural = {id(param): name for name, param in structural_params(net).items()}
+    params = trainer_params(trainer)
     arrays = {}
-    if not updaters:
-        return arrays
-    for index, state in updaters[0].states.items():
-        if index >= len(trainer._params):
+    for index, state in optimizer_states(trainer).items():
+        if index >= len(params):
             continue
-        name = structural.get(id(trainer._params[index]), trainer._params[index].name)
+        name = structural.get(id(params[index]), params[index].name)
         parts = state if isinstance(state, (list, tuple)) else [state]
         for i, part in enumerate(parts):
             if isinstance(part, mx.nd.NDArray):

@@ -13,6 +13,8 @@ operators have no float16 matrix product ("FP16 gemm on cpu not implemented").
 """
 import logging
 
+from ..utils.mxnet_compat import amp_initialized
+
 __all__ = ['AMP_DTYPES', 'init_amp', 'amp_dtype', 'check_amp', 'HYBRID_AMP_CPU_PROBLEM']
 
 AMP_DTYPES = ('float16', 'bfloat16')
@@ -42,7 +44,7 @@ def init_amp(dtype):
     if _initialized == dtype:
         return
     from mxnet.contrib import amp
-    if _initialized is not None or amp.amp._amp_initialized:
+    if _initialized is not None or amp_initialized():
         raise ValueError('AMP is already on in this process (for %s); it cannot be switched to '
                          '%s' % (_initialized or 'a dtype set outside gluonseg', dtype))
     # amp.init logs through the root logger, which would give it a console handler

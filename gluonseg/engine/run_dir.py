@@ -1,5 +1,6 @@
-"""The folder of a training run: held by one run at a time, cleared of what killed runs left
-behind, and its validation records (``metrics.jsonl``) written whole.
+"""The folder of a training run and its files: held by one run at a time, cleared of what
+killed runs left behind; the checkpoints' names, the log (``train.log``), the validation
+records (``metrics.jsonl``, written whole) and the training curves (``curves.png``).
 
 - :meth:`RunDirectory.claim` takes an exclusive lock (:class:`~gluonseg.utils.filelock.FileLock`,
   released by the kernel when the holder dies): a second run on the same folder is refused
@@ -10,6 +11,9 @@ behind, and its validation records (``metrics.jsonl``) written whole.
 - ``metrics.jsonl`` is rewritten atomically for every record, so a kill leaves the old file or
   the new one; a torn last line (a file written otherwise) is dropped with a warning naming
   the file, and a damaged line before it is an error naming the file and the line.
+- :meth:`RunDirectory.open_log` adds a handler writing the ``gluonseg.train`` log (debug level
+  and up) to ``train.log``; :meth:`RunDirectory.plot_curves` draws ``curves.png`` from
+  ``metrics.jsonl`` and the log.
 """
 import json
 import logging
@@ -19,9 +23,14 @@ import re
 from ..utils.atomic import write_atomically
 from ..utils.filelock import FileLock, FileLockTimeout, _pid_alive
 
-__all__ = ['RunDirectory', 'RunDirectoryInUse', 'LOCK_FILE']
+__all__ = ['RunDirectory', 'RunDirectoryInUse', 'LOCK_FILE', 'LATEST_CHECKPOINT',
+           'BEST_CHECKPOINT', 'METRICS_FILE', 'LOG_FILE']
 
 LOCK_FILE = '.run.lock'
+LATEST_CHECKPOINT = 'latest.ckpt'
+BEST_CHECKPOINT = 'best.ckpt'
+METRICS_FILE = 'metrics.jsonl'
+LOG_FILE = 'train.log'
 # temp_path_beside's names: '.<file name>.<8 random characters>.tmp', and save_checkpoint's
 # '<that>.part' beside it.
 _TEMP_NAME = re.compile(r'^\..+\.[A-Za-z0-9_]{8}\.tmp(\.part)?$')
@@ -39,6 +48,7 @@ class RunDirectory(object):
     def __init__(self, path):
         self.path = path
         self._lock = None
+        self._log_handler = None
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -129,3 +139,52 @@ class RunDirectory(object):
     def append_record(self, name, record):
         """Add ``record`` to the JSON-lines file ``name``; the file is replaced whole."""
         self.write_records(name, self.read_records(name) + [record])
+
+    def drop_records_after(self, name, iteration):
+        """Drop the records of the JSON-lines file ``name`` whose ``iteration`` is after
+        ``iteration``; returns how many were dropped."""
+        records = self.read_records(name)
+        kept = [record for record in records if record.get('iteration', 0) <= iteration]
+        if len(kept) != len(records):
+            self.write_records(name, kept)
+        return len(records) - len(kept)
+
+    # ------------------------------------------------------------------- log and curves
+    def open_log(self):
+        """Write the ``gluonseg.train`` log (debug level and up) to ``train.log`` too, until
+        :meth:`close_log` (a no-op when already open)."""
+        if self._log_handler is not None:
+            return
+        os.makedirs(self.path, exist_ok=True)
+        handler = logging.FileHandler(self.file(LOG_FILE))
+        handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
+        handler.setLevel(logging.DEBUG)
+        logger.addHandler(handler)
+        if logger.level == logging.NOTSET or logger.level > logging.DEBUG:
+            logger.setLevel(logging.DEBUG)
+        self._log_handler = handler
+
+    def close_log(self):
+        handler, self._log_handler = self._log_handler, None
+        if handler is not None:
+            logger.removeHandler(handler)
+            handler.close()
+
+    def plot_curves(self, metrics):
+        """Draw ``curves.png`` (the loss and the validation ``metrics``); returns its path, or
+        None after logging why nothing was drawn (no matplotlib, nothing logged yet, or a
+        drawing error: the run is done and must not lose its result over a picture)."""
+        try:
+            from ..utils.plot import plot_training_curves
+            path = plot_training_curves(self.path, metrics=metrics)
+        except ImportError as err:
+            logger.warning('No training curves drawn: %s', err)
+            return None
+        except FileNotFoundError as err:  # a short run without validation
+            logger.info('No training curves drawn: %s', err)
+            return None
+        except Exception as err:
+            logger.warning('No training curves drawn: %s: %s', type(err).__name__, err)
+            return None
+        logger.info('Training curves: %s', path)
+        return path

@@ -1,11 +1,11 @@
-"""What the training front ends share: the "devices and run" options, the contexts they
-name, console logging, and resuming then fitting as the command line asks.
+"""What the training front ends share when they run: the contexts the "devices and run"
+options name (those options: :mod:`gluonseg.tools.run_arguments`), console logging, resuming
+then fitting as the command line asks, and the closing lines of a run.
 
-Used by ``gluonseg train`` (:mod:`gluonseg.tools.train`, also ``scripts/segmentation/train.py``)
-and ``scripts/instance/train_mask_rcnn.py``, so both take the same options with the same
-meaning (listed in docs/training.md).
+Used by ``gluonseg train`` for both tasks (:mod:`gluonseg.tools.train` and
+:mod:`gluonseg.tools.instance_train`, also ``scripts/segmentation/train.py`` and
+``scripts/instance/train_mask_rcnn.py``).
 """
-import argparse
 import contextlib
 import logging
 import os
@@ -13,70 +13,19 @@ import sys
 
 import mxnet as mx
 
-from .base_trainer import KVSTORES, LATEST_CHECKPOINT, NonFiniteError, TqdmLoggingHandler, logger
+from .base_trainer import NonFiniteError, logger
 from .checkpoint import CheckpointError, weight_file_kind
-from .run_dir import RunDirectoryInUse
-from .mixed_precision import AMP_DTYPES, init_amp
+from .mixed_precision import init_amp
+from .run_dir import LATEST_CHECKPOINT, RunDirectoryInUse
 
-__all__ = ['positive_int', 'add_run_arguments', 'contexts', 'start_amp', 'run_config_kwargs',
-           'run_args_record', 'console_logging', 'resume_and_fit']
+__all__ = ['contexts', 'start_amp', 'run_config_kwargs', 'run_args_record',
+           'TqdmLoggingHandler', 'console_logging', 'resume_and_fit', 'UPDATE_STEPS_MEANING',
+           'run_summary_lines']
 
-
-def positive_int(text):
-    """An ``argparse`` type: an integer of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError('expected an integer >= 1, got %r' % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError('expected an integer >= 1, got %d' % value)
-    return value
-
-
-def add_run_arguments(parser, save_dir_default, seed_default=0, seed_help=None):
-    """Add the "devices and run" group to ``parser``; returns the group (a front end may add
-    its own options to it).
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-    save_dir_default : str
-        How the default ``--save-dir`` is made, for the help (e.g. ``runs/DATASET/MODEL``).
-    seed_default : int or None
-        None when the front end fills it from a preset.
-    seed_help : str, optional
-    """
-    g = parser.add_argument_group('devices and run')
-    g.add_argument('--gpus', default='', help='e.g. 0,1 (default: CPU)')
-    g.add_argument('--ctx-cpus', type=int, default=1,
-                   help='split each batch over this many CPU contexts (exercises the '
-                   'data-parallel path without GPUs)')
-    g.add_argument('--kvstore', choices=KVSTORES,
-                   help='how gradients are summed: across devices (local, device, nccl) or '
-                   'machines (dist_sync, dist_device_sync: run as a worker of a parameter-'
-                   'server job, see docs/training.md) (default: device with several devices)')
-    g.add_argument('--accumulate', type=positive_int, default=1, metavar='N',
-                   help='sum the gradients of N batches per update (N times the images per '
-                   'iteration with the memory of one batch)')
-    g.add_argument('--amp', choices=AMP_DTYPES,
-                   help='mixed precision: float16 (GPUs, with dynamic loss scaling) or bfloat16 '
-                   '(CPUs with oneDNN, GPUs) (default: off, float32)')
-    g.add_argument('--seed', type=int, default=seed_default, help=seed_help)
-    g.add_argument('--val-interval', type=int, default=1, help='validate every N epochs')
-    g.add_argument('--checkpoint-interval', type=int, default=0,
-                   help='also save latest.ckpt every N iterations (0: at epoch ends)')
-    g.add_argument('--max-iterations', type=int,
-                   help='stop after this many iterations in all (resume later)')
-    g.add_argument('--save-dir', help='default ' + save_dir_default)
-    g.add_argument('--resume', nargs='?', const=LATEST_CHECKPOINT, metavar='CKPT',
-                   help='continue a run: a checkpoint, or SAVE_DIR/latest.ckpt when no path')
-    g.add_argument('--check-inputs', action='store_true',
-                   help='check every training sample for NaN and infinite values and name the '
-                   'first bad one')
-    g.add_argument('--no-hybridize', action='store_true')
-    g.add_argument('--no-progress', action='store_true', help='no tqdm bars')
-    g.add_argument('--quiet', action='store_true', help='only warnings and the final result')
-    return g
+# What the trainer's train_seconds counts: the time inside its update steps (_train_step).
+UPDATE_STEPS_MEANING = ('forward, backward and optimizer update with the batch copy to the '
+                        'devices, summed over the run and its resumed parts; not counted: data '
+                        'loading and augmentation, validation, checkpoint writing')
 
 
 def contexts(args):
@@ -105,6 +54,17 @@ def run_config_kwargs(args):
 def run_args_record(args):
     """The parsed options as a JSON-serialisable dict (stored in checkpoints)."""
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
+
+
+class TqdmLoggingHandler(logging.Handler):
+    """Console logging that does not break tqdm progress bars."""
+
+    def emit(self, record):
+        from tqdm import tqdm
+        try:
+            tqdm.write(self.format(record))
+        except Exception:  # pragma: no cover - never let logging kill training
+            self.handleError(record)
 
 
 @contextlib.contextmanager
@@ -151,3 +111,22 @@ def resume_and_fit(trainer, args):
     except (NonFiniteError, RunDirectoryInUse) as err:
         print('error: %s' % err, file=sys.stderr)
         return 2, None
+
+
+def run_summary_lines(result, metric, wall):
+    """The closing lines of a training run: its best and latest checkpoints, labelled, its
+    wall time and the time of its update steps (``train_seconds``: :data:`UPDATE_STEPS_MEANING`).
+
+    ``result`` is what ``trainer.fit`` returns; ``metric`` the trainer's ``BEST_METRIC``.
+    """
+    best = result['best']
+    if result['best_checkpoint'] is None:
+        best_line = 'best checkpoint: none (no validation result yet)'
+    else:
+        best_line = 'best checkpoint (%s %.4f at epoch %d): %s' % (
+            metric, best[metric], best['epoch'], result['best_checkpoint'])
+    return [best_line,
+            'latest checkpoint (epoch %d, iteration %d; resume with --resume): %s'
+            % (result['epoch'], result['iteration'], result['latest_checkpoint']),
+            'wall time %.1f s (this process, set-up to end)' % wall,
+            'update steps %.1f s (%s)' % (result['train_seconds'], UPDATE_STEPS_MEANING)]

@@ -12,18 +12,15 @@ import dataclasses
 from mxnet import autograd, gluon
 
 from ..model_zoo.segbase import set_reproducible_gradients
-from .base_trainer import (BEST_CHECKPOINT, LATEST_CHECKPOINT, LOG_FILE,  # noqa: F401
-                           METRICS_FILE, BaseTrainConfig, BaseTrainer, NonFiniteLossError,
-                           TqdmLoggingHandler, disable_bias_bn_weight_decay, iteration_seed,
-                           logger)
+from .base_trainer import (BaseTrainConfig, BaseTrainer, NonFiniteLossError,
+                           disable_bias_bn_weight_decay, iteration_seed, logger)
 from .data import SeededTransformDataset
 from .evaluation import evaluate_segmentation
 from .loss import SegmentationLoss, count_labelled_pixels
 from .lr_scheduler import SegmentationLRScheduler
 
 __all__ = ['TrainConfig', 'SegmentationTrainer', 'NonFiniteLossError', 'iteration_seed',
-           'set_head_lr_mult', 'disable_bias_bn_weight_decay', 'TqdmLoggingHandler',
-           'LATEST_CHECKPOINT', 'BEST_CHECKPOINT', 'METRICS_FILE', 'LOG_FILE']
+           'set_head_lr_mult', 'disable_bias_bn_weight_decay']
 
 
 @dataclasses.dataclass
