@@ -248,7 +248,7 @@ def test_resize_rule_short_side_within_a_long_side_cap():
 def test_predict_returns_original_coordinates_and_full_size_masks(small_nets, tmp_path):
     from PIL import Image
     from gluonseg.model_zoo.rcnn import resize_short_within
-    from gluonseg.model_zoo.rcnn.paste import paste_masks
+    from gluonseg.utils.paste import paste_masks
     from gluonseg.data.transforms import normalize_image
     net = small_nets[True]
     rng = np.random.RandomState(2)

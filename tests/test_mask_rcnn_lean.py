@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 import gluonseg
-from gluonseg.model_zoo.rcnn import lean as lean_module
+from gluonseg.model_zoo.rcnn import inference as lean_module
 from gluonseg.model_zoo.rcnn import mask_rcnn
 from gluonseg.model_zoo.rcnn.heads import MaskHead
-from gluonseg.model_zoo.rcnn.lean import LeanDetector, OptimizedMaskRCNN, SubpixelMaskFeatures
+from gluonseg.model_zoo.optimize import mask_rcnn as optimized_module
+from gluonseg.model_zoo.optimize import OptimizedMaskRCNN, SubpixelMaskFeatures
+from gluonseg.model_zoo.rcnn.inference import LeanDetector
 from spec_utils import golden
 from test_mask_rcnn import published_file  # noqa: F401,F811  (fixture)
 
@@ -95,6 +97,7 @@ def test_lean_detections_match_gluoncvs_golden_rows_with_1000_proposals(
     np.testing.assert_allclose(lean[1].asnumpy()[0, :, 0], ref['scores'][0, :, 0], rtol=1e-4)
 
 
+@pytest.mark.benchmark
 def test_benchmark_script_times_the_paths_and_stages(tmp_path, capsys):
     import importlib.util
     import os
@@ -311,7 +314,7 @@ def test_subpixel_mask_head_gives_each_rois_class_logits(num_convs):
     for fused in (False, True):
         features = SubpixelMaskFeatures(head)
         if fused:
-            features = lean_module._fused(features, [pooled])
+            features = optimized_module._fused(features, [pooled])
         optimized = types.SimpleNamespace(mask=features, net=net)
         got = OptimizedMaskRCNN.class_mask_logits(optimized, pooled, class_ids).asnumpy()
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

@@ -9,7 +9,8 @@ import pytest
 
 from gluonseg.model_zoo.rcnn import fast_roi_align
 from gluonseg.model_zoo.segbase import build_backbone
-from gluonseg.model_zoo.rcnn.lean import LeanDetector, optimize_mask_rcnn
+from gluonseg.model_zoo.optimize import optimize_mask_rcnn
+from gluonseg.model_zoo.rcnn.inference import LeanDetector
 from gluonseg.model_zoo.rcnn.mask_rcnn import mask_rcnn
 from gluonseg.model_zoo.rcnn.split_stage import pool_entry_maps, split_stage
 

@@ -3,13 +3,34 @@
 Samples are ``(image, boxes, class_ids, masks)`` as :class:`~gluonseg.data.COCOInstance` and
 :class:`~gluonseg.data.ShapesInstance` return them: uint8 (H, W, 3) RGB, float32 (N, 4)
 ``x1, y1, x2, y2`` with inclusive ends, int (N,) class ids, uint8 (N, H, W) binary masks.
+:func:`resize_short_within` is the resize rule of training and of Mask R-CNN's inference
+(:mod:`gluonseg.model_zoo.rcnn.predict`).
 """
 import mxnet as mx
 import numpy as np
 
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_image
 
-__all__ = ['InstanceTrainTransform', 'instance_batchify']
+__all__ = ['InstanceTrainTransform', 'instance_batchify', 'resize_short_within']
+
+
+def resize_short_within(image, short=800, max_size=1333):
+    """Resize a uint8 HxWx3 image so that its short side is ``short`` unless the long side
+    would exceed ``max_size`` (then the long side is ``max_size``); bilinear.
+
+    Returns
+    -------
+    (numpy.ndarray, (float, float))
+        The resized image and the (y, x) scale factors new / old.
+    """
+    height, width = image.shape[:2]
+    scale = float(short) / min(height, width)
+    if round(scale * max(height, width)) > max_size:
+        scale = float(max_size) / max(height, width)
+    new_h, new_w = max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+    resized = mx.image.imresize(mx.nd.array(image, dtype='uint8'), new_w, new_h,
+                                interp=1).asnumpy()
+    return resized, (new_h / float(height), new_w / float(width))
 
 
 def _resize_masks(masks, height, width):
@@ -62,7 +83,6 @@ class InstanceTrainTransform(object):
             self.short, self.max_size, self.flip)
 
     def __call__(self, image, boxes, class_ids, masks):
-        from ..model_zoo.rcnn.predict import resize_short_within
         image = np.asarray(image)
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
         masks = np.asarray(masks, dtype=np.uint8)

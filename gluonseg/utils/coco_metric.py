@@ -18,6 +18,7 @@ import numpy as np
 
 from .atomic import write_atomically
 from .coco_annotations import checked_coco, load_coco
+from .paste import paste_masks
 
 __all__ = ['COCOInstanceMetric', 'STAT_NAMES']
 
@@ -64,7 +65,7 @@ class COCOInstanceMetric(object):
     paste : callable, optional
         ``paste(masks (K, M, M), boxes (K, 4), (H, W)) -> (K, H, W)`` binary masks, for box-sized
         mask probabilities (the Mask R-CNN ``masks`` output). Default:
-        :func:`gluonseg.model_zoo.rcnn.paste.paste_masks` with ``mask_threshold``.
+        :func:`gluonseg.utils.paste.paste_masks` with ``mask_threshold``.
     score_threshold : float, default 0
         Detections scoring below this are left out.
     results_prefix : str, optional
@@ -198,7 +199,6 @@ class COCOInstanceMetric(object):
                              'box masks' % (image_id, masks.shape[1:], height, width))
         paste = self.paste
         if paste is None:
-            from ..model_zoo.rcnn.paste import paste_masks
 
             def paste(m, b, size):
                 return paste_masks(m, b, size, threshold=self.mask_threshold)

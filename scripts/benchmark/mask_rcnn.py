@@ -36,8 +36,8 @@ import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
 import gluonseg  # noqa: E402
-from gluonseg.model_zoo.rcnn.lean import LeanDetector  # noqa: E402
-from gluonseg.model_zoo.rcnn.paste import paste_masks  # noqa: E402
+from gluonseg.model_zoo.rcnn.inference import LeanDetector  # noqa: E402
+from gluonseg.utils.paste import paste_masks  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import (machine_description, median_seconds, parse_size,  # noqa: E402

@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import median_seconds, parse_size  # noqa: E402
 
-from gluonseg.model_zoo.rcnn.paste import paste_masks  # noqa: E402
+from gluonseg.utils.paste import paste_masks  # noqa: E402
 
 # What each --busy process runs: 3x3 convolutions on an FPN-sized map, back to back.
 BUSY_LOOP = """

@@ -57,14 +57,15 @@ def nms(F, detections, overlap_thresh, topk=-1, score_index=0, coord_start=1, id
     ``force_suppress``) exceeds ``overlap_thresh``. Only the ``topk`` best rows take part
     (-1: all). Rows with score <= ``valid_thresh``, or class -1, are dropped too. Kept rows
     come first; dropped rows are set to -1. Only the first ``max_out`` rows (default: N)
-    are returned. Run imperatively on the CPU, the rows go through the numba kernel of
-    :mod:`~.fast_nms` when it is installed (the same rows, much faster).
+    are returned.
+
+    The one NMS entry of the R-CNN; it chooses the kernel: in a graph (``F`` is
+    ``mx.sym``), ``contrib.box_nms``; imperatively, :func:`~.fast_nms.box_nms`, which runs
+    the numba kernel on the CPU when it is installed (the same rows, faster) and
+    ``contrib.box_nms`` otherwise.
     """
+    args = (detections, overlap_thresh, topk, score_index, coord_start, id_index,
+            valid_thresh, force_suppress, max_out)
     if F is mx.nd:
-        return fast_nms.box_nms(detections, overlap_thresh, topk, score_index, coord_start,
-                                id_index, valid_thresh, force_suppress, max_out)
-    kept = F.contrib.box_nms(detections, overlap_thresh=overlap_thresh, topk=topk,
-                             valid_thresh=valid_thresh, coord_start=coord_start,
-                             score_index=score_index, id_index=id_index,
-                             force_suppress=force_suppress)
-    return kept if max_out is None else F.slice_axis(kept, axis=1, begin=0, end=max_out)
+        return fast_nms.box_nms(*args)
+    return fast_nms.contrib_box_nms(F, *args)

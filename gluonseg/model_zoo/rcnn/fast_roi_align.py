@@ -1,23 +1,24 @@
 """``contrib.ROIAlign``'s values, computed faster on the CPU for inference (needs numba).
 
 MXNet 1.9.1's CPU ``ROIAlign`` reads the four neighbours of every sampling point one channel
-at a time: on 1000 proposals it takes seconds (C4 ResNet-50 at 800x1088: 1024 channels,
-14x14 bins of 2x2 points), a large share of the lean Mask R-CNN's time. Here the feature map
+at a time: on 1000 proposals (C4 ResNet-50: 1024 channels, 14x14 bins of 2x2 points) it is a
+large share of the lean Mask R-CNN's time. Here the feature map
 is laid out channels-last first, so each neighbour is one contiguous row of channels and the
 weighted sums run along it; RoIs are split between threads (the kernel releases the GIL).
 The sampling points, clamping and weights are ``ROIAlign``'s (``aligned=False``), computed
 in float32 in the same order, so the values equal MXNet's (bit-identical in the tests). No
-gradient: :class:`~.lean.LeanDetector` uses it; training keeps ``ROIAlign``.
+gradient: :meth:`~.roi_align.RoIAlignExtractor.pool` uses it at inference; training keeps
+``ROIAlign``.
 
 :func:`roi_align` falls back to ``contrib.ROIAlign`` when numba is not installed
 (``pip install gluonseg[fast]``) or the arrays are not on the CPU.
 """
-import ctypes
 from concurrent.futures import ThreadPoolExecutor
 
 import mxnet as mx
 import numpy as np
 
+from ...utils.mxnet_compat import host_view
 from .numba_support import compile_kernel, kernel_threads, numba
 
 __all__ = ['available', 'ChannelsLastMaps', 'roi_align', 'roi_align_by_level']
@@ -150,7 +151,7 @@ def roi_align(feature, rois, output_size, spatial_scale, sample_ratio=2, bin_ste
 class ChannelsLastMaps(object):
     """Feature maps (B, C, H, W) and the channels-last copies the kernel reads, each made
     on first use and then kept: the box head and the mask head pool from the same maps
-    (on FPN's P2 at 800x1088 the copy takes 29 ms).
+    (a copy of FPN's P2 is not free).
 
     Parameters
     ----------
@@ -164,10 +165,10 @@ class ChannelsLastMaps(object):
     def channels_last(self, level):
         """A NumPy view (B, H, W, C) of map ``level``'s channels-last copy."""
         if self._copies[level] is None:
-            # MXNet's transpose (multi-threaded): NumPy's took 136 ms on that P2.
+            # MXNet's transpose is multi-threaded, NumPy's is not.
             copy = mx.nd.transpose(self.features[level], (0, 2, 3, 1))
             copy.wait_to_read()
-            self._copies[level] = (copy, _host_view(copy))  # the view lives with the copy
+            self._copies[level] = (copy, host_view(copy))  # the view lives with the copy
         return self._copies[level][1]
 
 
@@ -192,9 +193,11 @@ def roi_align_by_level(features, rois, level_rows, output_size, spatial_scales,
         return pooled if bin_step == 1 else pooled[:, :, ::bin_step, ::bin_step]
     boxes = np.ascontiguousarray(rois.asnumpy(), dtype=np.float32)
     side = (output_size - 1) // 2 + 1 if avg_pool else -(-output_size // bin_step)
+    # The kernel writes into an NDArray from MXNet's pool, which reuses memory earlier arrays
+    # freed; a fresh NumPy array (C4: 800 MB) would be faulted in page by page on every call.
     pooled = mx.nd.empty((count, features[0].shape[1], side, side),
                          ctx=features[0].context)
-    out = _host_view(pooled)
+    out = host_view(pooled)
     threads = kernel_threads()
     with ThreadPoolExecutor(threads) as pool:
         for level, (rows, scale) in enumerate(zip(level_rows, spatial_scales)):
@@ -207,22 +210,6 @@ def roi_align_by_level(features, rois, level_rows, output_size, spatial_scales,
                                                   avg_pool, out, part),
                           chunks))
     return pooled
-
-
-def _host_view(array):
-    """A NumPy view of a float32 CPU NDArray's memory, for the kernel to read or write;
-    the array must have no pending operations (new, or waited for) and outlive the view.
-
-    The output's memory comes from MXNet's pool, which hands back what earlier arrays
-    freed: a fresh NumPy array of C4's 800 MB would be faulted in page by page on every
-    call (measured: 0.2 to 1.5 s instead of 0.3 s). The kernel is done writing before the
-    output NDArray is returned. MXNet 1.9.1 has no public writable view: NumPy 1.23's
-    ``from_dlpack`` of ``mx.nd.to_dlpack_for_write`` is read-only, and cannot be made
-    writable, hence the C API's ``MXNDArrayGetData``."""
-    pointer = ctypes.c_void_p()
-    mx.base.check_call(mx.base._LIB.MXNDArrayGetData(array.handle, ctypes.byref(pointer)))
-    return np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)),
-                                 shape=array.shape)
 
 
 def _contrib_by_level(features, rois, level_rows, output_size, spatial_scales, sample_ratio):

@@ -35,10 +35,11 @@ from mxnet import autograd
 from mxnet.gluon import nn
 
 from ...data.classes import COCO_INSTANCE_CLASSES
+from ...utils.mxnet_compat import has_data
 from ..segbase import initialize_keeping_values
 from .fpn import FPNFeatures
-from .heads import MaskHead, box_predictors, fpn_box_features, select_class_masks
-from .lean import LeanDetector
+from .heads import MaskHead, box_predictors, fpn_box_features
+from .inference import LeanDetector, RawDetector
 from .mask_target import MaskTargetGenerator
 from .postprocess import DetectionPostProcessor
 from .rcnn_target import RCNNTargetSampler
@@ -46,7 +47,7 @@ from .roi_align import RoIAlignExtractor
 from .rpn import MultiLevelRPN, SingleLevelRPN
 from .rpn_target import RPNTargetGenerator
 
-__all__ = ['MaskRCNN', 'MaskRCNNTrainOutput', 'mask_rcnn', 'MASK_RCNN_CONFIGS', 'PUBLISHED_AP']
+__all__ = ['MaskRCNN', 'MaskRCNNTrainOutput', 'mask_rcnn', 'MASK_RCNN_CONFIGS']
 
 MaskRCNNTrainOutput = namedtuple('MaskRCNNTrainOutput', [
     'rpn_logits', 'rpn_deltas', 'rpn_cls_targets', 'rpn_box_targets', 'rpn_box_masks',
@@ -71,24 +72,6 @@ rois : (S, 5)
 
 When the batch has no positive RoI (no object), the last four are ``None``.
 """
-
-# Published COCO val2017 results: name -> (SHA-1 of the weight file,
-# (box AP, AP50, AP75), (mask AP, AP50, AP75)).
-PUBLISHED_AP = {
-    'mask_rcnn_resnet18_v1b_coco': ('e071cf1550bc0331c218a9072b59e9550595d1e7',
-                                    (31.2, 51.1, 33.1), (28.4, 48.1, 29.8)),
-    'mask_rcnn_fpn_resnet18_v1b_coco': ('14a922c38b0b196fdb1f7141be4666c10476f426',
-                                        (34.9, 56.4, 37.4), (30.4, 52.2, 31.4)),
-    'mask_rcnn_resnet50_v1b_coco': ('a3527fdc2cee5b1f32a61e5fd7cda8fb673e86e5',
-                                    (38.3, 58.7, 41.4), (33.1, 54.8, 35.0)),
-    'mask_rcnn_fpn_resnet50_v1b_coco': ('1364d0afe4de575af5d4389d50c2dbf22449ceac',
-                                        (39.2, 61.2, 42.2), (35.4, 57.5, 37.3)),
-    'mask_rcnn_resnet101_v1d_coco': ('4a3249c584f81c2a9b5d852b742637cd692ebdcb',
-                                     (41.3, 61.7, 44.4), (35.2, 57.8, 36.9)),
-    'mask_rcnn_fpn_resnet101_v1d_coco': ('89c7d8669b677a05c6eaa25375ead9a174109c69',
-                                         (42.3, 63.9, 46.2), (37.7, 60.5, 40.0)),
-}
-PUBLISHED_PROTOCOL = 'COCO val2017, single scale 800/1333'
 
 # The architecture settings of the published models that differ between them.
 MASK_RCNN_CONFIGS = {
@@ -183,14 +166,6 @@ class MaskRCNN(nn.HybridBlock):
         return 2 * (self.roi_align.output_size[0] // (2 if self.top_features is not None
                                                         else 1))
 
-    @staticmethod
-    def _rois(F, boxes):
-        """(B, N, 4) boxes -> (B * N, 5) RoIs ``batch_index, x1, y1, x2, y2``."""
-        first = F.slice_axis(boxes, axis=-1, begin=0, end=1)
-        batch_index = F.broadcast_like(
-            F.contrib.arange_like(boxes, axis=0).reshape((-1, 1, 1)), first)
-        return F.concat(batch_index, boxes, dim=-1).reshape((-3, 0))
-
     def _roi_head_input(self, F, rois, features):
         pooled = self.roi_align(rois, *features[:len(self.roi_strides)])
         return pooled if self.top_features is None else self.top_features(pooled)
@@ -206,7 +181,7 @@ class MaskRCNN(nn.HybridBlock):
         rows; GluonCV's raw contract stays available through ``net(x)``.
 
         It runs imperatively between hybridized parts (``net.hybridize()`` caches the
-        backbone, RPN and heads), in the stages of :class:`~.lean.LeanDetector`;
+        backbone, RPN and heads), in the stages of :class:`~.inference.LeanDetector`;
         ``gluonseg.optimize(net)`` returns a fused, faster version with the same detections.
 
         Parameters
@@ -423,7 +398,7 @@ class MaskRCNN(nn.HybridBlock):
         mapping = _reuse_mapping(classes, self.classes, reuse_weights)
         old = {'class': self.class_predictor, 'box': self.box_predictor,
                'mask': self.mask.mask}
-        initialized = all(p._data is not None for b in old.values()
+        initialized = all(has_data(p) for b in old.values()
                           for p in b.collect_params().values())
         if mapping and not initialized:
             raise ValueError('reset_class(reuse_weights=...) needs initialised (trained) '
@@ -452,23 +427,8 @@ class MaskRCNN(nn.HybridBlock):
         return self
 
     def hybrid_forward(self, F, x):
-        features = self.features(x)
-        features = list(features) if isinstance(features, (list, tuple)) else [features]
-        with autograd.pause():
-            _, proposals = self.rpn(x, *features)
-            proposals = F.stop_gradient(proposals)
-        num_proposals = self.rpn.proposal.post_nms
-        box_feat = self.box_features(self._roi_head_input(F, self._rois(F, proposals),
-                                                          features))
-        class_logits = self.class_predictor(box_feat).reshape((-1, num_proposals,
-                                                               self.num_class + 1))
-        box_deltas = self.box_predictor(box_feat).reshape((-1, num_proposals,
-                                                           self.num_class * 4))
-        ids, scores, boxes = self.postprocess(F, class_logits, box_deltas, proposals)
-        mask_feat = self._roi_head_input(F, self._rois(F, F.stop_gradient(boxes)), features)
-        mask_logits = self.mask(mask_feat).reshape((-4, -1, self.postprocess.max_dets, -2))
-        masks = F.sigmoid(select_class_masks(F, mask_logits, ids, self.num_class))
-        return ids, scores, boxes, masks
+        # GluonCV's raw contract: the inference pipeline with all rows (.inference).
+        return RawDetector(self, F).run(x)
 
 
 def _norm_layers(block):
@@ -608,25 +568,3 @@ def mask_rcnn(depth=50, variant='v1b', fpn=False, classes=COCO_INSTANCE_CLASSES,
                     config['roi_size'], head_channels, classes=classes,
                     mask_channels=mask_channels, mask_convs=config['mask_convs'],
                     num_sample=num_sample or config['num_sample'], **kwargs)
-
-
-def _register_published():
-    from ..registry import Weights, register_model
-    for (fpn, depth, variant) in MASK_RCNN_CONFIGS:
-        name = 'mask_rcnn_%sresnet%d_%s_coco' % ('fpn_' if fpn else '', depth, variant)
-        sha1, box_ap, mask_ap = PUBLISHED_AP[name]
-
-        def builder(fpn=fpn, depth=depth, variant=variant, **kwargs):
-            return mask_rcnn(depth, variant, fpn, **kwargs)
-
-        builder.__doc__ = 'Mask R-CNN %s, ResNet-%d %s, COCO (80 classes).' % (
-            'FPN' if fpn else 'C4', depth, variant)
-        register_model(
-            name, task='instance', dataset='MS COCO 2017', classes=COCO_INSTANCE_CLASSES,
-            architecture='Mask R-CNN %s, ResNet-%d %s' % ('FPN' if fpn else 'C4', depth,
-                                                          variant),
-            weights=[Weights(sha1, metrics={'box AP': box_ap[0], 'mask AP': mask_ap[0]},
-                             protocol=PUBLISHED_PROTOCOL, source='GluonCV model zoo')])(builder)
-
-
-_register_published()

@@ -1,9 +1,10 @@
 """Instance predictions for images of any size, in their own coordinates.
 
 :func:`predict_instances` resizes an image the way the published models were evaluated
-(short side 800, long side at most 1333, bilinear), runs the network, keeps the detections
-above a score, maps boxes back to the original pixels (per-axis scale) and pastes their
-masks at full size with :func:`paste_masks`.
+(short side 800, long side at most 1333, bilinear:
+:func:`~gluonseg.data.instance_transforms.resize_short_within`), runs the network, keeps
+the detections above a score, maps boxes back to the original pixels (per-axis scale) and
+pastes their masks at full size with :func:`~gluonseg.utils.paste.paste_masks`.
 """
 from dataclasses import dataclass, field
 from typing import Tuple
@@ -12,10 +13,11 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
+from ...data.instance_transforms import resize_short_within
 from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD, load_image, normalize_image
-from .paste import paste_masks
+from ...utils.paste import paste_masks
 
-__all__ = ['InstancePrediction', 'resize_short_within', 'network_input', 'predict_instances']
+__all__ = ['InstancePrediction', 'network_input', 'predict_instances']
 
 
 @dataclass
@@ -40,25 +42,6 @@ class InstancePrediction:
 
     def __len__(self):
         return len(self.scores)
-
-
-def resize_short_within(image, short=800, max_size=1333):
-    """Resize a uint8 HxWx3 image so that its short side is ``short`` unless the long side
-    would exceed ``max_size`` (then the long side is ``max_size``); bilinear.
-
-    Returns
-    -------
-    (numpy.ndarray, (float, float))
-        The resized image and the (y, x) scale factors new / old.
-    """
-    height, width = image.shape[:2]
-    scale = float(short) / min(height, width)
-    if round(scale * max(height, width)) > max_size:
-        scale = float(max_size) / max(height, width)
-    new_h, new_w = max(1, int(round(height * scale))), max(1, int(round(width * scale)))
-    resized = mx.image.imresize(mx.nd.array(image, dtype='uint8'), new_w, new_h,
-                                interp=1).asnumpy()
-    return resized, (new_h / float(height), new_w / float(width))
 
 
 def _first_ctx(net):

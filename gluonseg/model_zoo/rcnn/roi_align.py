@@ -5,8 +5,20 @@ RoIs are (R, 5) rows ``batch_index, x1, y1, x2, y2`` in input pixels; ``ROIAlign
 RoIs with a negative batch index (:class:`RoIAlignExtractor` says how it mishandles them).
 Sampling uses 2x2 points per bin (``sample_ratio=2``) and no half-pixel shift
 (``aligned=False``), as the published models were trained.
+
+:class:`RoIAlignExtractor` is the one entry of the R-CNN for RoI pooling; it chooses the
+kernel: in a graph (symbols), while recording gradients or with GluonCV's quirk,
+``contrib.ROIAlign`` on every level; otherwise (inference on NDArrays) each RoI on its own
+level only, by :mod:`~.fast_roi_align` (its numba kernel on the CPU, else ``ROIAlign`` per
+level), the same values.
 """
+import numpy as np
+from mxnet import autograd
+from mxnet import ndarray as nd
+from mxnet import symbol as sym
 from mxnet.gluon import nn
+
+from . import fast_roi_align
 
 __all__ = ['fpn_levels', 'RoIAlignExtractor']
 
@@ -41,8 +53,11 @@ class RoIAlignExtractor(nn.HybridBlock):
     (and their published numbers) pool this way; the first detection's mask is the one
     affected. gluonseg zeroes the skipped blocks and re-pools the first RoI on its own
     (four 1-RoI calls), unless ``gluoncv_quirk`` is set to reproduce GluonCV exactly. With
-    more than C * size^2 RoIs (called imperatively) it pools every RoI on every level
+    more than C * size^2 RoIs (while recording gradients) it pools every RoI on every level
     instead, which is correct but slower.
+
+    Called with NDArrays outside ``autograd.record()`` (inference), it runs :meth:`pool`,
+    which pools each RoI on its own level only (no gradient).
 
     Parameters
     ----------
@@ -66,6 +81,51 @@ class RoIAlignExtractor(nn.HybridBlock):
         self.sample_ratio = sample_ratio
         self.min_level = min_level
         self.gluoncv_quirk = gluoncv_quirk
+
+    def forward(self, rois, *features):
+        """``extractor(rois, *features)``: :meth:`pool` for inference on NDArrays, the
+        graph (:meth:`hybrid_forward`) otherwise."""
+        if self._pools_by_level(rois):
+            return self.pool(rois, features)
+        return super().forward(rois, *features)
+
+    def _pools_by_level(self, rois):
+        """Whether :meth:`pool` computes these RoIs' features with :mod:`~.fast_roi_align`:
+        inference on NDArrays, not GluonCV's quirk (which only the graph reproduces)."""
+        return (isinstance(rois, nd.NDArray) and not autograd.is_recording()
+                and not self.gluoncv_quirk)
+
+    def pool(self, rois, features, avg_pool=False):
+        """Pooled features (R, C, size, size) of ``rois`` (R, 5) on ``features`` (a
+        list of NDArrays, or a :class:`~.fast_roi_align.ChannelsLastMaps` whose copies
+        several calls share), each RoI on its own level; the values of ``extractor(rois,
+        *features)``; RoIs and maps of a graph (symbols) go through the graph.
+
+        With ``avg_pool``, followed by the 3x3/2 average pool (padding 1) an FPN box head
+        starts with (S = (size - 1) // 2 + 1), which the kernel does without writing the
+        whole pooled grid.
+        """
+        maps = features if isinstance(features, fast_roi_align.ChannelsLastMaps) else \
+            fast_roi_align.ChannelsLastMaps(features)
+        if not self._pools_by_level(rois):
+            pooled = super().forward(rois, *maps.features)
+            if not avg_pool:
+                return pooled
+            F = nd if isinstance(pooled, nd.NDArray) else sym
+            return F.Pooling(pooled, kernel=(3, 3), stride=(2, 2), pad=(1, 1), pool_type='avg')
+        count = len(maps.features)
+        if count != len(self.strides):
+            raise ValueError('RoIAlignExtractor has %d strides but got %d feature maps'
+                             % (len(self.strides), count))
+        if count == 1:
+            level_rows = [np.arange(rois.shape[0])]
+        else:
+            levels = fpn_levels(nd, rois, self.min_level,
+                                self.min_level + count - 1).asnumpy()
+            level_rows = [np.flatnonzero(levels == self.min_level + i) for i in range(count)]
+        return fast_roi_align.roi_align_by_level(
+            maps, rois, level_rows, self.output_size[0],
+            [1.0 / stride for stride in self.strides], self.sample_ratio, avg_pool=avg_pool)
 
     def _align(self, F, feature, rois, stride):
         return F.contrib.ROIAlign(feature, rois, pooled_size=self.output_size,
@@ -91,6 +151,7 @@ class RoIAlignExtractor(nn.HybridBlock):
         max_level = self.min_level + len(features) - 1
         levels = fpn_levels(F, rois, self.min_level, max_level)
         if not self.gluoncv_quirk and not hasattr(rois, 'list_outputs'):
+            # imperative, recording gradients
             block = features[0].shape[1] * self.output_size[0] * self.output_size[1]
             if rois.shape[0] > block:  # the bug would reach beyond the first RoI
                 return self._pool_by_level(F, rois, levels, features, skip=False)

@@ -14,13 +14,14 @@ the BN's offset would be scaled down with them: the RPN clips the proposals to t
 (which the map covers), but the detections' boxes are not clipped, so the mask head keeps
 the whole stage 4.
 
-Used by :func:`~.lean.optimize_mask_rcnn` for C4 models whose stage 4 starts with a
-bottleneck of that shape (ResNet-50/101); C4 ResNet-18's stage starts with a 3x3 conv and
-keeps the plain path.
+Used by :func:`gluonseg.model_zoo.optimize.optimize_mask_rcnn` for C4 models whose stage 4
+starts with a bottleneck of that shape (ResNet-50/101); C4 ResNet-18's stage starts with a
+3x3 conv and keeps the plain path.
 """
 import mxnet as mx
 from mxnet.gluon import nn
 
+from ...utils.mxnet_compat import layer_kwargs
 from . import fast_roi_align
 
 __all__ = ['StageEntry', 'StageTail', 'pool_entry_maps', 'shortcut_pooling',
@@ -51,9 +52,9 @@ def splitting_block(top_features, extractor):
             not isinstance(shortcut, nn.HybridSequential) or len(shortcut) not in (2, 3)):
         return None
     *pool, conv, _ = list(shortcut)
-    if (not isinstance(conv, nn.Conv2D) or conv1._kwargs['kernel'] != (1, 1) or
-            conv1._kwargs['stride'] != (1, 1) or conv._kwargs['kernel'] != (1, 1) or
-            conv._kwargs['pad'] != (0, 0)):
+    if (not isinstance(conv, nn.Conv2D) or layer_kwargs(conv1)['kernel'] != (1, 1) or
+            layer_kwargs(conv1)['stride'] != (1, 1) or layer_kwargs(conv)['kernel'] != (1, 1) or
+            layer_kwargs(conv)['pad'] != (0, 0)):
         return None
     if pool:
         kwargs = getattr(pool[0], '_kwargs', {})
@@ -74,9 +75,9 @@ def shortcut_pooling(first_block, extractor):
     *pool, conv, _ = list(first_block.downsample)
     size, ratio = extractor.output_size[0], extractor.sample_ratio
     if pool:
-        side = pool[0]._kwargs['kernel'][0]
+        side = layer_kwargs(pool[0])['kernel'][0]
         return dict(output_size=size // side, sample_ratio=ratio * side)
-    return dict(output_size=size, sample_ratio=ratio, bin_step=conv._kwargs['stride'][0])
+    return dict(output_size=size, sample_ratio=ratio, bin_step=layer_kwargs(conv)['stride'][0])
 
 
 def pool_entry_maps(maps, rois, extractor, shortcut_pooling):

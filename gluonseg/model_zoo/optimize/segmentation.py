@@ -1,9 +1,5 @@
-"""Fast CPU inference: oneDNN operator fusion, bfloat16 (AMP) and int8 (quantization).
-
-    >>> net = gluonseg.get_model('deeplab_resnet101_voc', pretrained=True)
-    >>> fast = gluonseg.optimize(net, dtype='int8', calib_data=[batch1, batch2])
-    >>> logits = fast(x)            # (N, 3, H, W) float32 in -> (N, C, H, W) float32 out
-    >>> fast.export('deeplab-int8')  # loads back with mx.gluon.SymbolBlock.imports
+"""Fast CPU inference of a segmentation network: oneDNN operator fusion, bfloat16 (AMP) and
+int8 (quantization); :func:`gluonseg.optimize` calls :func:`optimize_segmentation`.
 
 What each path does with MXNet 1.9.1 (CPU build with oneDNN, called MKLDNN there):
 
@@ -13,21 +9,20 @@ What each path does with MXNet 1.9.1 (CPU build with oneDNN, called MKLDNN there
     folded into the weights in float32, so the logits match the unfused network to ~1e-6.
 ``'bfloat16'``
     MXNet AMP (``amp.convert_hybrid_block``) runs every Convolution in bfloat16, then the
-    same oneDNN fusion. Two things differ from AMP's defaults, both found by running it:
+    same oneDNN fusion. Two things differ from AMP's defaults:
 
     * ``Concat`` is in AMP's "either precision" list, for which AMP inserts *no* casts, so a
       concat of a bfloat16 convolution branch and a float32-only operator fails type
       inference ("Non-uniform data type in Concat"): PSPNet's pyramid (the stage-4 features
       with the ``BilinearResize2D`` outputs) and DeepLabV3's ASPP (four convolution branches
-      with the ``broadcast_like`` image pooling; GluonCV's ASPP fails the same way). Here
-      ``Concat`` runs in bfloat16 (AMP casts its float32 inputs), so the model code needs
-      no change and every convolution of FCN, PSPNet and DeepLabV3 converts.
+      with the ``broadcast_like`` image pooling). Here ``Concat`` runs in bfloat16 (AMP casts
+      its float32 inputs), so the model code needs no change and every convolution of FCN,
+      PSPNet and DeepLabV3 converts.
     * ``cast_optional_params=True`` stores the convolution weights in bfloat16 (half the
       memory, no per-call weight casts). The fusion runs after AMP (AMP's lists keep fused
-      ``_sg_mkldnn_conv`` in float32), so BatchNorm is folded into bfloat16 weights: with
-      every layer in bfloat16 (``float_classifier=False``) the DeepLabV3-R101 golden logits
-      had 0.59% max relative error fused (0.43% unfused); with the classifier kept in
-      float32 (the default) 0.36-0.38% (``scripts/benchmark/optimize_accuracy.py``).
+      ``_sg_mkldnn_conv`` in float32), so BatchNorm is folded into bfloat16 weights.
+      Keeping the final classifier in float32 (the default) lowers the logits' error
+      (``scripts/benchmark/optimize_accuracy.py`` measures it, ``docs/benchmarks.md``).
 
     The final 1x1 classifier (unless ``float_classifier=False``) and any ``exclude_layers``
     stay in float32; so do, by AMP's lists, ``BilinearResize2D``, ``AdaptiveAvgPooling2D``,
@@ -47,14 +42,14 @@ Every path keeps the call signature of a gluonseg model at inference: an NDArray
 (N, 3, H, W) of any H x W in, float32 logits (N, C, H, W) out. Training is not supported
 (only the main output is kept; there are no gradients through int8).
 
-Limits of MXNet 1.9.1 found by running it: bfloat16 and int8 exist for the CPU only (oneDNN);
+Limits of MXNet 1.9.1: bfloat16 and int8 exist for the CPU only (oneDNN);
 ``Symbol.save``/``HybridBlock.export`` strip AMP's casts by default (``remove_amp_cast=True``),
 which silently turns an exported bfloat16 graph back into float32 (so
 :meth:`OptimizedSegmentation.export` passes ``remove_amp_cast=False``); an exported fused or
 int8 graph holds oneDNN subgraph operators (``_sg_mkldnn_conv``) and loads only into an
 MXNet built with oneDNN. bfloat16 is only faster where the CPU has native bfloat16
-instructions (AVX512-BF16 or AMX) and oneDNN uses them well; on the 2-core development VM
-(AVX512-BF16 reported) its convolutions ran about 2x *slower* than float32.
+instructions (AVX512-BF16 or AMX) and oneDNN uses them well; elsewhere it can be slower
+than float32.
 """
 import json
 import warnings
@@ -63,11 +58,12 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-__all__ = ['optimize', 'OptimizedSegmentation', 'DTYPES', 'CALIB_MODES',
-           'find_classifier', 'inference_symbol']
+from .calibration import CALIB_MODES, calibration_batches, check_initialized
+
+__all__ = ['optimize_segmentation', 'OptimizedSegmentation', 'DTYPES', 'find_classifier',
+           'inference_symbol']
 
 DTYPES = ('float32', 'bfloat16', 'int8')
-CALIB_MODES = ('naive', 'entropy', 'none')
 
 
 def inference_symbol(net, input_name='data'):
@@ -184,10 +180,11 @@ def _is_quantized(node):
             or node.get('attrs', {}).get('quantized') == 'true')
 
 
-def optimize(net, dtype='float32', calib_data=None, calib_mode='naive', num_calib_batches=4,
-             exclude_layers=None, ctx=None, quantized_dtype='auto', static_alloc=True,
-             float_classifier=True):
-    """Return a faster inference version of a segmentation network.
+def optimize_segmentation(net, dtype='float32', calib_data=None, calib_mode='naive',
+                          num_calib_batches=4, exclude_layers=None, ctx=None,
+                          quantized_dtype='auto', static_alloc=True, float_classifier=True):
+    """A faster inference version of a segmentation network (what :func:`gluonseg.optimize`
+    returns for one).
 
     Parameters
     ----------
@@ -205,7 +202,7 @@ def optimize(net, dtype='float32', calib_data=None, calib_mode='naive', num_cali
         have one shape. Required unless ``calib_mode='none'``.
     calib_mode : {'naive', 'entropy', 'none'}
         int8 only: thresholds from min/max (fast), from KL-divergence minimization
-        (histograms; about 0.5 s per layer to compute), or computed at run time.
+        (histograms, slower to calibrate), or computed at run time.
     num_calib_batches : int
         int8 only: use at most this many batches of ``calib_data``.
     exclude_layers : list of str, optional
@@ -230,11 +227,6 @@ def optimize(net, dtype='float32', calib_data=None, calib_mode='naive', num_cali
     -------
     OptimizedSegmentation
         Call it with an NDArray (N, 3, H, W) of any size; it returns float32 logits.
-    OptimizedMaskRCNN
-        For a :class:`~gluonseg.model_zoo.rcnn.MaskRCNN`: its lean inference
-        (``detect``, ``predict``) with the backbone, RPN and heads fused by oneDNN (same
-        detections), and with ``dtype='int8'`` the backbone quantized; see
-        :mod:`gluonseg.model_zoo.rcnn.lean`.
 
     Raises
     ------
@@ -242,10 +234,6 @@ def optimize(net, dtype='float32', calib_data=None, calib_mode='naive', num_cali
         On an unknown ``dtype`` or ``calib_mode``, missing ``calib_data`` for a calibrated
         int8 model, bfloat16/int8 on a non-CPU context, or an uninitialized network.
     """
-    from .rcnn.mask_rcnn import MaskRCNN
-    if isinstance(net, MaskRCNN):
-        from .rcnn.lean import optimize_mask_rcnn
-        return optimize_mask_rcnn(net, dtype, calib_data, calib_mode, num_calib_batches, ctx)
     if dtype not in DTYPES:
         raise ValueError('dtype must be one of %s, not %r' % (DTYPES, dtype))
     if calib_mode not in CALIB_MODES:
@@ -255,7 +243,7 @@ def optimize(net, dtype='float32', calib_data=None, calib_mode='naive', num_cali
     if dtype != 'float32' and not on_cpu:
         raise ValueError('%s inference needs the CPU (oneDNN) in MXNet 1.9.1, not %s'
                          % (dtype, ctx))
-    _check_initialized(net)
+    check_initialized(net)
     symbol, data = inference_symbol(net)
     classifier = find_classifier(symbol)
     keep_float = ([classifier] if float_classifier else []) + list(exclude_layers or [])
@@ -271,7 +259,7 @@ def optimize(net, dtype='float32', calib_data=None, calib_mode='naive', num_cali
         elif dtype == 'bfloat16':
             model = _to_bfloat16(base, keep_float, ctx, classifier)
         else:
-            batches = _calibration_batches(calib_data, num_calib_batches, calib_mode, ctx)
+            batches = calibration_batches(calib_data, num_calib_batches, calib_mode, ctx)
             model = _to_int8(base, keep_float, batches, calib_mode, quantized_dtype, ctx,
                              classifier)
 
@@ -281,14 +269,6 @@ def optimize(net, dtype='float32', calib_data=None, calib_mode='naive', num_cali
         model.hybridize(static_alloc=static_alloc)
     model._refresh_float_layers()
     return model
-
-
-def _check_initialized(net):
-    for name, param in net.collect_params().items():
-        if param._data is None:  # not initialized, or deferred until the first call
-            raise ValueError('Parameter %s of %s has no value yet: initialize or load the '
-                             'weights (and run the network once if its shapes are inferred) '
-                             'before optimize()' % (name, type(net).__name__))
 
 
 def _to_bfloat16(base, keep_float, ctx, classifier):
@@ -320,30 +300,6 @@ def _rewrap(block, dtype, classifier, ctx):
         values[name] = value
     model.collect_params().load_dict(values, ctx=ctx)
     return model
-
-
-def _calibration_batches(calib_data, num_batches, calib_mode, ctx):
-    if calib_mode == 'none':
-        return None
-    if calib_data is None:
-        raise ValueError("int8 with calib_mode=%r needs calib_data (a few batches of "
-                         "normalized images); pass calib_mode='none' to compute the "
-                         "thresholds at run time instead" % (calib_mode,))
-    batches = []
-    for batch in calib_data:
-        if len(batches) >= num_batches:
-            break
-        if isinstance(batch, (list, tuple)):
-            batch = batch[0]  # (data, label) from a DataLoader
-        batch = mx.nd.array(batch, ctx=ctx) if isinstance(batch, np.ndarray) \
-            else batch.as_in_context(ctx)
-        if batch.ndim != 4 or batch.shape[1] != 3:
-            raise ValueError('calibration batches must be (N, 3, H, W), got %s'
-                             % (batch.shape,))
-        batches.append(batch)
-    if not batches:
-        raise ValueError('calib_data gave no batch')
-    return batches
 
 
 def _to_int8(base, keep_float, batches, calib_mode, quantized_dtype, ctx, classifier):

@@ -14,10 +14,11 @@ mask the result is exactly the set of pixels whose centre lies inside the box.
 
 Each axis is two row gathers and a weighted sum in float32 (the masks' precision), not a
 product with a sparse weight matrix: NumPy hands such products to its multi-threaded
-BLAS, which stalls when the cores are busy. ``scripts/benchmark/paste.py --busy 2`` (100
-masks at 800x1088 beside two processes running MXNet convolutions, 2 cores): 0.82 s (box
-sides 20-200 pixels) and 2.37 s (200-600) with the products, 38 ms and 151 ms with the
-gathers; idle, both took about 20 ms and 100 ms.
+BLAS, which stalls when the cores are busy (``scripts/benchmark/paste.py --busy`` times
+both situations).
+
+It lives in :mod:`gluonseg.utils` because both the COCO metric
+(:mod:`~gluonseg.utils.coco_metric`) and Mask R-CNN's predictions paste masks.
 """
 import numpy as np
 
