@@ -6,13 +6,14 @@ batches it has not consumed yet and gets exactly those of the interrupted run, w
 crops and flips, whatever the number of DataLoader workers.
 """
 import copy
-import importlib
 
 import numpy as np
 from mxnet import gluon
 
+from ..data.catalog import SEGMENTATION_DATASETS, dataset_info, loader_class
+
 __all__ = ['epoch_permutation', 'EpochBatchSampler', 'SeededTransformDataset',
-           'DATASET_LOADERS', 'get_segmentation_dataset', 'dataset_short_name']
+           'get_segmentation_dataset', 'dataset_short_name']
 
 
 def epoch_permutation(num_samples, seed, epoch):
@@ -111,45 +112,17 @@ class SeededTransformDataset(gluon.data.Dataset):
         return transform(*sample)
 
 
-# Dataset name -> (module, class). Loaders are found at call time, so a dataset whose module
-# is not in this gluonseg yet gets a clear error.
-DATASET_LOADERS = {
-    'shapes': ('gluonseg.data.shapes', 'ShapesSegmentation'),
-    'voc': ('gluonseg.data.pascal_voc', 'VOCSegmentation'),
-    'voc_aug': ('gluonseg.data.pascal_aug', 'VOCAugSegmentation'),
-    'coco': ('gluonseg.data.coco', 'COCOSegmentation'),
-    'ade': ('gluonseg.data.ade20k', 'ADE20KSegmentation'),
-    'citys': ('gluonseg.data.cityscapes', 'CitySegmentation'),
-    'folder': ('gluonseg.data.folder', 'FolderSegmentation'),
-}
-
-# Dataset name -> the dataset part of model names (``fcn_resnet101_voc``). A folder of one's
-# own classes takes the VOC names' architectures (any name builds its network for ``nclass``
-# classes; the dataset part only names the published class set).
-_MODEL_SUFFIX = {'shapes': 'shapes', 'voc': 'voc', 'voc_aug': 'voc', 'coco': 'coco',
-                 'ade': 'ade', 'citys': 'citys', 'folder': 'voc'}
+def _segmentation_dataset(name):
+    """The catalog record of a semantic segmentation dataset name."""
+    if name not in SEGMENTATION_DATASETS:
+        raise ValueError('Unknown dataset %r; choose one of %s'
+                         % (name, ', '.join(sorted(SEGMENTATION_DATASETS))))
+    return dataset_info(name)
 
 
 def dataset_short_name(dataset):
     """The dataset part of model names for ``dataset`` (``'voc_aug'`` -> ``'voc'``)."""
-    try:
-        return _MODEL_SUFFIX[dataset]
-    except KeyError:
-        raise ValueError('Unknown dataset %r; choose one of %s'
-                         % (dataset, ', '.join(sorted(DATASET_LOADERS)))) from None
-
-
-def _loader_class(name):
-    if name not in DATASET_LOADERS:
-        raise ValueError('Unknown dataset %r; choose one of %s'
-                         % (name, ', '.join(sorted(DATASET_LOADERS))))
-    module_name, class_name = DATASET_LOADERS[name]
-    try:
-        module = importlib.import_module(module_name)
-        return getattr(module, class_name)
-    except (ImportError, AttributeError):
-        raise ValueError('Dataset %r needs %s.%s, which this version of gluonseg does not have'
-                         % (name, module_name, class_name)) from None
+    return _segmentation_dataset(dataset).model_suffix
 
 
 def get_segmentation_dataset(name, split='train', root=None, transform=None, **kwargs):
@@ -157,7 +130,9 @@ def get_segmentation_dataset(name, split='train', root=None, transform=None, **k
 
     Parameters
     ----------
-    name : {'shapes', 'voc', 'voc_aug', 'coco', 'ade', 'citys', 'folder'}
+    name : str
+        One of :data:`gluonseg.data.catalog.SEGMENTATION_DATASETS`: ``'shapes'``, ``'voc'``,
+        ``'voc_aug'``, ``'coco'``, ``'ade'``, ``'citys'``, ``'folder'``.
     split : str
     root : str, optional
         Data folder (ignored by ``'shapes'``, which is generated; required by ``'folder'``,
@@ -166,7 +141,7 @@ def get_segmentation_dataset(name, split='train', root=None, transform=None, **k
     **kwargs
         Passed to the dataset class (``'shapes'``: ``size``, ``length``, ``seed``, ...).
     """
-    cls = _loader_class(name)
+    cls = loader_class(_segmentation_dataset(name).name)
     if name == 'shapes':
         return cls(split=split, transform=transform, **kwargs)
     return cls(root=root, split=split, transform=transform, **kwargs)

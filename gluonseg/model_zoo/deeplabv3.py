@@ -1,7 +1,7 @@
 """DeepLabV3: atrous spatial pyramid pooling with image pooling (Chen et al., 2017)."""
 from mxnet.gluon import nn
 
-from .segbase import SegBaseModel, classifier_block, conv_bn_relu, register_semantic_models
+from .segbase import SegBaseModel, classifier_block, conv_bn_relu
 
 __all__ = ['DeepLabV3', 'ASPP', 'DeepLabHead']
 
@@ -68,24 +68,3 @@ class DeepLabV3(SegBaseModel):
         super().__init__(nclass, backbone=backbone, **kwargs)
         with self.name_scope():
             self.head = DeepLabHead(self.stage4_channels, nclass, **self._norm)
-
-
-# GluonCV's published DeepLabV3 weights. deeplab_resnet152_voc is the 86.7% of the GluonCV 0.3
-# release; deeplab_resnet152_coco was published without a number.
-PUBLISHED = {
-    'deeplab_resnet101_voc': ('311ed22c63f3ac28b5f1e1663c458f26600e62da', {'mIoU': 86.2}),
-    'deeplab_resnet152_voc': ('d35bea8817935d1ab310ef1e6dd06bb18c2d5f0d', {'mIoU': 86.7}),
-    'deeplab_resnet101_coco': ('ed817f76086abb4c3404af62ec1b5487c67642b7',
-                               {'pixAcc': 92.5, 'mIoU': 70.4}),
-    'deeplab_resnet152_coco': ('83247aaeeded6988790cd93ac93151514094846f', {}),
-    'deeplab_resnet50_ade': ('c7789b237adc7253405bee57c84d53b15db45942',
-                             {'pixAcc': 80.5, 'mIoU': 42.5}),
-    'deeplab_resnet101_ade': ('bf1584dfcec12063eff3075ee643e181c0f6d443',
-                              {'pixAcc': 81.1, 'mIoU': 44.1}),
-    'deeplab_resnet50_citys': ('cf6a7bb3d55360933de647a8505f7936003902a4',
-                               {'pixAcc': 96.3, 'mIoU': 78.7}),
-    'deeplab_resnet101_citys': ('eb8477a91efc244c85b364c0736664078aaf0e65',
-                                {'pixAcc': 96.4, 'mIoU': 79.4}),
-}
-
-register_semantic_models('deeplab', DeepLabV3, 'DeepLabV3', PUBLISHED)

@@ -1,8 +1,7 @@
 """PSPNet: pyramid pooling over bins 1, 2, 3 and 6 (Zhao et al., CVPR 2017)."""
 from mxnet.gluon import nn
 
-from .segbase import SegBaseModel, classifier_block, conv_bn_relu, register_semantic_models, \
-    resize_like
+from .segbase import SegBaseModel, classifier_block, conv_bn_relu, resize_like
 
 __all__ = ['PSPNet', 'PyramidPooling', 'PSPHead']
 
@@ -61,19 +60,3 @@ class PSPNet(SegBaseModel):
         super().__init__(nclass, backbone=backbone, **kwargs)
         with self.name_scope():
             self.head = PSPHead(self.stage4_channels, nclass, **self._norm)
-
-
-# GluonCV's published PSPNet weights (the bins 1,2,3,6 files of Feb 2019 and later).
-PUBLISHED = {
-    'psp_resnet101_voc': ('2c2f4e1c2b11461b52598a4b2038bccbcfc166eb', {'mIoU': 85.1}),
-    'psp_resnet101_coco': ('09f89cad0e107cb2bffdb1b07706ba31798096f2',
-                           {'pixAcc': 92.4, 'mIoU': 70.4}),
-    'psp_resnet50_ade': ('3f220f537400dfa607c3d041ed3b172db39b0b01',
-                         {'pixAcc': 80.1, 'mIoU': 41.5}),
-    'psp_resnet101_ade': ('240a4758b506447faf7c55cd7a7837d66f5039a6',
-                          {'pixAcc': 80.8, 'mIoU': 43.3}),
-    'psp_resnet101_citys': ('d0e8603120ab02118a8973d52a26b8296d1b4078',
-                            {'pixAcc': 96.4, 'mIoU': 79.9}),
-}
-
-register_semantic_models('psp', PSPNet, 'PSPNet', PUBLISHED)

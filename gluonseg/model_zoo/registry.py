@@ -1,22 +1,26 @@
 """The model registry: one name -> (builder, metadata, published weights).
 
-Model files register their names with :func:`register_model`; :func:`get_model`,
-:func:`list_models`, the README's model table and ``docs/model_zoo.md`` all read the same
-records, so the documentation cannot drift from the code.
+The names gluonseg ships are the records of :mod:`.weights_table`; users add their own with
+:func:`register_model` and :func:`register_weights`. :func:`get_model`, :func:`list_models`,
+``predict``'s preprocessing, the README's model table and ``docs/model_zoo.md`` all read the
+same records, so the documentation cannot drift from the code. Listing and describing models
+imports neither MXNet nor a model file; :func:`get_model` imports the builder's module when it
+builds.
 """
 import difflib
 import fnmatch
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
-import mxnet as mx
-
+from ..data.catalog import dataset_info, resolve
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from . import weights_table
 
-__all__ = ['Weights', 'ModelEntry', 'register_model', 'register_weights', 'get_model',
-           'list_models', 'model_info', 'similar_names', 'load_weights', 'UnknownModelError',
-           'IMAGENET_MEAN', 'IMAGENET_STD']
+__all__ = ['Weights', 'ModelEntry', 'LazyBuilder', 'register_model', 'register_weights',
+           'get_model', 'list_models', 'model_info', 'similar_names', 'load_weights',
+           'UnknownModelError', 'IMAGENET_MEAN', 'IMAGENET_STD']
+
 
 @dataclass
 class Weights:
@@ -24,7 +28,9 @@ class Weights:
 
     ``sha1`` is the full SHA-1 of the ``.params`` file (None: not verified). With neither
     ``url`` nor ``path`` the file comes from the published store
-    (``{repo}gluon/models/{name}-{sha1[:8]}.zip``).
+    (``{repo}gluon/models/{name}-{sha1[:8]}.zip``). ``params`` and ``gmacs``: learned values
+    and billions of multiply-adds of the model (see :data:`.weights_table.COST`; None when
+    not measured).
     """
     sha1: Optional[str]
     url: Optional[str] = None
@@ -32,25 +38,58 @@ class Weights:
     metrics: Dict[str, float] = field(default_factory=dict)
     protocol: str = ''
     source: str = ''
+    params: Optional[int] = None
+    gmacs: Optional[float] = None
 
     @property
     def tag(self):
         return self.sha1[:8] if self.sha1 else 'local'
 
 
+class LazyBuilder:
+    """A builder named by ``'module:function'`` with fixed keyword arguments; the module is
+    imported when the builder is first called. Keyword arguments of the call override the
+    fixed ones."""
+
+    def __init__(self, reference, kwargs=None):
+        self.reference = reference
+        self.kwargs = dict(kwargs or {})
+
+    def __call__(self, **kwargs):
+        return resolve(self.reference)(**dict(self.kwargs, **kwargs))
+
+    def __repr__(self):
+        return '%s(%s)' % (self.reference, ', '.join('%s=%r' % kv for kv in self.kwargs.items()))
+
+
 @dataclass
 class ModelEntry:
-    """Everything known about a registered model name."""
+    """Everything known about a registered model name.
+
+    ``dataset`` is the display name of the training data; ``dataset_id`` its name in
+    :data:`gluonseg.data.catalog.DATASETS` ('' for a user's model). ``classes_source`` holds
+    the class names, or the ``'module:NAME'`` of a shipped list (``classes`` reads it then).
+    ``resize``: how ``predict`` resizes an image first (see :mod:`.weights_table`).
+    """
     name: str
     builder: Callable
     task: str
     dataset: str
     num_classes: int
-    classes: Tuple[str, ...] = ()
+    classes_source: Union[Tuple[str, ...], str] = ()
     architecture: str = ''
     mean: Tuple[float, ...] = IMAGENET_MEAN
     std: Tuple[float, ...] = IMAGENET_STD
     weights: List[Weights] = field(default_factory=list)
+    resize: Optional[Dict[str, int]] = None
+    dataset_id: str = ''
+
+    @property
+    def classes(self):
+        """The class names, indexed by label (empty when none are shipped: ImageNet)."""
+        if isinstance(self.classes_source, str):
+            self.classes_source = tuple(resolve(self.classes_source))
+        return self.classes_source
 
     @property
     def pretrained(self):
@@ -76,7 +115,22 @@ class ModelEntry:
         return matches[0]
 
 
-_REGISTRY: Dict[str, ModelEntry] = {}
+def _table_entry(name, record):
+    """The :class:`ModelEntry` of a :data:`.weights_table.MODELS` record."""
+    data = dataset_info(record['dataset'])
+    params, gmacs = weights_table.COST.get(name, (None, None))
+    weights = [Weights(row['sha1'], metrics=dict(row['metrics']),
+                       protocol=row.get('protocol', data.protocol) if row['metrics'] else '',
+                       source=row['source'], params=params, gmacs=gmacs)
+               for row in weights_table.WEIGHTS.get(name, ())]
+    return ModelEntry(name, LazyBuilder(record['builder'], record['kwargs']), record['task'],
+                      data.display_name, data.num_classes, data.classes or (),
+                      record['architecture'], tuple(record['mean']), tuple(record['std']),
+                      weights, record['resize'], data.name)
+
+
+_REGISTRY: Dict[str, ModelEntry] = {
+    name: _table_entry(name, record) for name, record in weights_table.MODELS.items()}
 
 
 class UnknownModelError(KeyError):
@@ -87,12 +141,14 @@ class UnknownModelError(KeyError):
 
 
 def register_model(name=None, *, task, dataset, classes, architecture='', weights=(),
-                   mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                   mean=IMAGENET_MEAN, std=IMAGENET_STD, resize=None):
     """Register a builder under ``name`` (default: the function's name).
 
     The builder is called as ``builder(pretrained_base=..., root=..., **kwargs)`` and returns
     an uninitialized network. ``classes`` is the list of class names, or their number when
-    the names are not shipped (ImageNet). Usable as a decorator or called directly with a builder::
+    the names are not shipped (ImageNet). ``resize``: how ``predict`` resizes an image first
+    (None: at its own size; see :mod:`.weights_table`). Usable as a decorator or called
+    directly with a builder::
 
         @register_model(task='semantic', dataset='shapes', classes=('bg', 'disc'))
         def fcn_tiny_shapes(**kwargs):
@@ -104,7 +160,8 @@ def register_model(name=None, *, task, dataset, classes, architecture='', weight
             raise ValueError('Model name %r is already registered' % key)
         names = () if isinstance(classes, int) else tuple(classes)
         _REGISTRY[key] = ModelEntry(key, builder, task, dataset, len(names) or classes, names,
-                                    architecture, tuple(mean), tuple(std), list(weights))
+                                    architecture, tuple(mean), tuple(std), list(weights),
+                                    resize)
         return builder
     return decorator
 
@@ -130,7 +187,6 @@ def register_weights(name, sha1=None, url=None, path=None, metrics=None, protoco
 
 def model_info(name):
     """The :class:`ModelEntry` of ``name``; an unknown name suggests the closest ones."""
-    _ensure_models_imported()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -145,7 +201,6 @@ def similar_names(text, words=False):
 
     With ``words``, the words of the names (the parts between underscores: ``'shapes'``,
     ``'citys'``, ``'resnet101'``) are candidates too, for a misspelled part of a name."""
-    _ensure_models_imported()
     candidates = set(_REGISTRY)
     if words:
         candidates.update(word for key in _REGISTRY for word in key.split('_'))
@@ -155,7 +210,6 @@ def similar_names(text, words=False):
 def list_models(pattern='*', pretrained=None, task=None, dataset=None):
     """Registered names matching a shell wildcard ``pattern`` (e.g. ``'deeplab_*'``), sorted;
     ``pretrained=True/False`` keeps only names with/without published weights."""
-    _ensure_models_imported()
     names = []
     for key, entry in sorted(_REGISTRY.items()):
         if not fnmatch.fnmatchcase(key, pattern):
@@ -170,7 +224,7 @@ def list_models(pattern='*', pretrained=None, task=None, dataset=None):
     return names
 
 
-def get_model(name, pretrained=False, pretrained_base=True, ctx=mx.cpu(), root=None, **kwargs):
+def get_model(name, pretrained=False, pretrained_base=True, ctx=None, root=None, **kwargs):
     """Build a registered model.
 
     Parameters
@@ -183,7 +237,7 @@ def get_model(name, pretrained=False, pretrained_base=True, ctx=mx.cpu(), root=N
     pretrained_base : bool
         Without ``pretrained``, start the backbone from its ImageNet weights.
     ctx : Context or list of Context
-        Where the parameters live.
+        Where the parameters live (default: the CPU).
     root : str
         Weight cache folder (default ``$GLUONSEG_HOME/models``).
     **kwargs
@@ -206,7 +260,7 @@ def get_model(name, pretrained=False, pretrained_base=True, ctx=mx.cpu(), root=N
     net = entry.builder(pretrained_base=bool(pretrained_base) and not pretrained, root=root,
                         **kwargs)
     net.gluonseg_info = entry
-    ctx = ctx if isinstance(ctx, (list, tuple)) else [ctx]
+    ctx = _context_list(ctx)
     if weights is not None:
         if reset and not hasattr(net, 'reset_class'):
             raise ValueError('%r cannot change its classes after loading its weights (no '
@@ -232,22 +286,36 @@ def fetch_weights(name, weights, root=None):
     return get_model_file(name, weights.sha1, root=root, url=weights.url)
 
 
+def _context_list(ctx):
+    """``ctx`` (None: the CPU) as a list of contexts."""
+    if ctx is None:
+        import mxnet as mx  # here, not at the top: listing models must not import MXNet
+        ctx = mx.cpu()
+    return list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
+
+
 def _initialize_missing(net, ctx, init=None):
     """Initialize parameters that no weight file filled (e.g. a new head)."""
+    import mxnet as mx
+
+    from ..utils.mxnet_compat import has_data, is_deferred
     init = init or mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2)
     for param in net.collect_params().values():
-        if param._data is None and not param._deferred_init:
+        if not has_data(param) and not is_deferred(param):
             param.initialize(init=None if param.init is not None else init, ctx=ctx)
         else:
             param.reset_ctx(ctx)
 
 
-def load_weights(net, filename, ctx=mx.cpu()):
+def load_weights(net, filename, ctx=None):
     """Load ``filename`` into ``net`` strictly: every array must exist with the same shape.
 
     Errors list the missing, unexpected and mismatched names (not only the first), and name
-    the file.
+    the file. ``ctx``: a context or a list of them (default: the CPU).
     """
+    import mxnet as mx
+
+    from ..utils.mxnet_compat import load_into_parameter, structural_params
     loaded = mx.nd.load(filename)
     if isinstance(loaded, list) or not loaded:
         raise ValueError('%s holds no named arrays; expected a file written by '
@@ -255,7 +323,7 @@ def load_weights(net, filename, ctx=mx.cpu()):
     # Some files carry the 'arg:'/'aux:' prefixes of Module checkpoints.
     loaded = {k.split(':', 1)[1] if k.startswith(('arg:', 'aux:')) else k: v
               for k, v in loaded.items()}
-    params = net._collect_params_with_prefix()
+    params = structural_params(net)
     missing = sorted(set(params) - set(loaded))
     unexpected = sorted(set(loaded) - set(params))
     mismatched = ['%s: file %s, model %s' % (k, loaded[k].shape, params[k].shape)
@@ -274,18 +342,6 @@ def load_weights(net, filename, ctx=mx.cpu()):
             problems.append('shape differs: ' + show(mismatched))
         raise ValueError('Cannot load %s into %s:\n  %s' % (filename, type(net).__name__,
                                                             '\n  '.join(problems)))
-    ctx = ctx if isinstance(ctx, (list, tuple)) else [ctx]
+    ctx = _context_list(ctx)
     for key, param in params.items():
-        param._load_init(loaded[key], ctx, cast_dtype=True, dtype_source='current')
-
-
-_MODEL_MODULES_IMPORTED = False
-
-
-def _ensure_models_imported():
-    # Model files register themselves on import; import them lazily to avoid a cycle.
-    global _MODEL_MODULES_IMPORTED
-    if not _MODEL_MODULES_IMPORTED:
-        _MODEL_MODULES_IMPORTED = True
-        from . import backbones, fcn, pspnet, deeplabv3  # noqa: F401
-        from .rcnn import mask_rcnn  # noqa: F401
+        load_into_parameter(param, loaded[key], ctx)

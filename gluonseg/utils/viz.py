@@ -6,7 +6,8 @@ Palettes are ``uint8`` arrays of shape ``(num_colors, 3)``; the colour of label 
 NDArray. The label ``ignore_index`` (default 255, "void" in VOC, Cityscapes and ADE20K
 annotations) is drawn in ``ignore_color``, white by default because black is VOC's background.
 Overlays leave the background class and ``ignore_index`` uncoloured and put their legend in a
-strip beside the picture, never over it.
+strip beside the picture, never over it. This module knows palettes, not datasets: the
+palette and class names of a dataset are in :mod:`gluonseg.data.catalog`.
 
     >>> from gluonseg.utils import viz
     >>> viz.colorize_mask(prediction, 'voc').save('mask.png')
@@ -18,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 __all__ = ['IGNORE_INDEX', 'DEFAULT_IGNORE_COLOR', 'voc_palette', 'ade20k_palette',
-           'cityscapes_palette', 'get_palette', 'get_class_names', 'colorize_mask', 'overlay',
+           'cityscapes_palette', 'PALETTE_NAMES', 'get_palette', 'colorize_mask', 'overlay',
            'draw_instances']
 
 IGNORE_INDEX = 255
@@ -31,13 +32,11 @@ _CITYSCAPES_COLORS = (
     (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
     (0, 80, 100), (0, 0, 230), (119, 11, 32))
 
-# Dataset names accepted by get_palette / get_class_names. GluonCV's COCO segmentation models
-# predict the 21 VOC classes, so 'coco' shares VOC's palette and names.
-_DATASET_ALIASES = {
-    'voc': 'voc', 'pascal_voc': 'voc', 'pascal': 'voc', 'coco': 'voc',
-    'ade20k': 'ade20k', 'ade': 'ade20k',
-    'cityscapes': 'cityscapes', 'citys': 'cityscapes',
-}
+# The palettes get_palette knows by name.
+PALETTE_NAMES = ('voc', 'ade20k', 'cityscapes')
+# Label drawn as background by a named palette when no class names say which it is: the VOC
+# palette's label 0, black, is the background of the VOC annotation PNGs.
+_PALETTE_BACKGROUND = {'voc': 0}
 
 
 def voc_palette(num_colors=256):
@@ -100,24 +99,24 @@ def cityscapes_palette():
     return np.array(_CITYSCAPES_COLORS, dtype=np.uint8)
 
 
-def _dataset_key(name):
-    key = _DATASET_ALIASES.get(name.lower().replace('-', '_'))
-    if key is None:
-        raise ValueError('unknown dataset %r; known: %s'
-                         % (name, ', '.join(sorted(_DATASET_ALIASES))))
+def _palette_key(name):
+    key = name.lower().replace('-', '_')
+    if key not in PALETTE_NAMES:
+        raise ValueError('unknown palette %r; known: %s (a dataset\'s palette: '
+                         'gluonseg.data.catalog.dataset_info(name).palette)'
+                         % (name, ', '.join(PALETTE_NAMES)))
     return key
 
 
 def get_palette(name_or_num_classes):
-    """A palette by dataset name or class count.
+    """A palette by name or class count.
 
     Parameters
     ----------
     name_or_num_classes : str or int or array_like
-        ``'voc'`` (also ``'pascal_voc'``, ``'coco'``): the 256-colour VOC palette;
-        ``'ade20k'`` (``'ade'``): :func:`ade20k_palette`; ``'cityscapes'`` (``'citys'``):
-        :func:`cityscapes_palette`. An int ``n`` gives the first ``n`` VOC colours, whatever the
-        dataset. An ``(N, 3)`` array is checked and returned as ``uint8``.
+        ``'voc'``: the 256-colour VOC palette; ``'ade20k'``: :func:`ade20k_palette`;
+        ``'cityscapes'``: :func:`cityscapes_palette`. An int ``n`` gives the first ``n`` VOC
+        colours. An ``(N, 3)`` array is checked and returned as ``uint8``.
 
     Returns
     -------
@@ -125,7 +124,7 @@ def get_palette(name_or_num_classes):
         ``uint8`` array of shape ``(N, 3)``.
     """
     if isinstance(name_or_num_classes, str):
-        key = _dataset_key(name_or_num_classes)
+        key = _palette_key(name_or_num_classes)
         return {'voc': voc_palette, 'ade20k': ade20k_palette,
                 'cityscapes': cityscapes_palette}[key]()
     if isinstance(name_or_num_classes, (int, np.integer)):
@@ -136,23 +135,6 @@ def get_palette(name_or_num_classes):
     if palette.min() < 0 or palette.max() > 255:
         raise ValueError('palette colours must be within 0..255')
     return palette.astype(np.uint8)
-
-
-def get_class_names(name):
-    """Class names of a dataset, indexed by label.
-
-    Parameters
-    ----------
-    name : str
-        A dataset name accepted by :func:`get_palette`.
-
-    Returns
-    -------
-    tuple of str
-    """
-    from ..data import classes  # deferred: only legends need names
-    return {'voc': classes.VOC_CLASSES, 'ade20k': classes.ADE20K_CLASSES,
-            'cityscapes': classes.CITYSCAPES_CLASSES}[_dataset_key(name)]
 
 
 def _to_numpy(array):
@@ -293,9 +275,14 @@ def _draw_legend(image, entries):
     return canvas
 
 
-def _background_labels(classes):
-    """Labels whose class is named 'background' (also '__background__', any case)."""
-    return [label for label, name in enumerate(classes or ())
+def _background_labels(classes, palette):
+    """Labels whose class is named 'background' (also '__background__', any case); without
+    names, the background label of a named palette."""
+    if classes is None:
+        background = _PALETTE_BACKGROUND.get(_palette_key(palette)) \
+            if isinstance(palette, str) else None
+        return [] if background is None else [background]
+    return [label for label, name in enumerate(classes)
             if str(name).strip('_').lower() == 'background']
 
 
@@ -314,9 +301,9 @@ def overlay(image, mask, palette='voc', alpha=0.5, classes=None, legend=True,
     alpha : float
         Opacity of the mask colours, 0 (image only) to 1 (colours only).
     classes : sequence of str, optional
-        Class names by label, for the legend and to find the background class. Default: the
-        dataset's names when ``palette`` is a dataset name, else ``'class <label>'`` (and no
-        label is taken for background).
+        Class names by label, for the legend and to find the background class (the one named
+        ``'background'``). Without them the legend says ``'class <label>'``, and the
+        background is label 0 for the ``'voc'`` palette and none for the others.
     legend : bool
         Add the legend: a white strip to the right of the picture listing the coloured labels
         with their colour, every one of them, its text sized to the picture (10 to 24 pixels).
@@ -344,11 +331,9 @@ def overlay(image, mask, palette='voc', alpha=0.5, classes=None, legend=True,
         raise ValueError('mask is %dx%d (HxW) but the image is %dx%d; resize the mask with '
                          'nearest-neighbour interpolation first'
                          % (labels.shape + pixels.shape[:2]))
-    if classes is None and isinstance(palette, str):
-        classes = get_class_names(palette)
     uncoloured = [] if ignore_index is None else [ignore_index]
     if not draw_background:
-        uncoloured += _background_labels(classes)
+        uncoloured += _background_labels(classes, palette)
     colored = ~np.isin(labels, uncoloured)
     blended = pixels.astype(np.float32)
     blended[colored] = ((1.0 - alpha) * blended[colored]
