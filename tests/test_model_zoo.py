@@ -1,7 +1,9 @@
 """Semantic models: published layouts, golden outputs, any input size, export, contexts."""
+import json
 import os
 import subprocess
 import sys
+import warnings
 
 import mxnet as mx
 import numpy as np
@@ -20,15 +22,6 @@ GOLDEN_SEMANTIC = ['fcn_resnet50_ade', 'fcn_resnet101_voc', 'psp_resnet101_voc',
 
 def saved_layout(net):
     return {k: tuple(p.shape) for k, p in net._collect_params_with_prefix().items()}
-
-
-@pytest.mark.parametrize('name', gluonseg.list_models())
-def test_every_registered_name_builds_with_its_class_count(name):
-    info = model_info(name)
-    net = info.builder(pretrained_base=False, root=None)
-    classifier = [p for k, p in saved_layout(net).items()
-                  if k in ('fc.weight', 'head.block.4.weight', 'mask.mask.weight')]
-    assert classifier and classifier[0][0] == info.num_classes
 
 
 @pytest.mark.parametrize('name', SPEC_MODELS)
@@ -61,11 +54,10 @@ def test_golden_outputs_match_gluoncv(name):
     net = _golden_net(name)
     net.hybridize()
     x = mx.nd.array(data['input'])
-    out, aux = mx.gluon.HybridBlock.forward(net, x)  # both outputs, without autograd
-    _assert_close(out.asnumpy(), data['out'])
-    _assert_close(aux.asnumpy(), data['aux'])
-    # The user-facing call returns the main output alone at inference.
     _assert_close(net(x).asnumpy(), data['out'])
+    # The inference graph leaves the auxiliary head out; run it on its own.
+    aux = resize_like(mx.nd, net.auxlayer(net.base_forward(x)[0]), x)
+    _assert_close(aux.asnumpy(), data['aux'])
 
 
 def test_golden_output_without_hybridize():
@@ -109,6 +101,54 @@ def test_training_returns_main_and_aux_outputs(small_nets):
     assert out.shape == aux.shape == (2, 5, 48, 40)
     assert net.predict(x).shape == (2, 48, 40)
     assert net.predict(x).dtype == np.int32
+
+
+def _without_aux_head(net):
+    """The same network built with ``aux=False``, holding ``net``'s current weights."""
+    plain = type(net)(net.nclass, backbone=net.backbone_name, aux=False, pretrained_base=False)
+    plain.initialize()
+    values = net._collect_params_with_prefix()
+    for name, param in plain._collect_params_with_prefix().items():
+        param.set_data(values[name].data())
+    return plain
+
+
+def _graph_ops(symbol_json):
+    nodes = json.loads(symbol_json)['nodes']
+    return sorted(n['op'] for n in nodes), {n['name'] for n in nodes if n['op'] == 'null'}
+
+
+@pytest.mark.parametrize('method', ['fcn', 'psp', 'deeplab'])
+def test_hybridized_aux_model_leaves_the_aux_head_out_of_its_inference_graph(method, tmp_path):
+    mx.random.seed(0)
+    net = gluonseg.get_model('%s_resnet18_shapes' % method, pretrained_base=False)
+    x = mx.nd.random.normal(shape=(2, 3, 40, 48))
+    net.hybridize(static_alloc=True)
+    # Training first, then inference, then both again: each mode gets its own graph.
+    for _ in range(2):
+        with autograd.record():
+            out, aux = net(x)
+            loss = out.sum() + 0.4 * aux.sum()
+        loss.backward()
+        assert np.abs(net.auxlayer.block[4].weight.grad().asnumpy()).max() > 0
+        plain = _without_aux_head(net)  # after the step: BatchNorm statistics moved
+        plain.hybridize()
+        expected = plain(x).asnumpy()
+        with warnings.catch_warnings():
+            warnings.simplefilter('error', UserWarning)  # no "parameter not used" warning
+            inferred = net(x)
+        assert isinstance(inferred, mx.nd.NDArray)
+        np.testing.assert_array_equal(inferred.asnumpy(), expected)
+        # The graph that ran is the network's without the auxiliary head.
+        plain_ops, _ = _graph_ops(plain._cached_graph[1].tojson())
+        ops, inputs = _graph_ops(net._cached_graph[1].tojson())
+        assert ops == plain_ops
+        assert not inputs & set(net.auxlayer.collect_params().keys())
+    net.export(str(tmp_path / 'net'))
+    ops, inputs = _graph_ops((tmp_path / 'net-symbol.json').read_text())
+    assert ops == plain_ops
+    assert not inputs & set(net.auxlayer.collect_params().keys())
+    assert set(net.head.collect_params().keys()) <= inputs
 
 
 def _training_gradients(net, x, label):

@@ -11,11 +11,18 @@ import mxnet as mx
 from mxnet import autograd
 from mxnet.gluon import nn
 
+from ..utils.mxnet_compat import has_data
 from .model_store import ModelStoreError
+from .registry import get_model
 from .resnetv1b import resnet_v1b
 
 __all__ = ['SegBaseModel', 'FCNHead', 'classifier_block', 'conv_bn_relu', 'parse_backbone',
            'build_backbone', 'resize_like', 'initialize_keeping_values']
+
+# What MXNet 1.9.1's HybridBlock keeps of its one traced graph; SegBaseModel keeps one such set
+# per mode (training with the auxiliary output, inference without it).
+_CACHED_GRAPH_FIELDS = ('_cached_graph', '_cached_op', '_cached_op_args', '_in_format',
+                        '_out_format')
 
 # Segmentation defaults to the deep-stem v1s backbones for 50/101/152 (what GluonCV's
 # published segmentation weights were trained with) and to v1b for the shallow ones.
@@ -48,7 +55,6 @@ def build_backbone(name, dilated=True, pretrained=False, root=None, norm_layer=n
     depth, variant = parse_backbone(name)
     kwargs = dict(dilated=dilated, norm_layer=norm_layer, norm_kwargs=norm_kwargs)
     if pretrained:
-        from .registry import get_model  # the registry imports the model files
         backbone = 'resnet%d_%s' % (depth, variant)
         # Said when the weights cannot be had: pretrained=False alone does not avoid them.
         why = ('pretrained_base=True asks for the ImageNet weights of the backbone %r (it is '
@@ -79,7 +85,7 @@ def initialize_keeping_values(block, init, ctx=None, verbose=False, force_reinit
         init.set_verbosity(verbose=verbose)
     kept = 0
     for param in params.values():
-        if param._data is None:
+        if not has_data(param):
             param.initialize(None, ctx, init)
         else:
             kept += 1
@@ -181,10 +187,13 @@ class SegBaseModel(nn.HybridBlock):
     """A dilated ResNet (stages kept as ``conv1`` ... ``layer4``), a head on stage 4 and an
     optional auxiliary FCN head on stage 3.
 
-    Calling the network returns ``(out, aux)`` while training (inside
-    ``autograd.record()``) when the auxiliary head exists, and ``out`` alone otherwise; both
-    are logits of shape (N, nclass, H, W) at the input's H x W. ``export()`` writes the
-    inference graph (main output only).
+    Calling the network returns ``(out, aux)`` while training (``autograd.is_training()``,
+    e.g. inside ``autograd.record()``) when the auxiliary head exists, and ``out`` alone
+    otherwise; both are logits of shape (N, nclass, H, W) at the input's H x W. Outside
+    training the auxiliary head is not computed at all: a hybridized network keeps one graph
+    for training and one for inference, and ``export()`` writes the inference graph (main
+    output only). The auxiliary head's parameters stay in the network, so the published
+    weight files load unchanged.
 
     Parameters
     ----------
@@ -212,7 +221,8 @@ class SegBaseModel(nn.HybridBlock):
         self.aux = aux
         self.backbone_name = backbone
         self._norm = dict(norm_layer=norm_layer, norm_kwargs=norm_kwargs)
-        self._return_aux = aux
+        self._graph_training = None  # the mode the current cached graph was traced in
+        self._graphs = {}  # mode -> the _CACHED_GRAPH_FIELDS of the other mode's graph
         with self.name_scope():
             base = build_backbone(backbone, dilated=True, pretrained=pretrained_base, root=root,
                                   **self._norm)
@@ -235,15 +245,52 @@ class SegBaseModel(nn.HybridBlock):
     def hybrid_forward(self, F, x):
         c3, c4 = self.base_forward(x)
         out = resize_like(F, self.head(c4), x, self.reproducible_gradients)
-        if self._return_aux:
+        # A hybridized network takes this branch once, when its graph is traced; forward()
+        # keeps a graph per mode.
+        if self.aux and autograd.is_training():
             return out, resize_like(F, self.auxlayer(c3), x, self.reproducible_gradients)
         return out
 
     def forward(self, x, *args):
-        outputs = super().forward(x, *args)
-        if self._return_aux and not autograd.is_training():
-            return outputs[0]
-        return outputs
+        if self.aux and self._active:
+            self._select_graph(autograd.is_training())
+        return super().forward(x, *args)
+
+    def _select_graph(self, training):
+        """Make the graph traced in this mode the one MXNet runs, keeping the other's (MXNet's
+        HybridBlock holds one graph, traced at its first call)."""
+        if self._graph_training == training:
+            return
+        if self._cached_graph:
+            self._graphs[self._graph_training] = tuple(getattr(self, field)
+                                                       for field in _CACHED_GRAPH_FIELDS)
+        saved = self._graphs.pop(training, None)
+        if saved is None:
+            super()._clear_cached_op()
+        else:
+            for field, value in zip(_CACHED_GRAPH_FIELDS, saved):
+                setattr(self, field, value)
+        self._graph_training = training
+
+    def _get_graph(self, *args):
+        if not self._cached_graph:
+            self._graph_training = autograd.is_training()
+        return super()._get_graph(*args)
+
+    def _build_cache(self, *args):
+        training = self._graph_training if self._cached_graph else autograd.is_training()
+        if training or not self.aux:
+            return super()._build_cache(*args)
+        with warnings.catch_warnings():
+            # MXNet warns when a graph leaves parameters unused; the inference graph leaves
+            # out the auxiliary head on purpose.
+            warnings.filterwarnings('ignore', r'Parameter .* is not used by any computation',
+                                    UserWarning)
+            return super()._build_cache(*args)
+
+    def _clear_cached_op(self):
+        super()._clear_cached_op()
+        self._graphs = {}
 
     def initialize(self, init=mx.init.Uniform(), ctx=None, verbose=False, force_reinit=False):
         """Initialize the parameters that have no value yet; see
@@ -257,19 +304,12 @@ class SegBaseModel(nn.HybridBlock):
     def export(self, path, epoch=0, remove_amp_cast=True):
         """Export the inference graph (main output only) as ``path-symbol.json`` and
         ``path-%04d.params``; load it with ``mx.gluon.SymbolBlock.imports``."""
-        if not self._return_aux:
-            return super().export(path, epoch, remove_amp_cast=remove_amp_cast)
-        # The cached graph computes both outputs; rebuild it without the auxiliary branch.
-        self._return_aux = False
-        self._clear_cached_op()
-        try:
-            with warnings.catch_warnings():  # the unused auxiliary head is intended here
-                warnings.simplefilter('ignore', UserWarning)
-                self(mx.nd.zeros((1, 3, 64, 64), ctx=self._first_ctx()))
-            return super().export(path, epoch, remove_amp_cast=remove_amp_cast)
-        finally:
-            self._return_aux = True
-            self._clear_cached_op()
+        if self.aux and self._active:
+            self._select_graph(training=False)
+            if self._cached_op is None:  # not run at inference yet: build that graph
+                with autograd.predict_mode():
+                    self(mx.nd.zeros((1, 3, 64, 64), ctx=self._first_ctx()))
+        return super().export(path, epoch, remove_amp_cast=remove_amp_cast)
 
     def _first_ctx(self):
         return next(iter(self.collect_params().values())).list_ctx()[0]
@@ -305,50 +345,3 @@ class SegBaseModel(nn.HybridBlock):
         norm = dict(mean=info.mean, std=info.std) if info is not None else {}
         array = normalize_image(load_image(image), **norm)
         return mx.nd.array(array[None], ctx=self._first_ctx())
-
-
-# The built-in Shapes data also gets the small ResNet-18 backbone (trains in minutes on a CPU).
-def _semantic_datasets():
-    from ..data.classes import ADE20K_CLASSES, CITYSCAPES_CLASSES, VOC_CLASSES
-    from ..data.shapes import SHAPE_CLASSES
-    deep = (50, 101, 152)
-    return {'voc': ('Pascal VOC 2012', VOC_CLASSES, deep),
-            'coco': ('MS COCO (21 VOC classes)', VOC_CLASSES, deep),
-            'ade': ('ADE20K', ADE20K_CLASSES, deep),
-            'citys': ('Cityscapes', CITYSCAPES_CLASSES, deep),
-            'shapes': ('Shapes (synthetic, built in)', SHAPE_CLASSES, (18, 50))}
-
-
-# What GluonCV's published semantic numbers were measured on (its test.py, multi-scale).
-PUBLISHED_PROTOCOLS = {
-    'voc': 'VOC2012 test server; COCO -> VOC-Aug -> VOC transfer; multi-scale + flip',
-    'coco': 'COCO val2017 mapped to the 21 VOC classes; multi-scale + flip',
-    'ade': 'ADE20K val; multi-scale + flip',
-    'citys': 'Cityscapes val; multi-scale + flip',
-}
-
-
-def register_semantic_models(method, model_class, architecture, published):
-    """Register ``{method}_resnet{50,101,152}_{voc,coco,ade,citys}`` and
-    ``{method}_resnet{18,50}_shapes``.
-
-    ``published`` maps a model name to ``(sha1, metrics)``: the GluonCV weight files that
-    load into these models and the numbers GluonCV reported for them.
-    """
-    from .registry import Weights, register_model
-    for short, (dataset, classes, depths) in _semantic_datasets().items():
-        for depth in depths:
-            name = '%s_resnet%d_%s' % (method, depth, short)
-
-            def builder(nclass=len(classes), backbone='resnet%d' % depth, **kwargs):
-                return model_class(nclass, backbone=backbone, **kwargs)
-
-            weights = []
-            if name in published:
-                sha1, metrics = published[name]
-                weights.append(Weights(sha1, metrics=metrics,
-                                       protocol=PUBLISHED_PROTOCOLS[short] if metrics else '',
-                                       source='GluonCV model zoo'))
-            register_model(name, task='semantic', dataset=dataset, classes=classes,
-                           architecture='%s, dilated ResNet-%d' % (architecture, depth),
-                           weights=weights)(builder)

@@ -10,12 +10,17 @@ time). Weights are random (the speed does not depend on them), so nothing is dow
 ``--dtype float32 bfloat16 int8`` times the paths of ``gluonseg.optimize()`` instead (fused
 float32, AMP bfloat16, calibrated int8; one row each, mode ``optimize-<dtype>``); int8 is
 calibrated on ``--calib-batches`` random batches of the benchmark's shape.
+
+``--aux-head`` adds a row (mode ``...+aux-head``) timing each model's inference graph with its
+auxiliary FCN head kept, and prints what leaving that head out of the inference graph saves
+(a gluonseg model computes it only while training).
 """
 import argparse
 import os
 import sys
 
 import mxnet as mx
+from mxnet import autograd
 
 import gluonseg
 from gluonseg.utils.flops import count_macs
@@ -48,12 +53,31 @@ def parse_args(argv=None):
                         help='int8 calibration (default naive)')
     parser.add_argument('--calib-batches', type=int, default=2,
                         help='int8: random calibration batches (default 2)')
+    parser.add_argument('--aux-head', action='store_true',
+                        help='also time the inference graph with the auxiliary head kept')
     parser.add_argument('--csv', help='also write the rows to this CSV file')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.aux_head and (args.dtype or args.no_hybridize):
+        parser.error('--aux-head compares hybridized float32 graphs: drop --dtype and '
+                     '--no-hybridize')
+    return args
 
 
-def prepare(name, shape, args, dtype=None):
+def with_aux_head(net, name):
+    """A block running ``net``'s inference graph with the auxiliary head's output kept: what
+    an ``aux=True`` model computes at inference if the head stays in its graph."""
+    if not getattr(net, 'aux', False):
+        raise SystemExit('--aux-head: %s has no auxiliary head' % name)
+    data = mx.sym.var('data', dtype='float32')
+    with autograd.train_mode():  # the graph's branch only; the calls run in inference mode
+        outputs = net(data)
+    return mx.gluon.SymbolBlock(list(outputs), data, params=net.collect_params())
+
+
+def prepare(name, shape, args, dtype=None, aux_head=False):
     net = gluonseg.get_model(name, pretrained_base=False)
+    if aux_head:
+        net = with_aux_head(net, name)
     macs = count_macs(net, shape)
     x = mx.nd.random.uniform(-2, 2, shape=shape)
     if dtype is not None:
@@ -70,7 +94,16 @@ def prepare(name, shape, args, dtype=None):
     else:
         net.hybridize(static_alloc=args.static, static_shape=args.static)
         mode = 'hybrid' + ('+static' if args.static else '')
-    return net, x, macs, mode
+    return net, x, macs, mode + ('+aux-head' if aux_head else '')
+
+
+def print_aux_head_cost(label, without, kept):
+    """What leaving the auxiliary head out saves; ``without`` and ``kept`` are the
+    ``(multiply-adds, median seconds)`` of the two graphs."""
+    print('{}: leaving the auxiliary head out of the inference graph saves {:.1f}% of the '
+          'multiply-adds ({:.3g} of {:.3g} GMAC) and {:.1f}% of the median time'
+          .format(label, 100 * (1 - without[0] / kept[0]), (kept[0] - without[0]) / 1e9,
+                  kept[0] / 1e9, 100 * (1 - without[1] / kept[1])))
 
 
 def main(argv=None):
@@ -81,9 +114,13 @@ def main(argv=None):
         for size in args.sizes:
             height, width = parse_size(size)
             shape = (args.batch, 3, height, width)
-            for dtype in args.dtype or [None]:
-                net, x, macs, mode = prepare(name, shape, args, dtype)
-                median = median_seconds(lambda: net(x).wait_to_read(), args.warmup,
+            runs = [(dtype, False) for dtype in args.dtype or [None]]
+            if args.aux_head:
+                runs.append((None, True))
+            measured = {}
+            for dtype, aux_head in runs:
+                net, x, macs, mode = prepare(name, shape, args, dtype, aux_head)
+                median = median_seconds(lambda: (net(x), mx.nd.waitall()), args.warmup,
                                         args.repeat)
                 row = dict(model=name, height=height, width=width, batch=args.batch, mode=mode,
                            median_s=round(median, 4), images_per_s=round(args.batch / median, 3),
@@ -93,9 +130,13 @@ def main(argv=None):
                            threads=os.environ.get('OMP_NUM_THREADS', 'default'),
                            machine=machine)
                 rows.append(row)
-                print_row('{model:24s} {height:4d}x{width:<4d} batch {batch} {mode:18s} median '
+                measured[aux_head] = macs, median
+                print_row('{model:24s} {height:4d}x{width:<4d} batch {batch} {mode:22s} median '
                           '{median_s:.3f} s  {images_per_s:.2f} img/s  {gflops_per_s:.1f} GFLOP/s',
                           row)
+            if args.aux_head:
+                print_aux_head_cost('%s %dx%d' % (name, height, width), measured[False],
+                                    measured[True])
     if args.csv:
         write_csv(args.csv, rows, FIELDS)
     return rows
