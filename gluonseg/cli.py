@@ -1,11 +1,13 @@
 """The ``gluonseg`` command: ``gluonseg models``, ``gluonseg download``, ``gluonseg env``,
 ``gluonseg train``, ``gluonseg eval``, ``gluonseg predict``.
 
-Only what a sub-command runs is imported: ``gluonseg --help`` and the help of ``models``,
-``download`` and ``env`` answer without importing MXNet (seconds); a tool's module (``train``,
-``eval``, ``predict``, which need MXNet) is imported when that sub-command is given.
+Only what a sub-command runs is imported: ``gluonseg --help``, ``gluonseg models`` (the
+weights table is plain data) and the help of every sub-command answer without importing MXNet
+(seconds). A tool's command line (its options module, plain Python) is imported when that
+sub-command is given, the module that runs it (MXNet) once the options are checked.
 """
 import argparse
+import functools
 import importlib
 import sys
 
@@ -13,13 +15,17 @@ from .tools import tool_parser
 
 __all__ = ['main']
 
-# sub-command -> (its module in gluonseg.tools, its line in ``gluonseg --help``)
+# sub-command -> (its options module and its running module in gluonseg.tools, its line in
+# ``gluonseg --help``)
 TOOL_COMMANDS = {
-    'train': ('train', 'train a semantic segmentation model (scripts/segmentation/train.py)'),
-    'eval': ('evaluate', 'pixAcc / mIoU of a semantic model, prediction PNGs '
-             '(scripts/segmentation/test.py)'),
-    'predict': ('predict', 'segment images and draw the results, semantic or Mask R-CNN '
-                '(scripts/segmentation/demo.py, scripts/instance/demo_mask_rcnn.py)'),
+    'train': ('train_options', 'train', 'train a semantic segmentation model or a Mask R-CNN, '
+              'as the model name says (scripts/segmentation/train.py, '
+              'scripts/instance/train_mask_rcnn.py)'),
+    'eval': ('evaluate_options', 'evaluate', 'pixAcc / mIoU of a semantic model, prediction '
+             'PNGs; COCO box and mask AP of a Mask R-CNN (scripts/segmentation/test.py, '
+             'scripts/instance/eval_mask_rcnn.py)'),
+    'predict': ('predict', 'predict', 'segment images and draw the results, semantic or Mask '
+                'R-CNN (scripts/segmentation/demo.py, scripts/instance/demo_mask_rcnn.py)'),
 }
 
 WILDCARD_CHARACTERS = '*?['
@@ -76,6 +82,11 @@ def _download(args):
     return 0
 
 
+def _run_tool(module_name, args):
+    """Run a tool's checked ``args`` with its running module (imported now: MXNet)."""
+    return importlib.import_module('%s.tools.%s' % (__package__, module_name)).run(args)
+
+
 def _env(args):
     from .env import main as env_main
     return env_main(['--json'] if args.json else [])
@@ -102,18 +113,18 @@ def main(argv=None):
     env.set_defaults(run=_env)
     argv = sys.argv[1:] if argv is None else list(argv)
     # The first word is the sub-command (``gluonseg`` itself has no option taking a value):
-    # only its tool module is imported; the others are listed in --help by their line alone.
+    # only its options module is imported; the others are listed in --help by their line alone.
     given = next((arg for arg in argv if not arg.startswith('-')), None)
     check = None  # the given tool's parser and its check of the combination of options
-    for name, (module_name, text) in TOOL_COMMANDS.items():
+    for name, (options_name, runner_name, text) in TOOL_COMMANDS.items():
         if name != given:
             sub.add_parser(name, help=text)
             continue
-        tool = importlib.import_module('%s.tools.%s' % (__package__, module_name))
-        command = tool_parser(tool.__doc__, text, subparsers=sub, name=name, help=text)
-        tool.add_arguments(command)
-        command.set_defaults(run=tool.run)
-        check = (command, tool.check_arguments)
+        options = importlib.import_module('%s.tools.%s' % (__package__, options_name))
+        command = tool_parser(options.__doc__, text, subparsers=sub, name=name, help=text)
+        options.add_arguments(command)
+        command.set_defaults(run=functools.partial(_run_tool, runner_name))
+        check = (command, options.check_arguments)
     args = parser.parse_args(argv)
     if check is not None:
         command, check_arguments = check

@@ -1,4 +1,6 @@
 """The gluonseg console command."""
+import functools
+import importlib
 import json
 import os
 import re
@@ -63,31 +65,68 @@ IMPORTS_OF_HELP = r"""
 import contextlib, io, json, sys
 import gluonseg.cli
 seen = {}
-for argv in (['--help'], ['models', '--help'], ['download', '--help'], ['env', '--help']):
+for argv in (['--help'], ['models', '--help'], ['download', '--help'], ['env', '--help'],
+             ['predict', '--help'], ['train', '--help'], ['eval', '--help'],
+             ['train', '--model', 'mask_rcnn_fpn_resnet18_v1b_small', '--help'],
+             ['eval', '--task', 'instance', '--help'], ['models'],
+             ['models', 'deeplab', '--pretrained', 'yes']):
     with contextlib.redirect_stdout(io.StringIO()) as out:
         try:
-            gluonseg.cli.main(argv)
+            status = gluonseg.cli.main(argv)
         except SystemExit as done:
-            assert done.code == 0, (argv, done.code)
-    seen[' '.join(argv)] = [out.getvalue().startswith('usage: gluonseg'),
-                            'mxnet' in sys.modules]
+            status = done.code
+    seen[' '.join(argv)] = [status, out.getvalue().split(None, 1)[0], 'mxnet' in sys.modules]
+seen['model files'] = sorted(m for m in sys.modules if m.startswith('gluonseg.model_zoo.')
+                             and m not in ('gluonseg.model_zoo.registry',
+                                           'gluonseg.model_zoo.weights_table'))
+# The checks of a command line (presets filled, the task chosen) need no MXNet either.
+from gluonseg.tools import evaluate_options, train_options
+checked = {'train': train_options.parse_args(['--model', 'mask_rcnn_fpn_resnet18_v1b_small']),
+           'eval': evaluate_options.parse_args(['--model', 'fcn_resnet18_shapes', '--pretrained'])}
+seen['checked'] = [{name: args.task for name, args in checked.items()},
+                   checked['train'].lr_warmup, 'mxnet' in sys.modules]
 import gluonseg
-seen['import gluonseg'] = ['get_model' in dir(gluonseg), 'mxnet' in sys.modules]
-from gluonseg import *
-seen['get_model'] = [callable(get_model), 'mxnet' in sys.modules]
+seen['import gluonseg'] = [0, str('get_model' in dir(gluonseg)), 'mxnet' in sys.modules]
+gluonseg.get_model('resnet18_v1b')
+seen['get_model'] = [0, 'built', 'mxnet' in sys.modules]
 print(json.dumps(seen))
 """
 
 
-def test_help_and_import_gluonseg_do_not_import_mxnet():
-    run = subprocess.run([sys.executable, '-c', IMPORTS_OF_HELP], cwd=ROOT, text=True,
-                         capture_output=True, timeout=120)
+def run_fresh(code, timeout=300):
+    """What ``code`` prints as JSON, run in a fresh interpreter (nothing of this test process
+    imported there)."""
+    run = subprocess.run([sys.executable, '-c', code], cwd=ROOT, text=True,
+                         capture_output=True, timeout=timeout)
     assert run.returncode == 0, run.stderr
-    seen = json.loads(run.stdout)
-    for step in ('--help', 'models --help', 'download --help', 'env --help', 'import gluonseg'):
-        assert seen[step] == [True, False], step
-    # Control: the first use of a model-zoo function does import it.
-    assert seen['get_model'] == [True, True]
+    return json.loads(run.stdout)
+
+
+def test_help_models_and_import_gluonseg_do_not_import_mxnet():
+    seen = run_fresh(IMPORTS_OF_HELP)
+    for step in ('--help', 'models --help', 'download --help', 'env --help', 'predict --help',
+                 'train --help', 'eval --help',
+                 'train --model mask_rcnn_fpn_resnet18_v1b_small --help',
+                 'eval --task instance --help'):
+        assert seen[step] == [0, 'usage:', False], step
+    assert seen['checked'] == [{'train': 'instance', 'eval': 'semantic'}, 100, False]
+    # Listing reads the weights table: no MXNet, no model file.
+    assert seen['models'] == [0, 'deeplab_resnet101_ade', False]
+    assert seen['models deeplab --pretrained yes'] == [0, 'deeplab_resnet101_ade', False]
+    assert seen['model files'] == []
+    assert seen['import gluonseg'] == [0, 'True', False]
+    # Control: building a model does import it.
+    assert seen['get_model'] == [0, 'built', True]
+
+
+def test_options_modules_name_the_engines_choices():
+    # The options modules write out the engine's choices (importing it imports MXNet).
+    from gluonseg.engine import AMP_DTYPES, KVSTORES, LATEST_CHECKPOINT
+    from gluonseg.model_zoo.multiscale import DEFAULT_SCALES
+    from gluonseg.tools import evaluate_options, run_arguments
+    assert run_arguments.KVSTORES == KVSTORES and run_arguments.AMP_DTYPES == AMP_DTYPES
+    assert run_arguments.LATEST_CHECKPOINT == LATEST_CHECKPOINT
+    assert evaluate_options.MULTI_SCALES == DEFAULT_SCALES
 
 
 def test_unknown_attribute_of_gluonseg_is_an_attribute_error():
@@ -151,13 +190,40 @@ def option_entries(blocks):
             if entry.startswith('  ')]
 
 
+def instance_main(tool_name):
+    """``main`` of a tool in its Mask R-CNN form (the options of scripts/instance)."""
+    tool = importlib.import_module('gluonseg.tools.' + tool_name)
+    return functools.partial(tool.main, task='instance')
+
+
+@pytest.mark.parametrize('command, tool_name', [('train', 'train'), ('eval', 'evaluate')])
+def test_train_and_eval_take_the_options_of_both_tasks(command, tool_name, monkeypatch,
+                                                        capsys):
+    monkeypatch.setenv('COLUMNS', '100')
+    tool = importlib.import_module('gluonseg.tools.' + tool_name)
+    ours = listed_options(help_blocks(main, [command], capsys))
+    semantic = listed_options(help_blocks(functools.partial(tool.main, task='semantic'), [],
+                                          capsys))
+    instance = listed_options(help_blocks(instance_main(tool_name), [], capsys))
+    assert set(ours) == set(semantic) | set(instance) | {'--task'}
+    assert len(set(semantic) - set(instance)) > 5 and len(set(instance) - set(semantic)) > 5
+    # the options both tasks have are the same options
+    shared = {'--model', '--dataset', '--root', '--gpus', '--no-progress'}
+    if command == 'train':
+        shared |= {'--init-from', '--batch-size', '--epochs', '--lr', '--wd', '--momentum',
+                   '--workers', '--kvstore', '--amp', '--accumulate', '--seed', '--resume',
+                   '--save-dir', '--max-iterations', '--check-inputs'}
+    assert shared <= set(semantic) & set(instance)
+
+
 @pytest.mark.parametrize('command, script', [
     ('train', ('segmentation', 'train.py')), ('eval', ('segmentation', 'test.py')),
     ('predict', ('segmentation', 'demo.py')), (None, ('instance', 'demo_mask_rcnn.py')),
-    (None, ('instance', 'train_mask_rcnn.py')), (None, ('instance', 'eval_mask_rcnn.py'))])
+    (None, 'train'), (None, 'evaluate')])
 def test_help_says_each_default_once(command, script, monkeypatch, capsys):
     monkeypatch.setenv('COLUMNS', '100')
-    texts = [help_blocks(load_script(*script).main, [], capsys)]
+    run = instance_main(script) if isinstance(script, str) else load_script(*script).main
+    texts = [help_blocks(run, [], capsys)]
     if command:
         texts.append(help_blocks(main, [command], capsys))
     for blocks in texts:

@@ -1,11 +1,16 @@
 """Evaluate a segmentation model: pixAcc, mIoU and per-class IoU, printed and written as JSON;
 optionally the predictions as palette PNGs (the format of the VOC test server).
 
-The code of ``scripts/segmentation/test.py`` and ``gluonseg eval``::
+The code of ``scripts/segmentation/test.py`` and ``gluonseg eval`` (its command line:
+:mod:`gluonseg.tools.evaluate_options`)::
 
     gluonseg eval runs/shapes/fcn_resnet18_shapes/best.ckpt
     gluonseg eval --model deeplab_resnet101_voc --pretrained --dataset voc --split test \\
         --multi-scale --save-predictions results/VOC2012/Segmentation/comp6_test_cls
+
+The checkpoint or the model chooses the task (``--task`` chooses it without one): a Mask
+R-CNN is scored by COCO box and mask AP (:mod:`gluonseg.tools.instance_evaluate`, also
+``scripts/instance/eval_mask_rcnn.py``).
 
 A sample whose image or label cannot be read (a truncated JPEG, a label of the wrong size or
 with values outside the classes) is reported by name with the reason and left out; the others
@@ -22,124 +27,30 @@ import time
 import mxnet as mx
 import numpy as np
 
+from ..data import SegmentationTestValTransform, SegmentationValTransform
+from ..data.catalog import dataset_info, dataset_of_model_suffix
+from ..data.transforms import pad_batchify
+from ..engine import get_segmentation_dataset, load_checkpoint, predict_batch
 from ..engine.run_options import contexts
+from ..model_zoo import get_model
+from ..model_zoo.multiscale import MultiScaleEvaluator
+from ..model_zoo.registry import UnknownModelError, load_weights
 from ..utils.atomic import write_atomically
-from . import tool_parser
+from ..utils.metrics import SegmentationMetric
+from ..utils.viz import colorize_mask
+from . import instance_evaluate
+# The command line, here too for the scripts and notebooks that parse and run in one module.
+from .evaluate_options import (add_arguments, check_arguments, check_weight_files,
+                               parse_args, task_of)
 
-__all__ = ['DATASET_OF_SUFFIX', 'SAMPLE_ERRORS', 'add_arguments', 'check_arguments',
+__all__ = ['SAMPLE_ERRORS', 'add_arguments', 'task_of', 'check_arguments',
            'parse_args', 'check_weight_files', 'network_from_checkpoint',
            'zoo_network', 'load_network', 'build_dataset', 'palette_of', 'iter_predictions',
            'save_label_png', 'run', 'main']
 
-# The dataset part of model names -> the dataset evaluated by default for a zoo model.
-DATASET_OF_SUFFIX = {'voc': 'voc', 'coco': 'coco', 'ade': 'ade', 'citys': 'citys',
-                     'shapes': 'shapes'}
-
-
-def add_arguments(p):
-    """The options of test.py / ``gluonseg eval`` on an ``argparse`` parser."""
-    from ..model_zoo.multiscale import DEFAULT_SCALES
-    p.add_argument('checkpoint', nargs='?', help='a .ckpt written by train.py')
-    p.add_argument('--model', help='registered model name (with --pretrained or --params)')
-    p.add_argument('--pretrained', nargs='?', const=True, default=False, metavar='SHA1',
-                   help='load the published weights of --model (or the file whose SHA-1 '
-                   'starts with SHA1)')
-    p.add_argument('--params', help='a .params weight file for --model')
-    p.add_argument('--aux', action='store_true',
-                   help='build --model with its auxiliary head (when the weight file has it)')
-    from ..engine.data import DATASET_LOADERS
-    p.add_argument('--dataset', choices=list(DATASET_LOADERS),
-                   help="default: the checkpoint's, or the model name's")
-    p.add_argument('--root', help='dataset folder')
-    p.add_argument('--split', help="default: the checkpoint's validation split, else val. A "
-                   "split without labels (VOC or Cityscapes test) needs --save-predictions")
-    p.add_argument('--mode', choices=['val', 'testval'],
-                   help="val: short side to crop size and centre crop (train.py's validation); "
-                   "testval: full-size images. Default: val for a checkpoint, testval for a "
-                   "model or with --save-predictions")
-    p.add_argument('--base-size', type=int, help='multi-scale base (default: the run\'s)')
-    p.add_argument('--crop-size', type=int, help='val crop / sliding window (default: the '
-                   'run\'s)')
-    p.add_argument('--length', type=int, help='shapes: number of scenes')
-    p.add_argument('--multi-scale', action='store_true',
-                   help='average over scales and flips (MultiScaleEvaluator)')
-    p.add_argument('--scales', type=float, nargs='+', default=list(DEFAULT_SCALES))
-    p.add_argument('--no-flip', action='store_true')
-    p.add_argument('--combine', choices=['softmax', 'gluoncv'], default='softmax',
-                   help="how multi-scale scores are combined ('gluoncv': its protocol)")
-    p.add_argument('--absent-class', choices=['nan', 'zero'], default='nan',
-                   help="IoU of a class absent from labels and predictions ('zero': GluonCV)")
-    p.add_argument('--batch-size', type=int,
-                   help='total (default: 1 for testval / multi-scale, else 8)')
-    p.add_argument('--gpus', default='', help='e.g. 0,1 (default: CPU)')
-    p.add_argument('--ctx-cpus', type=int, default=1)
-    p.add_argument('--workers', type=int, default=0)
-    p.add_argument('--output', help='JSON result path (default: next to the checkpoint, or '
-                   'runs/eval/)')
-    p.add_argument('--save-predictions', metavar='DIR',
-                   help='also write each prediction as DIR/<image id>.png: class ids as the '
-                   'indices of an 8-bit palette PNG (the dataset\'s colours), at the original '
-                   'image size. DIR results/VOC2012/Segmentation/comp6_test_cls with --dataset '
-                   'voc --split test is a VOC test-server submission')
-    p.add_argument('--no-progress', action='store_true')
-    return p
-
-
-def check_arguments(p, args):
-    """Exit through ``p.error`` on a contradictory or incomplete command line."""
-    if not args.checkpoint and not args.model:
-        p.error('give a checkpoint, or --model NAME with --pretrained or --params FILE')
-    if args.checkpoint and (args.model or args.pretrained or args.params):
-        p.error('give either a checkpoint or --model, not both')
-    if args.model and not (args.pretrained or args.params):
-        p.error('--model %s needs --pretrained (published weights) or --params FILE'
-                % args.model)
-    if args.save_predictions and args.mode == 'val':
-        p.error('--save-predictions writes predictions at the original image size: use '
-                '--mode testval (the default with --save-predictions)')
-    return check_weight_files(p, args, 'give it as the checkpoint argument (e.g. gluonseg '
-                              'eval %s)')
-
-
-def check_weight_files(p, args, pass_checkpoint):
-    """Exit through ``p.error`` when ``--params`` names a checkpoint or the checkpoint option
-    a ``.params`` file (or neither kind), saying which option takes the file.
-
-    ``pass_checkpoint``: how the command takes a checkpoint, with ``%s`` for the path. Files
-    that do not exist are left to the loaders, which name them.
-    """
-    from ..engine.checkpoint import weight_file_kind
-    if args.params and os.path.isfile(args.params):
-        kind = weight_file_kind(args.params)
-        if kind == 'checkpoint':
-            p.error('--params %s is a gluonseg checkpoint (a .ckpt written by training), not a '
-                    '.params weight file: %s, without --model; it brings its model and the '
-                    'run\'s settings' % (args.params, pass_checkpoint % args.params))
-        if kind is None:
-            p.error('--params %s is not a .params weight file (not in MXNet\'s NDArray format: '
-                    'empty, damaged or of another format)' % args.params)
-    if args.checkpoint and os.path.isfile(args.checkpoint):
-        kind = weight_file_kind(args.checkpoint)
-        if kind == 'params':
-            p.error('%s is a .params weight file, not a gluonseg checkpoint: pass --model NAME '
-                    '--params %s (NAME: the registered model whose weights it holds)'
-                    % (args.checkpoint, args.checkpoint))
-        if kind is None:
-            p.error('%s is not a gluonseg checkpoint (not a zip archive: empty, damaged or of '
-                    'another format). Pass a .ckpt written by training, or --model NAME --params '
-                    'FILE for a .params weight file' % args.checkpoint)
-    return args
-
-
-def parse_args(argv=None, description=None):
-    p = tool_parser(__doc__, description)
-    add_arguments(p)
-    return check_arguments(p, p.parse_args(argv))
-
 
 def network_from_checkpoint(ckpt, ctx):
     """The semantic network of a train.py checkpoint, with its weights; and its name."""
-    from ..model_zoo import get_model
     model = ckpt.get('model') or {}
     if not model.get('name'):
         raise ValueError('%s does not say which model it holds (no model name in its '
@@ -153,8 +64,6 @@ def network_from_checkpoint(ckpt, ctx):
 def zoo_network(name, pretrained=False, params=None, ctx=mx.cpu(), **kwargs):
     """A registered model with its published weights (``pretrained``: True or a SHA-1 prefix)
     or the weights of a ``.params`` file (loaded strictly)."""
-    from ..model_zoo import get_model
-    from ..model_zoo.registry import load_weights
     if params:
         net = get_model(name, pretrained=False, pretrained_base=False, ctx=ctx, **kwargs)
         try:
@@ -176,7 +85,6 @@ def load_network(args, ctx):
     (net, model name, run arguments dict, Checkpoint or None)
     """
     if args.checkpoint:
-        from ..engine import load_checkpoint
         ckpt = load_checkpoint(args.checkpoint)
         net, name = network_from_checkpoint(ckpt, ctx)
         return net, name, ckpt.get('args') or {}, ckpt
@@ -186,10 +94,8 @@ def load_network(args, ctx):
 
 def build_dataset(args, run, model_name):
     """The dataset to evaluate and its settings (dataset, split, mode, crop and base size)."""
-    from ..data import SegmentationTestValTransform, SegmentationValTransform
-    from ..engine import get_segmentation_dataset
     dataset = args.dataset or run.get('val_dataset') or run.get('dataset') or \
-        DATASET_OF_SUFFIX.get(model_name.rsplit('_', 1)[-1])
+        dataset_of_model_suffix(model_name.rsplit('_', 1)[-1])
     if dataset is None:
         raise ValueError('Cannot tell the dataset of %s: pass --dataset' % model_name)
     split = args.split or run.get('val_split') or 'val'
@@ -202,23 +108,20 @@ def build_dataset(args, run, model_name):
     if dataset == 'shapes':
         kwargs = {'size': run.get('base_size') or base, 'seed': 0,
                   'length': args.length or run.get('val_length')}
-    ds = get_segmentation_dataset(dataset, split, root=args.root or run.get('val_root', run.get('root')),
-                                  transform=transform, **kwargs)
+    root = args.root or run.get('val_root', run.get('root'))
+    ds = get_segmentation_dataset(dataset, split, root=root, transform=transform, **kwargs)
     return ds, dict(dataset=dataset, split=split, mode=mode, crop_size=crop, base_size=base)
 
 
 def palette_of(dataset):
     """The :func:`gluonseg.utils.viz.get_palette` name for a dataset name of
     :func:`gluonseg.engine.get_segmentation_dataset` (VOC's colours for VOC, COCO and Shapes)."""
-    from ..engine import dataset_short_name
-    short = dataset_short_name(dataset)
-    return 'voc' if short in ('voc', 'coco', 'shapes') else short
+    return dataset_info(dataset).palette
 
 
 def _batchify_with_sizes(samples):
     """Pad ``(image, mask)`` samples or bare images (unlabeled splits) to one batch, and add
     each image's own (H, W): ``(images, masks or None, sizes)``."""
-    from ..data.transforms import pad_batchify
     paired = isinstance(samples[0], (tuple, list))
     sizes = mx.nd.array([(s[0] if paired else s).shape[-2:] for s in samples], dtype='int32')
     if paired:
@@ -292,7 +195,6 @@ def iter_predictions(net, dataset, ctx=mx.cpu(), batch_size=1, evaluator=None, n
         The index, the int32 class ids at the image's own size, and its mask (None without
         labels).
     """
-    from ..engine import predict_batch
     ctx_list = ctx if isinstance(ctx, (list, tuple)) else [ctx]
     guarded = on_error is not None
     loader = mx.gluon.data.DataLoader(_SamplesOrErrors(dataset) if guarded else dataset,
@@ -330,7 +232,6 @@ def save_label_png(path, labels, palette):
     The pixel values are the class ids; the colours are ``palette``'s (for ``'voc'`` exactly
     the 256 colours of the VOC annotations, so the file reads like a ``SegmentationClass``
     PNG)."""
-    from ..utils.viz import colorize_mask
     image = colorize_mask(labels, palette, ignore_index=None)
     return write_atomically(path, lambda f: image.save(f, format='PNG'))
 
@@ -359,10 +260,9 @@ def run(args):
     """Evaluate (and/or write the predictions) as ``args`` of :func:`parse_args` say.
 
     Returns the exit status: 0, 1 when samples were left out (see the module), 2 when nothing
-    could be evaluated."""
-    from ..model_zoo.multiscale import MultiScaleEvaluator
-    from ..model_zoo.registry import UnknownModelError
-    from ..utils.metrics import SegmentationMetric
+    could be evaluated. A Mask R-CNN: :func:`gluonseg.tools.instance_evaluate.run`."""
+    if args.task == 'instance':
+        return instance_evaluate.run(args)
     ctx = contexts(args)
     try:
         net, model_name, run_args, ckpt = load_network(args, ctx)
@@ -468,5 +368,5 @@ def _report_excluded(excluded, total, consequence):
     return 1
 
 
-def main(argv=None, description=None):
-    return run(parse_args(argv, description))
+def main(argv=None, description=None, task=None):
+    return run(parse_args(argv, description, task))

@@ -27,12 +27,13 @@ import glob
 import os
 import sys
 
-import mxnet as mx
-
+from ..model_zoo.weights_table import RESIZE_RULES
 from . import tool_parser
+from .evaluate_options import check_weight_files
 
 __all__ = ['IMAGE_EXTENSIONS', 'add_arguments', 'check_arguments', 'parse_args',
-           'expand_inputs', 'model_task', 'load_semantic', 'load_instance', 'predict_labels',
+           'expand_inputs', 'model_task', 'load_semantic', 'load_instance', 'resize_rule',
+           'predict_labels',
            'predict_semantic', 'predict_instance', 'run', 'main']
 
 # Files taken from a folder given as input (any file named explicitly is tried).
@@ -100,7 +101,6 @@ def check_arguments(p, args):
         p.error('--alpha must be between 0 and 1, got %g' % args.alpha)
     if args.short is not None and args.short < 1:
         p.error('--short must be a positive number of pixels, got %d' % args.short)
-    from .evaluate import check_weight_files
     return check_weight_files(p, args, 'pass it with --checkpoint %s')
 
 
@@ -170,7 +170,7 @@ def model_task(args):
 def load_semantic(args, ctx, ckpt=None):
     """A semantic network with its weights, its palette and its class names."""
     from ..model_zoo import model_info
-    from .evaluate import DATASET_OF_SUFFIX, load_network, network_from_checkpoint, palette_of
+    from .evaluate import load_network, network_from_checkpoint, palette_of
     classes = None
     if ckpt is not None:
         net, name = network_from_checkpoint(ckpt, ctx)
@@ -181,9 +181,10 @@ def load_semantic(args, ctx, ckpt=None):
     else:
         net, name, _, _ = load_network(args, ctx)
         dataset = None
-    dataset = dataset or DATASET_OF_SUFFIX.get(name.rsplit('_', 1)[-1], 'voc')
+    entry = model_info(name)
+    dataset = dataset or entry.dataset_id or 'voc'
     if not classes:
-        classes = model_info(name).classes
+        classes = entry.classes
     if len(classes) != net.nclass:  # weights of other classes, whose names are unknown
         classes = None
     return net, palette_of(dataset), classes
@@ -198,9 +199,17 @@ def load_instance(args, ctx):
     else:
         from .evaluate import zoo_network
         net, run_args = zoo_network(args.model, args.pretrained, args.params, ctx), {}
-    short = args.short or run_args.get('short') or 800
-    max_size = args.max_size or run_args.get('max_size') or 1333
+    rule = resize_rule(net) or RESIZE_RULES['instance']
+    short = args.short or run_args.get('short') or rule['short']
+    max_size = args.max_size or run_args.get('max_size') or rule['max_size']
     return net, short, max_size
+
+
+def resize_rule(net):
+    """How ``net``'s weights expect an image resized before prediction: the ``resize`` of its
+    model's record (:mod:`gluonseg.model_zoo.weights_table`); {} for the image's own size."""
+    info = getattr(net, 'gluonseg_info', None)
+    return dict(info.resize or {}) if info is not None else {}
 
 
 def _readable_images(paths, names, failed=None):
@@ -226,7 +235,9 @@ def _readable_images(paths, names, failed=None):
 def predict_labels(net, image, short=None):
     """Class ids (H, W) of a uint8 HxWx3 ``image`` at its own size; with ``short``, predicted
     on the image resized (bilinear) so that its shorter side is ``short`` pixels, and resized
-    back (nearest neighbour)."""
+    back (nearest neighbour). Without ``short``, the model's :func:`resize_rule` says."""
+    if short is None:
+        short = resize_rule(net).get('short')
     if short is None:
         return net.predict(image)
     from ..data.transforms import _resize_mask
@@ -298,6 +309,7 @@ def run(args, task=None):
                 args.checkpoint or args.model, found,
                 'scripts/instance/demo_mask_rcnn.py' if found == 'instance'
                 else 'scripts/segmentation/demo.py'))
+        import mxnet as mx  # here: the options and --help need no MXNet
         ctx = mx.gpu(args.gpu) if args.gpu is not None else mx.cpu()
         if found == 'instance':
             net, short, max_size = load_instance(args, ctx)
