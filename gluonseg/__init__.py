@@ -8,9 +8,6 @@
 ``gluonseg.model_zoo``) are loaded on first use, so the ``gluonseg`` command's help and
 the MXNet-free parts of the package start at once.
 """
-from importlib import import_module as _import_module
-from importlib.util import find_spec as _find_spec
-
 __version__ = '0.1.0'
 
 # A cu112 build of MXNet needs the CUDA 11 libraries of the nvidia-*-cu11 wheels loaded
@@ -19,28 +16,10 @@ from . import _cuda  # noqa: E402
 
 _cuda.preload_cuda_libraries()
 
+from .utils.lazy import lazy_exports as _lazy_exports  # noqa: E402
+
 # name -> the module that defines it; importing that module imports MXNet (seconds).
-_LAZY_ATTRIBUTES = {
-    'get_model': 'gluonseg.model_zoo',
-    'list_models': 'gluonseg.model_zoo',
-    'model_info': 'gluonseg.model_zoo',
-    'register_model': 'gluonseg.model_zoo',
-    'optimize': 'gluonseg.model_zoo.optimize',
-}
-
-__all__ = sorted(_LAZY_ATTRIBUTES)
-
-
-def __getattr__(name):
-    """The model-zoo functions and the subpackages, imported on first access (PEP 562)."""
-    if name in _LAZY_ATTRIBUTES:
-        value = getattr(_import_module(_LAZY_ATTRIBUTES[name]), name)
-        globals()[name] = value  # later accesses skip this function
-        return value
-    if not name.startswith('_') and _find_spec('%s.%s' % (__name__, name)):
-        return _import_module('%s.%s' % (__name__, name))
-    raise AttributeError('module %r has no attribute %r' % (__name__, name))
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = _lazy_exports(__name__, {
+    'gluonseg.model_zoo': ('get_model', 'list_models', 'model_info', 'register_model'),
+    'gluonseg.model_zoo.optimize': ('optimize',),
+})

@@ -119,16 +119,6 @@ def test_help_models_and_import_gluonseg_do_not_import_mxnet():
     assert seen['get_model'] == [0, 'built', True]
 
 
-def test_options_modules_name_the_engines_choices():
-    # The options modules write out the engine's choices (importing it imports MXNet).
-    from gluonseg.engine import AMP_DTYPES, KVSTORES, LATEST_CHECKPOINT
-    from gluonseg.model_zoo.multiscale import DEFAULT_SCALES
-    from gluonseg.tools import evaluate_options, run_arguments
-    assert run_arguments.KVSTORES == KVSTORES and run_arguments.AMP_DTYPES == AMP_DTYPES
-    assert run_arguments.LATEST_CHECKPOINT == LATEST_CHECKPOINT
-    assert evaluate_options.MULTI_SCALES == DEFAULT_SCALES
-
-
 def test_unknown_attribute_of_gluonseg_is_an_attribute_error():
     import gluonseg
     with pytest.raises(AttributeError, match="module 'gluonseg' has no attribute 'get_modle'"):

@@ -13,7 +13,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Optional
 
-__all__ = ['DatasetInfo', 'DATASETS', 'SEGMENTATION_DATASETS', 'dataset_info',
+__all__ = ['DatasetInfo', 'DATASETS', 'PUBLISHED_SCALES', 'SEGMENTATION_DATASETS', 'dataset_info',
            'dataset_of_model_suffix', 'class_names', 'loader_class', 'resolve']
 
 
@@ -79,6 +79,10 @@ DATASETS = {info.name: info for info in (
     DatasetInfo('imagenet', 'ImageNet', 1000, None, None, 'imagenet', 'voc',
                 'ImageNet val, single 224 crop'),
 )}
+
+# The scales of GluonCV's published multi-scale numbers (each image's long side times
+# base_size), with flips.
+PUBLISHED_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 # The datasets of semantic segmentation (``gluonseg train/eval --dataset``).
 SEGMENTATION_DATASETS = ('shapes', 'voc', 'voc_aug', 'coco', 'ade', 'citys', 'folder')

@@ -13,13 +13,13 @@ import os
 import mxnet as mx
 
 from ..utils.mxnet_compat import init_kvstore_now
+from .choices import KVSTORES
 
 __all__ = ['KVSTORES', 'create_kvstore', 'WorkerSums', 'share_initial_weights']
 
 #: The ``kvstore`` settings: how gradients are summed across devices (``local``: on the CPU,
 #: ``device``: on the devices, ``nccl``: NCCL between GPUs) and across machines (``dist_sync``,
 #: ``dist_device_sync``: through MXNet's parameter server, synchronously).
-KVSTORES = ('local', 'device', 'nccl', 'dist_sync', 'dist_device_sync')
 
 
 def create_kvstore(name, ctx):

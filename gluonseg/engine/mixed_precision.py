@@ -14,10 +14,10 @@ operators have no float16 matrix product ("FP16 gemm on cpu not implemented").
 import logging
 
 from ..utils.mxnet_compat import amp_initialized
+from .choices import AMP_DTYPES
 
 __all__ = ['AMP_DTYPES', 'init_amp', 'amp_dtype', 'check_amp', 'HYBRID_AMP_CPU_PROBLEM']
 
-AMP_DTYPES = ('float16', 'bfloat16')
 
 #: Why Mask R-CNN trains imperatively under AMP on CPUs.
 HYBRID_AMP_CPU_PROBLEM = (

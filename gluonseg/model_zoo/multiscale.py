@@ -4,11 +4,12 @@ import math
 import mxnet as mx
 from mxnet import autograd
 
+from ..data.catalog import PUBLISHED_SCALES
 from .registry import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ['MultiScaleEvaluator', 'DEFAULT_SCALES']
 
-DEFAULT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+DEFAULT_SCALES = PUBLISHED_SCALES
 
 
 class MultiScaleEvaluator:

@@ -10,17 +10,13 @@ checking the weight files given imports it (the run needs it next).
 """
 import os
 
-from ..data.catalog import SEGMENTATION_DATASETS
+from ..data.catalog import PUBLISHED_SCALES, SEGMENTATION_DATASETS
 from ..model_zoo.registry import UnknownModelError, model_info
 from . import instance_evaluate_options, instance_train_options, tool_parser
 from .task_options import TASKS, TaskOptions, settle_task
 
-__all__ = ['MULTI_SCALES', 'add_arguments', 'task_of', 'check_arguments', 'check_weight_files',
+__all__ = ['add_arguments', 'task_of', 'check_arguments', 'check_weight_files',
            'parse_args']
-
-# The default --scales: gluonseg.model_zoo.multiscale.DEFAULT_SCALES, written out because that
-# module imports MXNet; tests/test_cli.py checks that they agree.
-MULTI_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 
 def add_arguments(p, task=None):
@@ -63,7 +59,7 @@ def add_arguments(p, task=None):
     option(p, None, '--length', type=int, help='shapes: number of scenes (default: the run\'s)')
     option(p, 'semantic', '--multi-scale', action='store_true',
            help='average over scales and flips (MultiScaleEvaluator)')
-    option(p, 'semantic', '--scales', type=float, nargs='+', default=list(MULTI_SCALES))
+    option(p, 'semantic', '--scales', type=float, nargs='+', default=list(PUBLISHED_SCALES))
     option(p, 'semantic', '--no-flip', action='store_true')
     option(p, 'semantic', '--combine', choices=['softmax', 'gluoncv'], default='softmax',
            help="how multi-scale scores are combined ('gluoncv': its protocol)")

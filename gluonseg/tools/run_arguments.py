@@ -7,14 +7,11 @@ turns the parsed options into devices, logging and a run.
 """
 import argparse
 
-__all__ = ['KVSTORES', 'AMP_DTYPES', 'LATEST_CHECKPOINT', 'positive_int', 'gpu_ids',
-           'device_count', 'add_run_arguments']
+from ..engine.choices import AMP_DTYPES, KVSTORES
+from ..engine.run_dir import LATEST_CHECKPOINT
 
-# The engine's choices (gluonseg.engine.KVSTORES, AMP_DTYPES, LATEST_CHECKPOINT), written out
-# because importing the engine imports MXNet; tests/test_cli.py checks that they agree.
-KVSTORES = ('local', 'device', 'nccl', 'dist_sync', 'dist_device_sync')
-AMP_DTYPES = ('float16', 'bfloat16')
-LATEST_CHECKPOINT = 'latest.ckpt'
+__all__ = ['positive_int', 'gpu_ids', 'device_count', 'add_run_arguments']
+
 
 
 def positive_int(text):
