@@ -1,16 +1,19 @@
 """The ``gluonseg`` command: ``gluonseg models``, ``gluonseg download``, ``gluonseg env``,
 ``gluonseg train``, ``gluonseg eval``, ``gluonseg predict``.
 
-Only what a sub-command runs is imported: ``gluonseg --help``, ``gluonseg models`` (the
-weights table is plain data) and the help of every sub-command answer without importing MXNet
-(seconds). A tool's command line (its options module, plain Python) is imported when that
-sub-command is given, the module that runs it (MXNet) once the options are checked.
+``gluonseg --help``, ``gluonseg models`` (the weights table is plain data) and the help of every
+sub-command answer without importing MXNet (seconds). A tool's command line (its options
+module, plain Python) is imported when that sub-command is given, the module that runs it
+(MXNet) once the options are checked.
 """
 import argparse
 import functools
 import importlib
 import sys
 
+from .env import main as env_main
+from .model_zoo.registry import (UnknownModelError, fetch_weights, list_models, model_info,
+                                 similar_names)
 from .tools import tool_parser
 
 __all__ = ['main']
@@ -24,15 +27,15 @@ TOOL_COMMANDS = {
     'eval': ('evaluate_options', 'evaluate', 'pixAcc / mIoU of a semantic model, prediction '
              'PNGs; COCO box and mask AP of a Mask R-CNN (scripts/segmentation/test.py, '
              'scripts/instance/eval_mask_rcnn.py)'),
-    'predict': ('predict', 'predict', 'segment images and draw the results, semantic or Mask '
-                'R-CNN (scripts/segmentation/demo.py, scripts/instance/demo_mask_rcnn.py)'),
+    'predict': ('predict_options', 'predict', 'segment images and draw the results, semantic '
+                'or Mask R-CNN (scripts/segmentation/demo.py, '
+                'scripts/instance/demo_mask_rcnn.py)'),
 }
 
 WILDCARD_CHARACTERS = '*?['
 
 
 def _models(args):
-    from .model_zoo.registry import list_models, model_info, similar_names
     # A plain word is a part of a name: 'shapes' lists every model trained on shapes.
     plain_word = not any(c in args.pattern for c in WILDCARD_CHARACTERS)
     pattern = '*%s*' % args.pattern if plain_word else args.pattern
@@ -64,7 +67,6 @@ def _models(args):
 
 
 def _download(args):
-    from .model_zoo.registry import UnknownModelError, fetch_weights, model_info
     # Every name is checked before anything is downloaded.
     chosen = []
     for name in args.names:
@@ -88,7 +90,6 @@ def _run_tool(module_name, args):
 
 
 def _env(args):
-    from .env import main as env_main
     return env_main(['--json'] if args.json else [])
 
 

@@ -53,7 +53,7 @@ def _gluoncv_models_dir():
 
 def _collect_numpy():
     try:
-        import numpy
+        import numpy  # lazy: a broken numpy is reported, not raised
     except Exception as exc:  # a broken install can fail with more than ImportError
         return {'version': None, 'error': _error_text(exc)}
     return {'version': numpy.__version__, 'error': None}
@@ -72,7 +72,7 @@ def _collect_mxnet():
     if not info['installed']:
         return info, None
     try:
-        import mxnet as mx
+        import mxnet as mx  # lazy: a missing or broken MXNet is reported, not raised
     except Exception as exc:  # OSError for a missing CUDA library, AttributeError for np.bool
         info['import_error'] = _error_text(exc)
         return info, None

@@ -80,11 +80,13 @@ seen['model files'] = sorted(m for m in sys.modules if m.startswith('gluonseg.mo
                              and m not in ('gluonseg.model_zoo.registry',
                                            'gluonseg.model_zoo.weights_table'))
 # The checks of a command line (presets filled, the task chosen) need no MXNet either.
-from gluonseg.tools import evaluate_options, train_options
+from gluonseg.tools import evaluate_options, predict_options, train_options
 checked = {'train': train_options.parse_args(['--model', 'mask_rcnn_fpn_resnet18_v1b_small']),
            'eval': evaluate_options.parse_args(['--model', 'fcn_resnet18_shapes', '--pretrained'])}
 seen['checked'] = [{name: args.task for name, args in checked.items()},
                    checked['train'].lr_warmup, 'mxnet' in sys.modules]
+predict = predict_options.parse_args(['a.jpg', '--model', 'fcn_resnet18_shapes', '--pretrained'])
+seen['predict checked'] = [predict.inputs, predict.alpha, 'mxnet' in sys.modules]
 import gluonseg
 seen['import gluonseg'] = [0, str('get_model' in dir(gluonseg)), 'mxnet' in sys.modules]
 gluonseg.get_model('resnet18_v1b')
@@ -110,6 +112,7 @@ def test_help_models_and_import_gluonseg_do_not_import_mxnet():
                  'eval --task instance --help'):
         assert seen[step] == [0, 'usage:', False], step
     assert seen['checked'] == [{'train': 'instance', 'eval': 'semantic'}, 100, False]
+    assert seen['predict checked'] == [['a.jpg'], 0.5, False]
     # Listing reads the weights table: no MXNet, no model file.
     assert seen['models'] == [0, 'deeplab_resnet101_ade', False]
     assert seen['models deeplab --pretrained yes'] == [0, 'deeplab_resnet101_ade', False]

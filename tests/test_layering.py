@@ -3,10 +3,12 @@
 An upward import (a dataset reader importing a model, a metric importing a model helper) ties
 a low layer to everything above it and is how import cycles start; this test reads every
 import statement of the package, at module level and inside functions, and names each one
-that points up.
+that points up. An import inside a function hides a cycle as well as it defers an optional
+package, so each one says why it is there (``# lazy: <reason>`` on its first line).
 """
 import ast
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -72,17 +74,71 @@ def test_no_layer_imports_a_higher_one():
     assert upward_imports() == []
 
 
+def check_a_fake_package(tmp_path, monkeypatch, files):
+    """Make the checks read a ``gluonseg`` tree of ``{path in it: source}`` in ``tmp_path``."""
+    fake = tmp_path / 'gluonseg'
+    for name, source in files.items():
+        (fake / name).parent.mkdir(parents=True, exist_ok=True)
+        (fake / name).write_text(source)
+    monkeypatch.setattr(sys.modules[__name__], 'PACKAGE', fake)
+
+
 def test_the_check_sees_an_upward_import(tmp_path, monkeypatch):
     # The check itself must catch a function-level upward import in a low layer.
-    fake = tmp_path / 'gluonseg'
-    (fake / 'utils').mkdir(parents=True)
-    (fake / 'utils' / 'bad.py').write_text(
-        'def f():\n    from ..model_zoo import registry\n    return registry\n')
-    monkeypatch.setattr(sys.modules[__name__], 'PACKAGE', fake)
-    (fake / 'utils' / 'worse.py').write_text('from .. import engine\n')
+    check_a_fake_package(tmp_path, monkeypatch, {
+        'utils/bad.py': 'def f():\n    from ..model_zoo import registry\n    return registry\n',
+        'utils/worse.py': 'from .. import engine\n'})
     assert upward_imports() == [
         'gluonseg/utils/bad.py:2 (utils) imports gluonseg.model_zoo (model_zoo)',
         'gluonseg/utils/worse.py:1 (utils) imports gluonseg.engine (engine)']
+
+
+LAZY_REASON = re.compile(r'#\s*lazy:\s*\S')
+
+
+def function_level_imports_without_reason():
+    """``path:line: statement`` of every import inside a function that has no ``# lazy:``
+    reason on its (first) line."""
+    found = set()  # a set: a nested function's imports are its outer function's too
+    for path in sorted(PACKAGE.rglob('*.py')):
+        text = path.read_text()
+        lines = text.splitlines()
+        for function in ast.walk(ast.parse(text, str(path))):
+            if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                found.update(
+                    (str(path.relative_to(PACKAGE.parent)), node.lineno,
+                     lines[node.lineno - 1].strip())
+                    for node in ast.walk(function)
+                    if isinstance(node, (ast.Import, ast.ImportFrom))
+                    and not LAZY_REASON.search(lines[node.lineno - 1]))
+    return ['%s:%d: %s' % place for place in sorted(found)]
+
+
+def test_every_function_level_import_says_why():
+    # An optional package (pycocotools, onnx, matplotlib) or a module that must stay free
+    # of MXNet is a reason; a cycle between gluonseg modules is not (move the code instead).
+    assert function_level_imports_without_reason() == []
+
+
+def test_the_check_sees_a_function_level_import_without_reason(tmp_path, monkeypatch):
+    check_a_fake_package(tmp_path, monkeypatch, {'model_zoo/net.py': (
+        'import json\n'
+        'if json:\n'
+        '    import os\n'
+        'def build():\n'
+        '    from .registry import get_model\n'
+        '    import onnx  # lazy: optional, pip install onnx\n'
+        '    from mxnet import (  # lazy: listing must not import MXNet\n'
+        '        nd)\n'
+        '    class Head:\n'
+        '        def forward(self):\n'
+        '            from . import (\n'
+        '                fcn)  # lazy: on the wrong line\n'
+        '            return fcn\n'
+        '    return get_model, onnx, nd, Head\n')})
+    assert function_level_imports_without_reason() == [
+        'gluonseg/model_zoo/net.py:5: from .registry import get_model',
+        'gluonseg/model_zoo/net.py:11: from . import (']
 
 
 HEAVY_FOR_A_DEEPLAB = ('gluonseg.model_zoo.rcnn', 'scipy.io', 'numba', 'gluonseg.engine',

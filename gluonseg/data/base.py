@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import mxnet as mx
 import numpy as np
+from tqdm import tqdm
 
 from ..utils.paths import datasets_dir
 from .transforms import exif_orientation, image_file_size, load_image, open_image_file
@@ -280,7 +281,6 @@ class SegmentationDataset(NamedClassesMixin, mx.gluon.data.Dataset):
             # Leaving map's iterator early (Ctrl-C) cancels the labels not started yet.
             results = pool.map(self._label_problem, range(count))
             if progress:
-                from tqdm import tqdm
                 results = tqdm(results, total=count, unit='label', dynamic_ncols=True,
                                desc='checking labels (%s %s)' % (
                                    self.DISPLAY_NAME or type(self).__name__,

@@ -5,6 +5,7 @@ import tempfile
 import warnings
 
 import numpy as np
+from tqdm import tqdm
 
 from ..utils.coco_annotations import load_coco, segmentation_rle
 from .base import IGNORE_INDEX, SegmentationDataset
@@ -22,7 +23,7 @@ _INDEX_VERSION = 2
 
 def _mask_api():
     try:
-        from pycocotools import mask as mask_utils
+        from pycocotools import mask as mask_utils  # lazy: optional, pip install pycocotools
     except ImportError as err:
         raise ImportError('COCOSegmentation needs pycocotools: pip install "gluonseg[coco]" '
                           '(or pip install pycocotools)') from err
@@ -141,12 +142,8 @@ class COCOSegmentation(SegmentationDataset):
 
     def _build_index(self):
         image_ids = sorted(self.coco.imgs)
-        try:
-            from tqdm import tqdm
-            image_ids = tqdm(image_ids, desc='COCO %s: images with > %d VOC-class pixels'
-                             % (self.split, self.min_pixels), disable=len(image_ids) < 1000)
-        except ImportError:
-            pass
+        image_ids = tqdm(image_ids, desc='COCO %s: images with > %d VOC-class pixels'
+                         % (self.split, self.min_pixels), disable=len(image_ids) < 1000)
         usable = []
         for image_id in image_ids:
             mask = self._mask(image_id)

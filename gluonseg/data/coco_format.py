@@ -36,7 +36,7 @@ def instances_to_coco(dataset, classes=None, indices=None):
     pycocotools.coco.COCO
         With an extra attribute ``dataset_indices``: ``{COCO image id: dataset index}``.
     """
-    from pycocotools import mask as mask_utils
+    from pycocotools import mask as mask_utils  # lazy: optional, pip install pycocotools
     classes = list(classes if classes is not None else dataset.classes)
     indices = range(len(dataset)) if indices is None else indices
     images, annotations = [], []

@@ -14,7 +14,7 @@ __all__ = ['COCOInstance']
 
 def _mask_api():
     try:
-        from pycocotools import mask as mask_utils
+        from pycocotools import mask as mask_utils  # lazy: optional, pip install pycocotools
     except ImportError as err:
         raise ImportError('COCOInstance needs pycocotools: pip install "gluonseg[coco]" '
                           '(or pip install pycocotools)') from err

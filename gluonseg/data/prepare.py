@@ -29,6 +29,7 @@ The archive table :data:`ARCHIVES` is module-level so a test (or a user with a r
 can replace entries, e.g. ``ARCHIVES['benchmark.tgz'] = ARCHIVES['benchmark.tgz']._replace(sha1=...)``.
 """
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -38,6 +39,8 @@ import time
 import zipfile
 import zlib
 from collections import OrderedDict, namedtuple
+
+from tqdm import tqdm
 
 from ..utils.atomic import write_atomically
 from ..utils.coco_annotations import COCOAnnotationError, read_coco_json, validate_coco
@@ -208,8 +211,6 @@ def is_extracted(archive, target_dir):
 
 
 def _sha1_with_progress(path, progress):
-    import hashlib
-    from tqdm import tqdm
     digest = hashlib.sha1()
     with open(path, 'rb') as f, tqdm(total=os.path.getsize(path), unit='B', unit_scale=True,
                                      unit_divisor=1024, desc='SHA-1 ' + os.path.basename(path),

@@ -480,7 +480,7 @@ def pad_batchify(samples, image_pad=0.0, mask_pad=255):
     NDArray or (NDArray, NDArray)
         The stacked images (and masks, int32).
     """
-    import mxnet as mx
+    import mxnet as mx  # lazy: the registry imports this module and must not import MXNet
 
     def host(x):
         return x.asnumpy() if hasattr(x, 'asnumpy') else np.asarray(x)

@@ -48,6 +48,8 @@ from typing import Optional
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
+from mxnet.contrib import amp
+from tqdm import tqdm
 
 from ..utils.atomic import atomic_copy
 from ..utils.mxnet_compat import amp_loss_scaler, loss_scaler_state, set_loss_scaler_state
@@ -268,7 +270,6 @@ class BaseTrainer(object):
                                 kvstore=self.kvstore, update_on_kvstore=False)
         if self.config.amp == 'float16':
             # bfloat16 has float32's range: only float16 needs the loss scaled.
-            from mxnet.contrib import amp
             amp.init_trainer(trainer)
             self._loss_scaler = amp_loss_scaler(trainer)
         return trainer
@@ -514,7 +515,6 @@ class BaseTrainer(object):
                                        num_workers=self.config.num_workers)
         bar = None
         if self.config.progress:
-            from tqdm import tqdm
             bar = tqdm(total=self.iters_per_epoch, initial=start_batch, dynamic_ncols=True,
                        desc='epoch %d/%d' % (epoch + 1, self.config.epochs), leave=False)
         tic = time.time()
@@ -682,7 +682,6 @@ class BaseTrainer(object):
         if self._loss_scaler is None:
             autograd.backward(losses)
             return
-        from mxnet.contrib import amp
         # The subclasses call this after their autograd.record() block: the scaling must be
         # recorded too, or backward finds the scaled losses outside the graph.
         with autograd.record():

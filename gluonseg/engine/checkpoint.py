@@ -30,6 +30,7 @@ import zipfile
 import mxnet as mx
 import numpy as np
 
+from ..model_zoo.registry import UnknownModelError, get_model, load_weights
 from ..utils.atomic import atomic_copy, publish, remove_quietly, temp_path_beside
 from ..utils.mxnet_compat import load_into_parameter, structural_params, trainer_params
 from .guards import (NonFiniteError, all_finite, first_names, nonfinite_names,
@@ -81,7 +82,6 @@ class Checkpoint(object):
 
     def load_into(self, net, ctx=mx.cpu()):
         """Load the weights into ``net`` strictly (same names and shapes, none missing)."""
-        from ..model_zoo.registry import load_weights
         with _spilled(self._weights_bytes, self.path) as fname:
             load_weights(net, fname, ctx=ctx)
 
@@ -365,7 +365,6 @@ def load_weights_from(source, ctx=mx.cpu(), root=None):
             raise ValueError('%s holds unnamed arrays; expected save_parameters() output' % source)
         return {k.split(':', 1)[1] if k.startswith(('arg:', 'aux:')) else k: v
                 for k, v in loaded.items()}
-    from ..model_zoo.registry import UnknownModelError, get_model
     try:
         zoo_net = get_model(source, pretrained=True, root=root, ctx=mx.cpu())
     except UnknownModelError:

@@ -3,7 +3,9 @@ import time
 
 import mxnet as mx
 from mxnet import autograd, gluon
+from tqdm import tqdm
 
+from ..data.transforms import pad_batchify
 from ..utils.metrics import SegmentationMetric
 
 __all__ = ['evaluate_segmentation', 'predict_batch', 'batchify_with_padding']
@@ -44,7 +46,6 @@ def predict_batch(net, images, ctx_list, evaluator=None):
 
 def batchify_with_padding(samples):
     """Stack ``(image, mask)`` samples of different sizes, padding masks with 255 (ignored)."""
-    from ..data.transforms import pad_batchify
     return pad_batchify(samples, image_pad=0.0, mask_pad=255)
 
 
@@ -93,7 +94,6 @@ def evaluate_segmentation(net, dataset, ctx=mx.cpu(), batch_size=8, nclass=None,
                                    batchify_fn=batchify_fn or batchify_with_padding)
     batches = loader
     if progress:
-        from tqdm import tqdm
         batches = tqdm(loader, desc='evaluate', leave=False, dynamic_ncols=True)
     start = time.time()
     for images, masks in batches:

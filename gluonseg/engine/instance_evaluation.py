@@ -8,8 +8,12 @@ at full size with the accurate sub-pixel paste) and scored with pycocotools thro
 import time
 
 import numpy as np
+from tqdm import tqdm
 
+from ..data.coco_format import instances_to_coco
 from ..data.transforms import load_image
+from ..model_zoo.rcnn.predict import network_input, predict_instances
+from ..utils.coco_metric import COCOInstanceMetric
 
 __all__ = ['coco_ground_truth', 'evaluate_instances', 'calibration_inputs']
 
@@ -20,7 +24,6 @@ def coco_ground_truth(dataset):
     :func:`gluonseg.data.coco_format.instances_to_coco` (image ``i`` has id ``i + 1``)."""
     if hasattr(dataset, 'coco') and hasattr(dataset, 'image_ids'):
         return dataset, list(dataset.image_ids)
-    from ..data.coco_format import instances_to_coco
     return instances_to_coco(dataset), [i + 1 for i in range(len(dataset))]
 
 
@@ -36,7 +39,6 @@ def calibration_inputs(net, dataset, count, short=800, max_size=1333, mean=None,
     image since sizes differ: ``calib_data`` for ``gluonseg.optimize(net, dtype='int8')``.
     Take them from the training split: calibrating on the evaluated images would flatter
     the int8 AP."""
-    from ..model_zoo.rcnn.predict import network_input
     count = int(count)
     if not 0 < count <= len(dataset):
         raise ValueError('calibration needs 1 to %d images of the dataset, not %d'
@@ -77,14 +79,11 @@ def evaluate_instances(net, dataset, short=800, max_size=1333, score_thresh=0.00
         ``{'bbox/AP': ..., 'segm/AP': ..., ..., 'images': n, 'seconds': s}`` (AP in [0, 1]),
         and the metric (``metric.summary_text`` holds pycocotools' tables).
     """
-    from ..model_zoo.rcnn.predict import predict_instances
-    from ..utils.coco_metric import COCOInstanceMetric
     coco_gt, image_ids = ground_truth or coco_ground_truth(dataset)
     metric = COCOInstanceMetric(coco_gt, results_prefix=results_prefix)
     count = len(dataset) if limit is None else min(int(limit), len(dataset))
     indices = range(count)
     if progress:
-        from tqdm import tqdm
         indices = tqdm(indices, desc='evaluating', leave=False, dynamic_ncols=True)
     tic = time.time()
     for index in indices:

@@ -18,6 +18,9 @@ import math
 import mxnet as mx
 from mxnet import autograd, gluon
 
+from ..data.instance_transforms import instance_batchify
+from ..model_zoo.rcnn.losses import MaskRCNNLoss
+from ..model_zoo.rcnn.mask_rcnn import mask_rcnn
 from .base_trainer import (BaseTrainConfig, BaseTrainer, _fmt, disable_bias_bn_weight_decay,
                            logger)
 from .checkpoint import load_checkpoint
@@ -118,8 +121,6 @@ class InstanceTrainer(BaseTrainer):
 
     def __init__(self, net, train_dataset, train_transform, val_dataset=None, ctx=None,
                  config=None, save_dir=None, loss=None, model_info=None, run_args=None):
-        from ..data.instance_transforms import instance_batchify
-        from ..model_zoo.rcnn.losses import MaskRCNNLoss
         config = config or InstanceTrainConfig()
         super().__init__(net, SeededTransformDataset(train_dataset, train_transform, config.seed),
                          val_dataset, ctx, config, save_dir=save_dir, model_info=model_info,
@@ -226,7 +227,6 @@ def mask_rcnn_from_checkpoint(path, ctx=mx.cpu(), **overrides):
     -------
     (MaskRCNN, Checkpoint)
     """
-    from ..model_zoo.rcnn.mask_rcnn import mask_rcnn
     ckpt = load_checkpoint(path)
     model = ckpt.meta.get('model') or {}
     if model.get('builder') != 'mask_rcnn':

@@ -13,6 +13,8 @@ operators have no float16 matrix product ("FP16 gemm on cpu not implemented").
 """
 import logging
 
+from mxnet.contrib import amp
+
 from ..utils.mxnet_compat import amp_initialized
 from .choices import AMP_DTYPES
 
@@ -43,7 +45,6 @@ def init_amp(dtype):
         raise ValueError('Unknown AMP dtype %r; choose one of %s' % (dtype, ', '.join(AMP_DTYPES)))
     if _initialized == dtype:
         return
-    from mxnet.contrib import amp
     if _initialized is not None or amp_initialized():
         raise ValueError('AMP is already on in this process (for %s); it cannot be switched to '
                          '%s' % (_initialized or 'a dtype set outside gluonseg', dtype))

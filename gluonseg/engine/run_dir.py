@@ -22,6 +22,7 @@ import re
 
 from ..utils.atomic import write_atomically
 from ..utils.filelock import FileLock, FileLockTimeout, _pid_alive
+from ..utils.plot import plot_training_curves
 
 __all__ = ['RunDirectory', 'RunDirectoryInUse', 'LOCK_FILE', 'LATEST_CHECKPOINT',
            'BEST_CHECKPOINT', 'METRICS_FILE', 'LOG_FILE']
@@ -175,7 +176,6 @@ class RunDirectory(object):
         None after logging why nothing was drawn (no matplotlib, nothing logged yet, or a
         drawing error: the run is done and must not lose its result over a picture)."""
         try:
-            from ..utils.plot import plot_training_curves
             path = plot_training_curves(self.path, metrics=metrics)
         except ImportError as err:
             logger.warning('No training curves drawn: %s', err)

@@ -12,6 +12,7 @@ import os
 import sys
 
 import mxnet as mx
+from tqdm import tqdm
 
 from .base_trainer import NonFiniteError, logger
 from .checkpoint import CheckpointError, weight_file_kind
@@ -60,7 +61,6 @@ class TqdmLoggingHandler(logging.Handler):
     """Console logging that does not break tqdm progress bars."""
 
     def emit(self, record):
-        from tqdm import tqdm
         try:
             tqdm.write(self.format(record))
         except Exception:  # pragma: no cover - never let logging kill training

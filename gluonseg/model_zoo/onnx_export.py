@@ -52,9 +52,15 @@ beside numpy 1.23.5 (it runs correctly there), or run the exported file in anoth
 environment.
 """
 import contextlib
+import json
 
 import mxnet as mx
 import numpy as np
+from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
+from mxnet.onnx.mx2onnx._op_translations._op_translations_opset12 import (
+    convert_broadcast_like, convert_contrib_BilinearResize2D)
+
+from .optimize import inference_symbol
 
 __all__ = ['export_onnx', 'DEFAULT_OPSET', 'INPUT_NAME', 'OUTPUT_NAME', 'onnx_converters']
 
@@ -95,15 +101,11 @@ def export_onnx(net, path, input_shape=(1, 3, 480, 480), dynamic=True, opset=DEF
         ``input_shape``.
     """
     try:
-        import onnx
-        from onnx import helper
+        import onnx  # lazy: optional, pip install onnx
+        from onnx import helper  # lazy: optional, pip install onnx
     except ImportError as error:
         raise ImportError('export_onnx needs the onnx package: pip install "onnx==1.14.1" '
                           '(or gluonseg[onnx])') from error
-    from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
-
-    from .optimize import inference_symbol
-
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) != 4 or input_shape[1] != 3:
         raise ValueError('input_shape must be (N, 3, H, W), got %s' % (input_shape,))
@@ -139,7 +141,6 @@ def export_onnx(net, path, input_shape=(1, 3, 480, 480), dynamic=True, opset=DEF
 
 
 def _nodes(symbol):
-    import json
     return json.loads(symbol.tojson())['nodes']
 
 
@@ -167,7 +168,6 @@ def _name_dynamic_dims(model, nclass):
 def onnx_converters(opset=DEFAULT_OPSET):
     """Register gluonseg's converters in MXNet's ONNX registry for the duration of the block
     (for ``mx.onnx.export_model`` too), restoring MXNet's afterwards."""
-    from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
     converters = {'_contrib_BilinearResize2D': _convert_bilinear_resize,
                   '_contrib_AdaptiveAvgPooling2D': _convert_adaptive_avg_pooling,
                   'broadcast_like': _convert_broadcast_like}
@@ -188,7 +188,7 @@ class _Graph:
     """Node and constant builder for one converted MXNet node (unique names from its name)."""
 
     def __init__(self, name, kwargs):
-        from onnx import helper, numpy_helper
+        from onnx import helper, numpy_helper  # lazy: optional, pip install onnx
         self.helper, self.numpy_helper = helper, numpy_helper
         self.name = name
         self.initializer = kwargs['initializer']
@@ -223,8 +223,6 @@ def _inputs(node, kwargs):
 
 def _convert_bilinear_resize(node, **kwargs):
     """``BilinearResize2D`` in ``like`` mode (and ``size``/scale modes) as ONNX ``Resize``."""
-    from mxnet.onnx.mx2onnx._op_translations._op_translations_opset12 import \
-        convert_contrib_BilinearResize2D
     name, inputs, attrs = _inputs(node, kwargs)
     if attrs.get('mode', 'size') != 'like':
         return convert_contrib_BilinearResize2D(node, **kwargs)
@@ -275,8 +273,6 @@ def _convert_adaptive_avg_pooling(node, **kwargs):
 def _convert_broadcast_like(node, **kwargs):
     """``broadcast_like(x, like, lhs_axes=(2, 3), rhs_axes=(2, 3))`` as an ``Expand``; other
     axes go to MXNet's converter."""
-    from mxnet.onnx.mx2onnx._op_translations._op_translations_opset12 import \
-        convert_broadcast_like
     name, inputs, attrs = _inputs(node, kwargs)
     axes = (attrs.get('lhs_axes', 'None').replace(' ', ''),
             attrs.get('rhs_axes', 'None').replace(' ', ''))

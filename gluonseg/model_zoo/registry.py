@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from ..data.catalog import dataset_info, resolve
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ..utils.download import sha1_file
 from . import weights_table
 
 __all__ = ['Weights', 'ModelEntry', 'LazyBuilder', 'register_model', 'register_weights',
@@ -277,28 +278,28 @@ def get_model(name, pretrained=False, pretrained_base=True, ctx=None, root=None,
 def fetch_weights(name, weights, root=None):
     """Path of the verified file of a :class:`Weights` record (downloaded when needed)."""
     if weights.path is not None:
-        from ..utils.download import sha1_file
         if weights.sha1 and sha1_file(weights.path) != weights.sha1:
             raise IOError('Weight file %s registered for %r does not have SHA-1 %s'
                           % (weights.path, name, weights.sha1))
         return weights.path
-    from .model_store import get_model_file
+    from .model_store import get_model_file  # lazy: listing models loads no other model_zoo module
     return get_model_file(name, weights.sha1, root=root, url=weights.url)
 
 
 def _context_list(ctx):
     """``ctx`` (None: the CPU) as a list of contexts."""
     if ctx is None:
-        import mxnet as mx  # here, not at the top: listing models must not import MXNet
+        import mxnet as mx  # lazy: listing models must not import MXNet
         ctx = mx.cpu()
     return list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
 
 
 def _initialize_missing(net, ctx, init=None):
     """Initialize parameters that no weight file filled (e.g. a new head)."""
-    import mxnet as mx
+    import mxnet as mx  # lazy: listing models must not import MXNet
 
-    from ..utils.mxnet_compat import has_data, is_deferred
+    from ..utils.mxnet_compat import (  # lazy: listing models must not import MXNet
+        has_data, is_deferred)
     init = init or mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2)
     for param in net.collect_params().values():
         if not has_data(param) and not is_deferred(param):
@@ -313,9 +314,10 @@ def load_weights(net, filename, ctx=None):
     Errors list the missing, unexpected and mismatched names (not only the first), and name
     the file. ``ctx``: a context or a list of them (default: the CPU).
     """
-    import mxnet as mx
+    import mxnet as mx  # lazy: listing models must not import MXNet
 
-    from ..utils.mxnet_compat import load_into_parameter, structural_params
+    from ..utils.mxnet_compat import (  # lazy: listing models must not import MXNet
+        load_into_parameter, structural_params)
     loaded = mx.nd.load(filename)
     if isinstance(loaded, list) or not loaded:
         raise ValueError('%s holds no named arrays; expected a file written by '

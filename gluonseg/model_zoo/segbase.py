@@ -11,6 +11,7 @@ import mxnet as mx
 from mxnet import autograd
 from mxnet.gluon import nn
 
+from ..data.transforms import load_image, normalize_image
 from ..utils.mxnet_compat import has_data
 from .model_store import ModelStoreError
 from .registry import get_model
@@ -340,7 +341,6 @@ class SegBaseModel(nn.HybridBlock):
     def preprocess(self, image):
         """An image (path, PIL image or uint8 HxWx3 RGB array) as a normalized (1, 3, H, W)
         batch on the model's first context."""
-        from ..data.transforms import load_image, normalize_image
         info = getattr(self, 'gluonseg_info', None)
         norm = dict(mean=info.mean, std=info.std) if info is not None else {}
         array = normalize_image(load_image(image), **norm)

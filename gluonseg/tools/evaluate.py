@@ -26,6 +26,7 @@ import time
 
 import mxnet as mx
 import numpy as np
+from tqdm import tqdm
 
 from ..data import SegmentationTestValTransform, SegmentationValTransform
 from ..data.catalog import dataset_info, dataset_of_model_suffix
@@ -203,7 +204,6 @@ def iter_predictions(net, dataset, ctx=mx.cpu(), batch_size=1, evaluator=None, n
                                       batchify_fn=_batchify_readable if guarded
                                       else _batchify_with_sizes)
     if progress:
-        from tqdm import tqdm
         loader = tqdm(loader, desc='predict', leave=False, dynamic_ncols=True)
     start = 0
     for batch in loader:

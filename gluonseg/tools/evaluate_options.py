@@ -116,8 +116,7 @@ def task_of(args):
     """``(task, source)``: the task of the checkpoint or of ``--model``, and which of them;
     ``(None, None)`` when that cannot be told."""
     if args.checkpoint:
-        # It imports MXNet, which loading the checkpoint needs next.
-        from ..engine.checkpoint import checkpoint_task
+        from ..engine.checkpoint import checkpoint_task  # lazy: only checking a file needs MXNet
         task = checkpoint_task(args.checkpoint)
         if task in TASKS:
             return task, 'the checkpoint %s' % args.checkpoint
@@ -168,8 +167,7 @@ def check_weight_files(p, args, pass_checkpoint):
     """
     if not any(path and os.path.isfile(path) for path in (args.params, args.checkpoint)):
         return args
-    # It imports MXNet, which loading the file needs next.
-    from ..engine.checkpoint import weight_file_kind
+    from ..engine.checkpoint import weight_file_kind  # lazy: only checking a file needs MXNet
     if args.params and os.path.isfile(args.params):
         kind = weight_file_kind(args.params)
         if kind == 'checkpoint':

@@ -1,9 +1,10 @@
 """Segment images (files, folders, wildcards) and write the results as pictures.
 
 The code of ``scripts/segmentation/demo.py``, ``scripts/instance/demo_mask_rcnn.py`` and
-``gluonseg predict``. A semantic model writes ``<name>_mask.png`` (palette PNG of the class
-ids) and ``<name>_overlay.png`` (the colours over the picture, with a legend); a Mask R-CNN
-writes ``<name>_instances.png`` (masks, boxes, class names and scores)::
+``gluonseg predict`` (its command line: :mod:`gluonseg.tools.predict_options`). A semantic
+model writes ``<name>_mask.png`` (palette PNG of the class ids) and ``<name>_overlay.png``
+(the colours over the picture, with a legend); a Mask R-CNN writes ``<name>_instances.png``
+(masks, boxes, class names and scores)::
 
     gluonseg predict photos/*.jpg --model deeplab_resnet101_voc --pretrained
     gluonseg predict photos/ --checkpoint runs/shapes/fcn_resnet18_shapes/best.ckpt
@@ -27,87 +28,28 @@ import glob
 import os
 import sys
 
+import mxnet as mx
+
+from ..data.instance_transforms import resize_short_within
+from ..data.transforms import _resize_mask, load_image
+from ..engine import load_checkpoint
+from ..engine.instance_trainer import mask_rcnn_from_checkpoint
+from ..model_zoo.rcnn.predict import predict_instances
+from ..model_zoo.registry import UnknownModelError, model_info
 from ..model_zoo.weights_table import RESIZE_RULES
-from . import tool_parser
-from .evaluate_options import check_weight_files
+from ..utils import viz
+from ..utils.atomic import write_atomically
+from .evaluate import (load_network, network_from_checkpoint, palette_of, save_label_png,
+                       zoo_network)
+# The command line, here too for the scripts that parse and run in one module.
+from .predict_options import add_arguments, check_arguments, parse_args
 
 __all__ = ['IMAGE_EXTENSIONS', 'add_arguments', 'check_arguments', 'parse_args',
            'expand_inputs', 'model_task', 'load_semantic', 'load_instance', 'resize_rule',
-           'predict_labels',
-           'predict_semantic', 'predict_instance', 'run', 'main']
+           'predict_labels', 'predict_semantic', 'predict_instance', 'run', 'main']
 
 # Files taken from a folder given as input (any file named explicitly is tried).
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm')
-
-
-def add_arguments(p, task=None):
-    """The options of ``gluonseg predict`` on an ``argparse`` parser; ``task`` 'semantic' or
-    'instance' leaves out the other task's options (the demo scripts)."""
-    p.add_argument('inputs', nargs='+', metavar='IMAGE',
-                   help='image files, folders (their images) or wildcards such as "dir/*.jpg"')
-    g = p.add_argument_group('model (one of)')
-    g.add_argument('--model', help='registered model name, with --pretrained or --params')
-    g.add_argument('--pretrained', nargs='?', const=True, default=False, metavar='SHA1',
-                   help='the published weights of --model (or the file whose SHA-1 starts '
-                   'with SHA1)')
-    g.add_argument('--params', help='a .params weight file of --model\'s layout')
-    g.add_argument('--checkpoint', help='a checkpoint of %s' % {
-        'semantic': 'train.py', 'instance': 'train_mask_rcnn.py'}.get(
-            task, 'train.py or train_mask_rcnn.py'))
-    if task != 'instance':
-        g.add_argument('--aux', action='store_true',
-                       help='build --model with its auxiliary head (when --params has it)')
-    g = p.add_argument_group('output')
-    g.add_argument('--output', default=os.path.join('runs', 'predict'),
-                   help='folder of the pictures written')
-    g.add_argument('--alpha', type=float, default=0.5, help='opacity of the colours')
-    g.add_argument('--no-legend', action='store_true')
-    if task != 'instance':
-        g.add_argument('--draw-background', action='store_true',
-                       help='colour the background class too; without it the picture '
-                       'shows through')
-    semantic_short = ('semantic: resize each image so that its shorter side is N pixels '
-                      'before predicting (without it: at its own size), for a model trained '
-                      'on objects of another scale; the outputs keep the image\'s size')
-    instance_short = ('Mask R-CNN: the short side to resize to (default 800, or the '
-                      'checkpoint\'s)')
-    g = p.add_argument_group('resize')
-    g.add_argument('--short', type=int, metavar='N', help={
-        'semantic': semantic_short, 'instance': instance_short}.get(
-            task, semantic_short + '; ' + instance_short))
-    if task != 'semantic':
-        g = p.add_argument_group('Mask R-CNN')
-        g.add_argument('--max-size', type=int, help='resize: long side at most (default 1333, '
-                       'or the checkpoint\'s)')
-        g.add_argument('--score-thresh', type=float, default=0.5,
-                       help='draw detections scoring at least this')
-        g.add_argument('--max-dets', type=int, default=100)
-        g.add_argument('--mask-thresh', type=float, default=0.5)
-    p.add_argument('--gpu', type=int, help='GPU index (default: CPU)')
-    return p
-
-
-def check_arguments(p, args):
-    """Exit through ``p.error`` unless exactly one model source is given."""
-    if bool(args.model) == bool(args.checkpoint):
-        p.error('give either --model NAME (with --pretrained or --params FILE) or '
-                '--checkpoint FILE')
-    if args.model and not (args.pretrained or args.params):
-        p.error('--model %s needs --pretrained (published weights) or --params FILE'
-                % args.model)
-    if args.model and args.pretrained and args.params:
-        p.error('give --pretrained or --params, not both')
-    if not 0.0 <= args.alpha <= 1.0:
-        p.error('--alpha must be between 0 and 1, got %g' % args.alpha)
-    if args.short is not None and args.short < 1:
-        p.error('--short must be a positive number of pixels, got %d' % args.short)
-    return check_weight_files(p, args, 'pass it with --checkpoint %s')
-
-
-def parse_args(argv=None, description=None, task=None):
-    p = tool_parser(__doc__, description)
-    add_arguments(p, task)
-    return check_arguments(p, p.parse_args(argv))
 
 
 def expand_inputs(inputs):
@@ -155,11 +97,9 @@ def model_task(args):
     """``'semantic'`` or ``'instance'``: the registry's task of ``--model``, or what the
     ``--checkpoint`` holds. Returns ``(task, Checkpoint or None)``."""
     if args.checkpoint:
-        from ..engine import load_checkpoint
         ckpt = load_checkpoint(args.checkpoint)
         model = ckpt.get('model') or {}
         return ('instance' if model.get('builder') == 'mask_rcnn' else 'semantic'), ckpt
-    from ..model_zoo import model_info
     task = model_info(args.model).task
     if task not in ('semantic', 'instance'):
         raise ValueError('%s is a %s model; predict draws semantic or instance segmentation'
@@ -169,8 +109,6 @@ def model_task(args):
 
 def load_semantic(args, ctx, ckpt=None):
     """A semantic network with its weights, its palette and its class names."""
-    from ..model_zoo import model_info
-    from .evaluate import load_network, network_from_checkpoint, palette_of
     classes = None
     if ckpt is not None:
         net, name = network_from_checkpoint(ckpt, ctx)
@@ -193,11 +131,9 @@ def load_semantic(args, ctx, ckpt=None):
 def load_instance(args, ctx):
     """A Mask R-CNN with its weights and the resize of its run: ``(net, short, max_size)``."""
     if args.checkpoint:
-        from ..engine.instance_trainer import mask_rcnn_from_checkpoint
         net, ckpt = mask_rcnn_from_checkpoint(args.checkpoint, ctx=ctx)
         run_args = ckpt.get('args') or {}
     else:
-        from .evaluate import zoo_network
         net, run_args = zoo_network(args.model, args.pretrained, args.params, ctx), {}
     rule = resize_rule(net) or RESIZE_RULES['instance']
     short = args.short or run_args.get('short') or rule['short']
@@ -219,7 +155,6 @@ def _readable_images(paths, names, failed=None):
     type) is reported on stderr and appended to it as ``(path, reason)``; without, the error
     propagates.
     """
-    from ..data.transforms import load_image
     for path, name in zip(paths, names):
         try:
             image = load_image(path)
@@ -240,8 +175,6 @@ def predict_labels(net, image, short=None):
         short = resize_rule(net).get('short')
     if short is None:
         return net.predict(image)
-    from ..data.transforms import _resize_mask
-    from ..model_zoo.rcnn.predict import resize_short_within
     resized, _ = resize_short_within(image, short, max_size=float('inf'))
     return _resize_mask(net.predict(resized), *image.shape[:2])
 
@@ -252,9 +185,6 @@ def predict_semantic(net, paths, names, output, palette, classes=None, alpha=0.5
     image's size; returns the written paths. ``short``: see :func:`predict_labels`. With a
     list ``failed``, an image that cannot be read is reported on stderr, recorded there as
     ``(path, reason)`` and skipped; with None its error propagates."""
-    from ..utils import viz
-    from ..utils.atomic import write_atomically
-    from .evaluate import save_label_png
     written = []
     for path, name, image in _readable_images(paths, names, failed):
         labels = predict_labels(net, image, short)
@@ -277,9 +207,6 @@ def predict_instance(net, paths, names, output, short=800, max_size=1333, score_
                      max_dets=100, mask_thresh=0.5, alpha=0.5, legend=True, failed=None):
     """Write ``<name>_instances.png`` for every image; returns the written paths. ``failed``:
     as in :func:`predict_semantic`."""
-    from ..model_zoo.rcnn.predict import predict_instances
-    from ..utils import viz
-    from ..utils.atomic import write_atomically
     written = []
     for path, name, image in _readable_images(paths, names, failed):
         found = predict_instances(net, image, short=short, max_size=max_size,
@@ -299,7 +226,6 @@ def predict_instance(net, paths, names, output, short=800, max_size=1333, score_
 def run(args, task=None):
     """Segment ``args.inputs`` with the model ``args`` name; ``task`` refuses models of the
     other task (the demo scripts). Returns the exit status."""
-    from ..model_zoo.registry import UnknownModelError
     try:
         paths = expand_inputs(args.inputs)
         names = _output_names(paths)
@@ -309,7 +235,6 @@ def run(args, task=None):
                 args.checkpoint or args.model, found,
                 'scripts/instance/demo_mask_rcnn.py' if found == 'instance'
                 else 'scripts/segmentation/demo.py'))
-        import mxnet as mx  # here: the options and --help need no MXNet
         ctx = mx.gpu(args.gpu) if args.gpu is not None else mx.cpu()
         if found == 'instance':
             net, short, max_size = load_instance(args, ctx)

@@ -391,7 +391,7 @@ def _describe(value):
 
 
 def _pycocotools_index(dataset):
-    from pycocotools.coco import COCO  # optional dependency
+    from pycocotools.coco import COCO  # lazy: optional, pip install pycocotools
     coco = COCO()
     coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
@@ -429,7 +429,7 @@ def checked_coco(coco, source, require_segmentation=True):
 
 def segmentation_rle(segmentation, height, width):
     """The RLE of a checked annotation's segmentation: polygons, uncompressed or compressed RLE."""
-    from pycocotools import mask as mask_utils
+    from pycocotools import mask as mask_utils  # lazy: optional, pip install pycocotools
     if isinstance(segmentation, list):  # polygons: one object may have several parts
         return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
     if isinstance(segmentation['counts'], list):  # uncompressed RLE

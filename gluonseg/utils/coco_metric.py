@@ -28,8 +28,8 @@ STAT_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl')
 
 def _pycocotools():
     try:
-        from pycocotools.cocoeval import COCOeval
-        from pycocotools import mask as mask_utils
+        from pycocotools.cocoeval import COCOeval  # lazy: optional, pip install pycocotools
+        from pycocotools import mask as mask_utils  # lazy: optional, pip install pycocotools
     except ImportError as err:
         raise ImportError('COCOInstanceMetric needs pycocotools: pip install "gluonseg[coco]" '
                           '(or pip install pycocotools)') from err

@@ -6,6 +6,7 @@ Where ``fcntl`` is missing (Windows) the lock is the existence of the lock file,
 with ``O_CREAT | O_EXCL``; a lock file whose pid is dead or that is older than
 ``stale_after`` seconds is considered abandoned and removed.
 """
+import ctypes
 import errno
 import os
 import time
@@ -40,7 +41,6 @@ def _pid_alive(pid):
         return False
     if os.name == 'nt':
         # os.kill(pid, 0) on Windows would *terminate* the process (signal 0 is CTRL_C_EVENT).
-        import ctypes
         kernel32 = ctypes.windll.kernel32
         process_query_limited_information, still_active, access_denied = 0x1000, 259, 5
         handle = kernel32.OpenProcess(process_query_limited_information, False, pid)

@@ -38,7 +38,7 @@ def _class_ids(pred, label_ndim):
     """
     if len(pred.shape) == label_ndim + 1:
         if hasattr(pred, 'asnumpy'):
-            import mxnet as mx
+            import mxnet as mx  # lazy: only for NDArray input; numpy needs no MXNet
             return mx.nd.argmax(pred, axis=-3).asnumpy()
         return _argmax_class_axis(np.asarray(pred))
     return _to_numpy(pred)

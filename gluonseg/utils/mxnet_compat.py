@@ -10,6 +10,7 @@ import ctypes
 
 import mxnet as mx
 import numpy as np
+from mxnet.contrib.amp import amp
 
 __all__ = ['structural_params', 'load_into_parameter', 'has_data', 'is_deferred',
            'layer_kwargs', 'trainer_params', 'optimizer_states', 'amp_loss_scaler',
@@ -81,7 +82,6 @@ def init_kvstore_now(trainer):
 # ------------------------------------------------------------------------------------- AMP
 def amp_initialized():
     """Whether ``mxnet.contrib.amp.init`` ran in this process (``amp._amp_initialized``)."""
-    from mxnet.contrib.amp import amp
     return bool(amp._amp_initialized)
 
 

@@ -89,9 +89,9 @@ def plot_training_curves(run_dir, output=None, metrics=None, size=(10, 4), dpi=1
         When the folder has neither a logged loss nor a validation record.
     """
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import MaxNLocator
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: optional, pip install matplotlib
+        from matplotlib.figure import Figure  # lazy: optional, pip install matplotlib
+        from matplotlib.ticker import MaxNLocator  # lazy: optional, pip install matplotlib
     except ImportError as err:
         raise ImportError('plotting training curves needs matplotlib (pip install '
                           '"matplotlib<3.10"): %s' % err) from None

@@ -26,6 +26,7 @@ import warnings
 
 import mxnet as mx
 from mxnet import autograd
+from mxnet.contrib.quantization import quantize_net_v2
 
 from ..rcnn.inference import LeanDetector
 from ..rcnn.predict import predict_instances
@@ -262,7 +263,6 @@ def _quantized_blocks(net, plain, split, batches, calib_mode, ctx, rois_per_imag
 def _quantized(block, batches, calib_mode, ctx):
     """``block`` quantized to int8 by oneDNN, calibrated on ``batches`` (lists of its
     inputs)."""
-    from mxnet.contrib.quantization import quantize_net_v2
     num_inputs = len(batches[0])
     # The names quantize_net_v2's calibration binds the inputs to: data; data, data0;
     # data0, data1, ... (mxnet.contrib.quantization._DataIterWrapper).

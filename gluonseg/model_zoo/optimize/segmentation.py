@@ -57,6 +57,9 @@ import warnings
 import mxnet as mx
 import numpy as np
 from mxnet import autograd
+from mxnet.contrib import amp
+from mxnet.contrib.amp.amp import bfloat16
+from mxnet.contrib.quantization import quantize_net_v2
 
 from .calibration import CALIB_MODES, calibration_batches, check_initialized
 
@@ -272,8 +275,6 @@ def optimize_segmentation(net, dtype='float32', calib_data=None, calib_mode='nai
 
 
 def _to_bfloat16(base, keep_float, ctx, classifier):
-    from mxnet.contrib import amp
-    from mxnet.contrib.amp.amp import bfloat16
     # Concat added to the bfloat16 list: see the module docstring.
     target_ops = amp.list_lp16_ops(bfloat16) + ['Concat', 'concat']
     with warnings.catch_warnings():  # AMP warns about params it leaves in float32
@@ -303,7 +304,6 @@ def _rewrap(block, dtype, classifier, ctx):
 
 
 def _to_int8(base, keep_float, batches, calib_mode, quantized_dtype, ctx, classifier):
-    from mxnet.contrib.quantization import quantize_net_v2
     base.hybridize()
     kwargs = dict(quantized_dtype=quantized_dtype, quantize_mode='smart',
                   exclude_layers=list(keep_float), calib_mode=calib_mode, ctx=ctx)

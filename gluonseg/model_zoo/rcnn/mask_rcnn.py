@@ -36,12 +36,13 @@ from mxnet.gluon import nn
 
 from ...data.classes import COCO_INSTANCE_CLASSES
 from ...utils.mxnet_compat import has_data
-from ..segbase import initialize_keeping_values
+from ..segbase import build_backbone, initialize_keeping_values
 from .fpn import FPNFeatures
 from .heads import MaskHead, box_predictors, fpn_box_features
 from .inference import LeanDetector, RawDetector
 from .mask_target import MaskTargetGenerator
 from .postprocess import DetectionPostProcessor
+from .predict import predict_instances
 from .rcnn_target import RCNNTargetSampler
 from .roi_align import RoIAlignExtractor
 from .rpn import MultiLevelRPN, SingleLevelRPN
@@ -203,7 +204,6 @@ class MaskRCNN(nn.HybridBlock):
     def predict(self, images, **kwargs):
         """Detections with full-size masks in each image's own pixels; see
         :func:`~gluonseg.model_zoo.rcnn.predict.predict_instances` for the options."""
-        from .predict import predict_instances
         return predict_instances(self, images, **kwargs)
 
     def forward(self, x, *targets):
@@ -484,7 +484,6 @@ def _copy_rows(source, target, pairs):
 
 
 def _backbone(depth, variant, pretrained_base, root, frozen_bn=True):
-    from ..segbase import build_backbone
     # Frozen BatchNorm (running statistics also while training), as the models were trained.
     return build_backbone('resnet%d_%s' % (depth, variant), dilated=False,
                           pretrained=pretrained_base, root=root,
