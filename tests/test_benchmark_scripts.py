@@ -9,6 +9,8 @@ import pytest
 
 from test_docs import ROOT, load_script
 
+pytestmark = pytest.mark.benchmark   # deselected by default; -m benchmark runs it
+
 
 def test_inference_benchmark_writes_rows(tmp_path):
     script = load_script('scripts/benchmark/inference.py')
@@ -27,6 +29,24 @@ def test_inference_benchmark_mkldnn_path_runs():
     rows = script.main(['--models', 'deeplab_resnet18_shapes', '--sizes', '40', '--warmup', '1',
                         '--repeat', '1', '--mkldnn'])
     assert rows[0]['mode'] == 'mkldnn' and rows[0]['median_s'] > 0
+
+
+def test_inference_benchmark_times_the_graph_with_the_aux_head_too(capsys):
+    script = load_script('scripts/benchmark/inference.py')
+    rows = script.main(['--models', 'deeplab_resnet18_shapes', '--sizes', '40', '--warmup', '0',
+                        '--repeat', '1', '--aux-head'])
+    assert [r['mode'] for r in rows] == ['hybrid', 'hybrid+aux-head']
+    assert 'leaving the auxiliary head out of the inference graph saves' in \
+        capsys.readouterr().out
+    # The auxiliary head on ResNet-18's stage 3 (256 channels, 5x5 at 1/8 of 40x40): a 3x3
+    # conv to 64 channels and a 1x1 conv to the 4 Shapes classes.
+    net = script.gluonseg.get_model('deeplab_resnet18_shapes', pretrained_base=False)
+    shape = (1, 3, 40, 40)
+    extra = script.count_macs(script.with_aux_head(net, 'net'), shape) - \
+        script.count_macs(net, shape)
+    assert extra == 5 * 5 * (256 * 9 * 64 + 64 * 4)
+    with pytest.raises(SystemExit):
+        script.main(['--models', 'deeplab_resnet18_shapes', '--aux-head', '--dtype', 'int8'])
 
 
 def test_paste_benchmark_times_each_box_range():

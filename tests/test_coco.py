@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-pytest.importorskip('pycocotools')
+pytest.importorskip('pycocotools', reason='pycocotools is not installed: pip install -e ".[coco]"')
 from pycocotools import mask as mask_utils  # noqa: E402
 
 from fixtures_data import rle_of, write_coco  # noqa: E402

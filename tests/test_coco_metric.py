@@ -13,7 +13,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-pytest.importorskip('pycocotools')
+pytest.importorskip('pycocotools', reason='pycocotools is not installed: pip install -e ".[coco]"')
 from pycocotools import mask as mask_utils  # noqa: E402
 
 from fixtures_data import rle_of, write_coco  # noqa: E402

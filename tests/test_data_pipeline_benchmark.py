@@ -1,7 +1,11 @@
 """scripts/benchmark/data_pipeline.py runs end to end with tiny settings (no timing asserts)."""
 import math
 
+import pytest
+
 from test_docs import load_script
+
+pytestmark = pytest.mark.benchmark   # deselected by default; -m benchmark runs it
 
 
 def test_data_pipeline_benchmark_runs(tmp_path, capsys):

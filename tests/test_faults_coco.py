@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
-pytest.importorskip('pycocotools')
+pytest.importorskip('pycocotools', reason='pycocotools is not installed: pip install -e ".[coco]"')
 import pycocotools.mask  # noqa: E402
 from pycocotools.coco import COCO  # noqa: E402
 

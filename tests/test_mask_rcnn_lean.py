@@ -1,6 +1,6 @@
 """Lean Mask R-CNN inference (MaskRCNN.detect): the kept detections of the raw forward,
 with the mask head run on them only; checked on the golden weights against the raw path."""
-import re
+import json
 import types
 
 import mxnet as mx
@@ -29,6 +29,16 @@ def assert_rows_equal(raw, lean, rows, rtol=1e-5):
     np.testing.assert_allclose(l_scores[:rows], scores[:rows], rtol=rtol)
     np.testing.assert_allclose(l_boxes[:rows], boxes[:rows], rtol=rtol, atol=1e-3)
     np.testing.assert_allclose(l_masks[:rows], masks[:rows], atol=1e-4)
+
+
+def fused_nodes(block, op):
+    """The nodes of MXNet operator ``op`` in ``block``'s cached (optimized) graph."""
+    nodes = json.loads(block._cached_graph[1].tojson())['nodes']
+    return [n for n in nodes if n['op'] == op]
+
+
+def quantized(node):
+    return node.get('attrs', {}).get('quantized', '').lower() == 'true'
 
 
 def check_lean_against_raw(name, published_file, **kwargs):  # noqa: F811
@@ -189,10 +199,9 @@ def test_int8_quantizes_the_backbone_calibrated_on_images(published_file):
     assert 1e-3 < np.abs(out - ref).mean() / np.abs(ref).mean() < 0.1
     # All the RPN's convs run in int8: kept in float32, the objectness and box convs and the
     # float copy of the 3x3 conv's output they read took 80 ms of FPN ResNet-50's RPN.
-    graph = fast.rpn._cached_graph[1].get_internals().list_outputs()
-    convs = [n for n in graph if re.fullmatch(r'(quantized_)?sg_mkldnn_conv\w*?_\d+_output', n)]
-    assert convs == ['quantized_sg_mkldnn_conv_act_0_output',
-                     'quantized_sg_mkldnn_conv_1_output', 'quantized_sg_mkldnn_conv_2_output']
+    # The RPN head has three convolutions (3x3, objectness, boxes).
+    convs = fused_nodes(fast.rpn, '_sg_mkldnn_conv')
+    assert len(convs) == 3 and all(quantized(n) for n in convs), convs
     with mx.autograd.predict_mode():  # the objectness of every anchor, before NMS
         features = net.features(x)
         ref_scores = net.rpn.proposal_candidates(mx.nd, x, features)[..., 0].asnumpy()
@@ -239,10 +248,9 @@ def test_int8_fpn_quantizes_the_box_fcs_and_keeps_the_predictors_float(small_fpn
         ids = fast.detect(x, 0.0, 5)[0].asnumpy()
     finally:
         small_fpn.hybridize(False)
-    graph = fast.box_features._cached_graph[1].get_internals().list_outputs()
-    fcs = [n for n in graph if re.fullmatch(r'(quantized_)?sg_mkldnn_fully_\w*?_\d+_output', n)]
-    assert fcs == ['quantized_sg_mkldnn_fully_connected_eltwise_0_output',
-                   'quantized_sg_mkldnn_fully_connected_eltwise_1_output'], graph
+    # The FPN box head's two fully connected layers.
+    fcs = fused_nodes(fast.box_features, '_sg_mkldnn_fully_connected')
+    assert len(fcs) == 2 and all(quantized(n) for n in fcs), fcs
     assert 0 < np.abs(out - ref).mean() / np.abs(ref).mean() < 0.1
     assert fast.class_predictor is small_fpn.class_predictor
     assert (ids >= 0).all()

@@ -1,7 +1,6 @@
 """SegmentationMetric: hand-computed values, ignore label, absent classes, input forms, merging."""
 import json
 import math
-import time
 
 import mxnet as mx
 import numpy as np
@@ -186,14 +185,15 @@ def test_bad_labels_and_shapes_raise_clear_errors():
     assert metric.confusion_matrix.sum() == 0  # failed updates left no partial counts
 
 
-def test_update_is_fast_on_a_480_batch():
+def test_a_480_batch_of_ndarrays_counts_every_scored_pixel_pair():
     rng = np.random.RandomState(4)
     labels = rng.randint(0, 21, size=(16, 480, 480)).astype(np.int32)
     labels[:, :10] = 255
     preds = rng.randint(0, 21, size=(16, 480, 480)).astype(np.int32)
     metric = SegmentationMetric(21)
-    start = time.perf_counter()
     metric.update(mx.nd.array(labels, dtype='int32'), mx.nd.array(preds, dtype='int32'))
-    elapsed = time.perf_counter() - start
-    assert metric.confusion_matrix.sum() == 16 * 470 * 480
-    assert elapsed < 1.0, 'update took %.2fs' % elapsed
+    scored = labels != 255
+    expected = np.zeros((21, 21), dtype=np.int64)
+    np.add.at(expected, (labels[scored], preds[scored]), 1)
+    np.testing.assert_array_equal(metric.confusion_matrix, expected)
+    assert expected.sum() == 16 * 470 * 480

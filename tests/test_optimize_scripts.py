@@ -5,6 +5,8 @@ import pytest
 
 from test_docs import load_script
 
+pytestmark = pytest.mark.benchmark   # deselected by default; -m benchmark runs it
+
 
 def test_inference_benchmark_times_each_optimized_dtype(tmp_path):
     script = load_script('scripts/benchmark/inference.py')
@@ -29,8 +31,8 @@ def test_accuracy_script_reports_each_path_against_float32(tmp_path):
     by_path = {r['path']: r for r in rows}
     assert by_path['float32']['max_rel'] < 1e-5
     assert 1e-4 < by_path['int8-naive']['max_rel'] < 0.1
-    # 150 ADE classes with golden (random) weights have close logits: measured 0.92.
-    assert by_path['int8-naive']['argmax'] > 0.8
+    # Most pixels keep their class: chance would keep 1 in 150 (ADE's classes).
+    assert by_path['int8-naive']['argmax'] > 0.5
     with open(out) as f:
         assert [r['path'] for r in csv.DictReader(f)] == ['float32', 'int8-naive']
 
