@@ -161,3 +161,57 @@ def test_host_view_reads_and_writes_the_arrays_memory():
     assert array[1, 2].asscalar() == -7.0
     with pytest.raises(ValueError, match='float32 CPU NDArray'):
         compat.host_view(mx.nd.zeros((2,), dtype='float64'))
+
+
+def test_children_hybridize_state_and_flags():
+    net = mx.gluon.nn.HybridSequential()
+    net.add(mx.gluon.nn.Dense(3), mx.gluon.nn.Dense(2))
+    assert [type(c).__name__ for c in compat.child_blocks(net).values()] == ['Dense', 'Dense']
+    assert not compat.is_hybridized(net)
+    net.hybridize(static_alloc=True)
+    assert compat.is_hybridized(net) and compat.hybridize_flags(net)['static_alloc'] is True
+
+
+class _Hooked(mx.gluon.nn.HybridBlock):
+    """Records the hooks MXNet calls; SegBaseModel overrides them to keep a graph per mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def hybrid_forward(self, F, x):
+        return x * 2 if mx.autograd.is_training() else x + 1
+
+    def _get_graph(self, *args):
+        self.calls.append('trace')
+        return super()._get_graph(*args)
+
+    def _build_cache(self, *args):
+        self.calls.append('build')
+        return super()._build_cache(*args)
+
+    def _clear_cached_op(self):
+        self.calls.append('clear')
+        return super()._clear_cached_op()
+
+
+def test_cached_graphs_can_be_taken_and_put_back():
+    block = _Hooked()
+    block.hybridize()
+    assert block.calls[-1] == 'clear' and compat.cached_graph(block) == ()
+    x = mx.nd.array([3, 3])
+    assert block(x).asnumpy().tolist() == [4, 4]           # x + 1, traced in predict mode
+    assert 'trace' in block.calls and 'build' in block.calls
+    inputs, output = compat.cached_graph(block)
+    assert [s.name for s in inputs] == ['data'] and 'plus' in output.tojson()
+    inference = compat.take_cached_graph(block)
+    assert compat.cached_graph(block) == ()
+    with mx.autograd.train_mode():
+        assert block(x).asnumpy().tolist() == [6, 6]       # x * 2: a new trace
+    training = compat.take_cached_graph(block)
+    compat.put_cached_graph(block, inference)
+    with mx.autograd.train_mode():                          # the graph given back runs
+        assert block(x).asnumpy().tolist() == [4, 4]
+    compat.put_cached_graph(block, training)
+    assert block(x).asnumpy().tolist() == [6, 6]
+    assert compat.take_cached_graph(_Hooked()) is None

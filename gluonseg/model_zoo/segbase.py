@@ -12,18 +12,14 @@ from mxnet import autograd
 from mxnet.gluon import nn
 
 from ..data.transforms import load_image, normalize_image
-from ..utils.mxnet_compat import has_data
+from ..utils.mxnet_compat import (cached_graph, has_data, is_hybridized, put_cached_graph,
+                                  take_cached_graph)
 from .model_store import ModelStoreError
 from .registry import get_model
 from .resnetv1b import resnet_v1b
 
 __all__ = ['SegBaseModel', 'FCNHead', 'classifier_block', 'conv_bn_relu', 'parse_backbone',
            'build_backbone', 'resize_like', 'initialize_keeping_values']
-
-# What MXNet 1.9.1's HybridBlock keeps of its one traced graph; SegBaseModel keeps one such set
-# per mode (training with the auxiliary output, inference without it).
-_CACHED_GRAPH_FIELDS = ('_cached_graph', '_cached_op', '_cached_op_args', '_in_format',
-                        '_out_format')
 
 # Segmentation defaults to the deep-stem v1s backbones for 50/101/152 (what GluonCV's
 # published segmentation weights were trained with) and to v1b for the shallow ones.
@@ -253,7 +249,7 @@ class SegBaseModel(nn.HybridBlock):
         return out
 
     def forward(self, x, *args):
-        if self.aux and self._active:
+        if self.aux and is_hybridized(self):
             self._select_graph(autograd.is_training())
         return super().forward(x, *args)
 
@@ -262,24 +258,23 @@ class SegBaseModel(nn.HybridBlock):
         HybridBlock holds one graph, traced at its first call)."""
         if self._graph_training == training:
             return
-        if self._cached_graph:
-            self._graphs[self._graph_training] = tuple(getattr(self, field)
-                                                       for field in _CACHED_GRAPH_FIELDS)
+        current = take_cached_graph(self)
+        if current is not None:
+            self._graphs[self._graph_training] = current
         saved = self._graphs.pop(training, None)
-        if saved is None:
-            super()._clear_cached_op()
-        else:
-            for field, value in zip(_CACHED_GRAPH_FIELDS, saved):
-                setattr(self, field, value)
+        if saved is not None:
+            put_cached_graph(self, saved)
         self._graph_training = training
 
+    # MXNet calls these three hooks when it traces a graph, builds its CachedOp and drops
+    # them (tests/test_mxnet_compat.py checks that it does).
     def _get_graph(self, *args):
-        if not self._cached_graph:
+        if not cached_graph(self):
             self._graph_training = autograd.is_training()
         return super()._get_graph(*args)
 
     def _build_cache(self, *args):
-        training = self._graph_training if self._cached_graph else autograd.is_training()
+        training = self._graph_training if cached_graph(self) else autograd.is_training()
         if training or not self.aux:
             return super()._build_cache(*args)
         with warnings.catch_warnings():
@@ -305,9 +300,9 @@ class SegBaseModel(nn.HybridBlock):
     def export(self, path, epoch=0, remove_amp_cast=True):
         """Export the inference graph (main output only) as ``path-symbol.json`` and
         ``path-%04d.params``; load it with ``mx.gluon.SymbolBlock.imports``."""
-        if self.aux and self._active:
+        if self.aux and is_hybridized(self):
             self._select_graph(training=False)
-            if self._cached_op is None:  # not run at inference yet: build that graph
+            if not cached_graph(self):  # not run at inference yet: build that graph
                 with autograd.predict_mode():
                     self(mx.nd.zeros((1, 3, 64, 64), ctx=self._first_ctx()))
         return super().export(path, epoch, remove_amp_cast=remove_amp_cast)

@@ -13,7 +13,8 @@ import numpy as np
 from mxnet.contrib.amp import amp
 
 __all__ = ['structural_params', 'load_into_parameter', 'has_data', 'is_deferred',
-           'layer_kwargs', 'trainer_params', 'optimizer_states', 'amp_loss_scaler',
+           'layer_kwargs', 'CACHED_GRAPH_FIELDS', 'child_blocks', 'is_hybridized',
+           'hybridize_flags', 'cached_graph', 'take_cached_graph', 'put_cached_graph', 'trainer_params', 'optimizer_states', 'amp_loss_scaler',
            'loss_scaler_state', 'set_loss_scaler_state', 'amp_initialized',
            'init_kvstore_now', 'host_view']
 
@@ -51,6 +52,51 @@ def layer_kwargs(layer):
     """The operator arguments of a Gluon layer (``Conv2D``, ``MaxPool2D``, ...): e.g.
     ``{'kernel': (1, 1), 'stride': (1, 1), 'pad': (0, 0), ...}`` (``Block._kwargs``)."""
     return layer._kwargs
+
+
+# ------------------------------------------------------------------------ hybridized graphs
+# What a HybridBlock keeps of the one graph it traced at its first hybridized call.
+CACHED_GRAPH_FIELDS = ('_cached_graph', '_cached_op', '_cached_op_args', '_in_format',
+                       '_out_format')
+
+
+def child_blocks(block):
+    """``{name: child block}`` of ``block``'s direct children, in registration order
+    (``Block._children``)."""
+    return block._children
+
+
+def is_hybridized(block):
+    """Whether ``block.hybridize()`` is on (``HybridBlock._active``)."""
+    return block._active
+
+
+def hybridize_flags(block):
+    """The keyword arguments of ``block``'s last ``hybridize()`` (``static_alloc``, ...;
+    ``HybridBlock._flags``)."""
+    return dict(block._flags)
+
+
+def cached_graph(block):
+    """``(input symbols, output symbol)`` of the graph a hybridized block traced at its first
+    call; ``()`` before that (``HybridBlock._cached_graph``)."""
+    return block._cached_graph
+
+
+def take_cached_graph(block):
+    """Detach the traced graph and its CachedOp from ``block`` and return them (None when it
+    has none); the block's next hybridized call traces afresh. :func:`put_cached_graph` gives
+    them back: a block can keep several graphs and run the one it needs."""
+    state = tuple(getattr(block, f) for f in CACHED_GRAPH_FIELDS) if block._cached_graph \
+        else None
+    mx.gluon.HybridBlock._clear_cached_op(block)
+    return state
+
+
+def put_cached_graph(block, state):
+    """Make ``state`` (from :func:`take_cached_graph`) the graph ``block`` runs."""
+    for field, value in zip(CACHED_GRAPH_FIELDS, state):
+        setattr(block, field, value)
 
 
 # ------------------------------------------------------------------------------ gluon.Trainer

@@ -28,6 +28,7 @@ import mxnet as mx
 from mxnet import autograd
 from mxnet.contrib.quantization import quantize_net_v2
 
+from ...utils.mxnet_compat import cached_graph
 from ..rcnn.inference import LeanDetector
 from ..rcnn.predict import predict_instances
 from ..rcnn.rpn import RPNCandidates
@@ -250,7 +251,7 @@ def _quantized_blocks(net, plain, split, batches, calib_mode, ctx, rois_per_imag
         if calib:  # no top_features in an FPN model
             blocks[part] = _quantized(sources[part], calib, calib_mode, ctx)
     if 'top_features' in blocks and split is None:  # the mask head's copy (LeanDetector)
-        inputs, out = blocks['top_features']._cached_graph
+        inputs, out = cached_graph(blocks['top_features'])
         with warnings.catch_warnings():  # "Cannot decide type for ... data": it is float32
             warnings.simplefilter('ignore', UserWarning)
             twin = mx.gluon.SymbolBlock(out, inputs,

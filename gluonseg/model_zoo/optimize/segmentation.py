@@ -61,6 +61,7 @@ from mxnet.contrib import amp
 from mxnet.contrib.amp.amp import bfloat16
 from mxnet.contrib.quantization import quantize_net_v2
 
+from ...utils.mxnet_compat import cached_graph
 from .calibration import CALIB_MODES, calibration_batches, check_initialized
 
 __all__ = ['optimize_segmentation', 'OptimizedSegmentation', 'DTYPES', 'find_classifier',
@@ -132,7 +133,7 @@ class OptimizedSegmentation(mx.gluon.SymbolBlock):
         self.float_layers = []
 
     def _refresh_float_layers(self):
-        symbol = self._cached_graph[1]
+        symbol = cached_graph(self)[1]
         nodes = json.loads(symbol.tojson(remove_amp_cast=False))['nodes']
         if self.dtype == 'bfloat16':
             # What AMP left in float32: the nodes whose output type infers as float32.
@@ -290,7 +291,7 @@ def _rewrap(block, dtype, classifier, ctx):
     """The graph and parameters of a SymbolBlock made by AMP or quantization, as an
     OptimizedSegmentation. The parameters are copied with their dtypes (a SymbolBlock infers
     float32 for parameters that a cast follows, so they cannot be shared)."""
-    inputs, out = block._cached_graph
+    inputs, out = cached_graph(block)
     model = OptimizedSegmentation(out, inputs, dtype=dtype, classifier=classifier)
     source = block.collect_params()
     values = {}

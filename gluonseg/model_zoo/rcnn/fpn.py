@@ -22,6 +22,8 @@ strictly. :meth:`FPNFeatures.symbol_names` lists the renaming.
 import mxnet as mx
 from mxnet.gluon import nn
 
+from ...utils.mxnet_compat import child_blocks
+
 __all__ = ['FeaturePyramid', 'ResNetStages', 'FPNFeatures', 'resnet_symbol_names']
 
 
@@ -123,7 +125,7 @@ def resnet_symbol_names(stages, root):
     for s in range(1, 5):
         layer = getattr(stages, 'layer%d' % s)
         for b, block in enumerate(layer):
-            for child_name, child in block._children.items():
+            for child_name, child in child_blocks(block).items():
                 if child_name == 'downsample':
                     continue
                 visit('layer%d.%d.%s' % (s, b, child_name), child, '%slayers%d_' % (root, s))
@@ -156,7 +158,7 @@ class FPNFeatures(nn.HybridBlock):
             self.fpn = FeaturePyramid(self.body.out_channels, channels)
         block_names = {'body.' + k: v
                        for k, v in resnet_symbol_names(self.body, symbol_prefix).items()}
-        block_names.update({'fpn.' + k: k for k in self.fpn._children})
+        block_names.update({'fpn.' + k: k for k in child_blocks(self.fpn)})
         self._block_symbols = block_names
 
     def hybrid_forward(self, F, x):

@@ -35,7 +35,7 @@ from mxnet import autograd
 from mxnet.gluon import nn
 
 from ...data.classes import COCO_INSTANCE_CLASSES
-from ...utils.mxnet_compat import has_data
+from ...utils.mxnet_compat import child_blocks, has_data, hybridize_flags, is_hybridized
 from ..segbase import build_backbone, initialize_keeping_values
 from .fpn import FPNFeatures
 from .heads import MaskHead, box_predictors, fpn_box_features
@@ -422,8 +422,8 @@ class MaskRCNN(nn.HybridBlock):
         self.classes = classes
         self.num_class = len(classes)
         self.postprocess.num_classes = len(classes)
-        if self._active:  # the cached graph holds the old layers
-            self.hybridize(True, **dict(self._flags))
+        if is_hybridized(self):  # the cached graph holds the old layers
+            self.hybridize(True, **hybridize_flags(self))
         return self
 
     def hybrid_forward(self, F, x):
@@ -434,7 +434,7 @@ class MaskRCNN(nn.HybridBlock):
 def _norm_layers(block):
     """Every normalization layer inside ``block`` (itself included)."""
     found = [block] if 'norm' in type(block).__name__.lower() else []
-    for child in block._children.values():
+    for child in child_blocks(block).values():
         found.extend(_norm_layers(child))
     return found
 
