@@ -68,6 +68,22 @@ def test_anchors_are_a_saved_constant():
     assert params['anchors'].grad_req == 'null'
 
 
+def test_anchor_grids_are_freed_with_their_generator():
+    # Gluon's get_constant registers an initializer per constant in MXNet's global registry,
+    # which keeps its array forever; each FPN model built would leak its anchor grids.
+    registry = mx.registry._REGISTRY[mx.init.Initializer]
+    before = len(registry)
+    for _ in range(3):
+        gen = AnchorGenerator(16, alloc_size=(4, 4))
+        gen.initialize()
+        grid = gen.anchors.data().asnumpy()
+    assert len(registry) == before
+    np.testing.assert_array_equal(grid, grid_anchors(16, (4, 4), (32, 64, 128, 256, 512),
+                                                     (0.5, 1, 2)))
+    gen.initialize(mx.init.Constant(7), force_reinit=True)  # a re-initialization keeps them
+    np.testing.assert_array_equal(gen.anchors.data().asnumpy(), grid)
+
+
 # ---------------------------------------------------------------- boxes, coder, NMS
 
 def test_box_coder_known_offsets_and_round_trip():

@@ -14,6 +14,7 @@ parameter (it is part of GluonCV's weight files), then cropped to each feature m
 Everything is computed in float64 with plain NumPy types (no ``np.float``), so the values
 are the same with any NumPy version.
 """
+import mxnet as mx
 import numpy as np
 from mxnet.gluon import nn
 
@@ -60,6 +61,19 @@ def grid_anchors(stride, alloc_size, sizes=(32, 64, 128, 256, 512), ratios=(0.5,
     return anchors.reshape(1, 1, height, width, -1).astype(np.float32)
 
 
+class _ArrayInit(mx.init.Initializer):
+    """Sets a parameter to a fixed array. Gluon's ``get_constant`` would register a new
+    initializer class per call in MXNet's global registry, which keeps the array for the life
+    of the process (about 10 MB per FPN model built); this one lives with its parameter."""
+
+    def __init__(self, value):
+        super().__init__()
+        self._value = value
+
+    def _init_weight(self, _, arr):
+        arr[:] = self._value
+
+
 class AnchorGenerator(nn.HybridBlock):
     """The anchors of a feature map, (1, H * W * A, 4): cells row-major, then the A anchors
     of a cell (the order of the RPN head's outputs).
@@ -88,7 +102,8 @@ class AnchorGenerator(nn.HybridBlock):
         self.num_anchors = len(ratios) * len(scales)
         grid = grid_anchors(stride, alloc_size, [base_size * s for s in scales], ratios)
         with self.name_scope():
-            self.anchors = self.params.get_constant('anchors', grid)
+            self.anchors = self.params.get('anchors', shape=grid.shape, init=_ArrayInit(grid),
+                                           grad_req='null')
 
     def hybrid_forward(self, F, x, anchors):
         if not hasattr(x, 'list_outputs'):  # imperative: say what is wrong instead of crashing
