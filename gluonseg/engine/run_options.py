@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from .base_trainer import NonFiniteError, logger
 from .checkpoint import CheckpointError, weight_file_kind
+from .choices import gpu_ids
 from .mixed_precision import init_amp
 from .run_dir import LATEST_CHECKPOINT, RunDirectoryInUse
 
@@ -31,8 +32,9 @@ UPDATE_STEPS_MEANING = ('forward, backward and optimizer update with the batch c
 
 def contexts(args):
     """The devices ``--gpus`` / ``--ctx-cpus`` name."""
-    if args.gpus.strip():
-        return [mx.gpu(int(i)) for i in args.gpus.split(',') if i.strip()]
+    gpus = gpu_ids(args.gpus)
+    if gpus:
+        return [mx.gpu(i) for i in gpus]
     return [mx.cpu(i) for i in range(max(args.ctx_cpus, 1))]
 
 

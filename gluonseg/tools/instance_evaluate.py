@@ -26,12 +26,12 @@ import mxnet as mx
 import gluonseg
 from ..data import COCOInstance, ShapesInstance
 from ..engine import instance_evaluation
+from ..engine.choices import gpu_ids
 from ..engine.instance_trainer import mask_rcnn_from_checkpoint
 from ..model_zoo import get_model
 from ..model_zoo.registry import load_weights
 from ..utils.atomic import write_atomically
 from ..utils.coco_metric import STAT_NAMES
-from .run_arguments import gpu_ids
 
 __all__ = ['load_network', 'dataset', 'calibration_dataset', 'optimized', 'ap_table', 'run']
 

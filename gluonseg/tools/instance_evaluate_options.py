@@ -5,7 +5,7 @@ the run :mod:`gluonseg.tools.instance_evaluate`.
 
 Plain Python (no MXNet).
 """
-from .run_arguments import gpu_ids
+from ..engine.choices import gpu_ids
 
 __all__ = ['DATASETS', 'check_arguments']
 

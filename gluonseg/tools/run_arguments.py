@@ -7,10 +7,10 @@ turns the parsed options into devices, logging and a run.
 """
 import argparse
 
-from ..engine.choices import AMP_DTYPES, KVSTORES
+from ..engine.choices import AMP_DTYPES, KVSTORES, gpu_ids
 from ..engine.run_dir import LATEST_CHECKPOINT
 
-__all__ = ['positive_int', 'gpu_ids', 'device_count', 'add_run_arguments']
+__all__ = ['positive_int', 'device_count', 'add_run_arguments']
 
 
 
@@ -23,11 +23,6 @@ def positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError('expected an integer >= 1, got %d' % value)
     return value
-
-
-def gpu_ids(gpus):
-    """The GPU indices of a ``--gpus`` value such as ``'0,1'`` (``''``: none, the CPU)."""
-    return [int(i) for i in gpus.split(',') if i.strip()]
 
 
 def device_count(args):
