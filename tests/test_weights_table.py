@@ -16,7 +16,7 @@ RECORD_KEYS = {'task', 'dataset', 'architecture', 'builder', 'kwargs', 'mean', '
 
 
 def test_every_model_record_is_complete():
-    assert len(weights_table.MODELS) == 68
+    assert len(weights_table.MODELS) == 126
     for name, record in weights_table.MODELS.items():
         assert set(record) == RECORD_KEYS, name
         assert record['task'] in weights_table.RESIZE_RULES, name

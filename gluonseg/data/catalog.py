@@ -70,6 +70,8 @@ DATASETS = {info.name: info for info in (
     DatasetInfo('citys', 'Cityscapes', 19, 'gluonseg.data.classes:CITYSCAPES_CLASSES',
                 'gluonseg.data.cityscapes:CitySegmentation', 'citys', 'cityscapes',
                 'Cityscapes val; multi-scale + flip'),
+    DatasetInfo('mhpv1', 'Multi-Human Parsing v1 (MHP-v1)', 19, None, None, 'mhpv1', 'voc',
+                'MHP-v1 val'),
     DatasetInfo('folder', 'A folder of images and label PNGs', None, None,
                 'gluonseg.data.folder:FolderSegmentation', 'voc', 'voc'),
     DatasetInfo('coco_instance', 'MS COCO 2017', 80,

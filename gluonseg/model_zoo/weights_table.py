@@ -54,6 +54,23 @@ SEMANTIC_METHODS = {
     'fcn': ('gluonseg.model_zoo.fcn:FCN', 'FCN'),
     'psp': ('gluonseg.model_zoo.pspnet:PSPNet', 'PSPNet'),
     'deeplab': ('gluonseg.model_zoo.deeplabv3:DeepLabV3', 'DeepLabV3'),
+    'danet': ('gluonseg.model_zoo.danet:DANet', 'DANet'),
+    'icnet': ('gluonseg.model_zoo.icnet:ICNet', 'ICNet'),
+}
+
+# Semantic method -> the datasets of its names on the dilated ResNeSt backbones.
+RESNEST_METHODS = {'deeplab': ('voc', 'coco', 'ade', 'citys')}
+RESNEST_DEPTHS = (50, 101, 200, 269)
+
+# Families without an ImageNet ResNet backbone: name pattern -> (model class, architecture,
+# datasets, fixed builder arguments).
+OTHER_SEMANTIC = {
+    'fastscnn_%s': ('gluonseg.model_zoo.fastscnn:FastSCNN', 'Fast-SCNN',
+                    ('voc', 'coco', 'ade', 'citys', 'shapes'), {}),
+    'deeplab_v3b_plus_wideresnet_%s': ('gluonseg.model_zoo.deeplabv3_plus:DeepLabV3Plus',
+                                       'DeepLabV3+ (VPLR), WideResNet-38',
+                                       ('voc', 'coco', 'ade', 'citys'),
+                                       {'backbone': 'wideresnet38'}),
 }
 
 # Dataset -> the ResNet depths of its semantic names. The built-in Shapes data also gets the
@@ -83,6 +100,25 @@ def _models():
                 models['%s_resnet%d_%s' % (method, depth, dataset)] = _record(
                     'semantic', dataset, '%s, dilated ResNet-%d' % (text, depth), builder,
                     nclass=DATASETS[dataset].num_classes, backbone='resnet%d' % depth)
+    # MHP-v1 (human parsing) has one published ICNet.
+    models['icnet_resnet50_mhpv1'] = _record(
+        'semantic', 'mhpv1', 'ICNet, dilated ResNet-50', SEMANTIC_METHODS['icnet'][0],
+        nclass=DATASETS['mhpv1'].num_classes, backbone='resnet50')
+    for method, datasets in RESNEST_METHODS.items():
+        builder, text = SEMANTIC_METHODS[method]
+        for dataset in datasets:
+            for depth in RESNEST_DEPTHS:
+                models['%s_resnest%d_%s' % (method, depth, dataset)] = _record(
+                    'semantic', dataset, '%s, dilated ResNeSt-%d' % (text, depth), builder,
+                    nclass=DATASETS[dataset].num_classes, backbone='resnest%d' % depth)
+    for pattern, (builder, text, datasets, kwargs) in OTHER_SEMANTIC.items():
+        for dataset in datasets:
+            models[pattern % dataset] = _record('semantic', dataset, text, builder,
+                                                nclass=DATASETS[dataset].num_classes, **kwargs)
+    for depth in RESNEST_DEPTHS:
+        models['resnest%d' % depth] = _record(
+            'classification', 'imagenet', 'ResNeSt-%d' % depth,
+            'gluonseg.model_zoo.resnest:imagenet_resnest', depth=depth)
     for depth in RESNET_DEPTHS:
         for variant in RESNET_VARIANTS:
             models['resnet%d_%s' % (depth, variant)] = _record(
@@ -146,6 +182,31 @@ WEIGHTS = {
                                         pixAcc=96.3, mIoU=78.7)],
     'deeplab_resnet101_citys': [_gluoncv('eb8477a91efc244c85b364c0736664078aaf0e65',
                                          pixAcc=96.4, mIoU=79.4)],
+    'resnest50': [_gluoncv('bcfefe1dd1dd1ef5cfed5563123c1490ea37b42e')],
+    'resnest101': [_gluoncv('5da943b3230f071525a98639945a6b3b3a45ac95')],
+    'resnest200': [_gluoncv('0c5d117df664ace220aa6fc2922c094bb079d381')],
+    'resnest269': [_gluoncv('11ae7f5da2bcdbad05ba7e84f9b74383e717f3e3')],
+    'deeplab_resnest50_ade': [_gluoncv('a8312db6e30a464151580f2bda83479786455724',
+                                       pixAcc=81.2, mIoU=45.1)],
+    'deeplab_resnest101_ade': [_gluoncv('6d05c630fb7acb38615f7f4d360fb90f47b25042',
+                                        pixAcc=82.1, mIoU=46.9)],
+    'deeplab_resnest200_ade': [_gluoncv('9134a6f7d1399b549d5803d8faed3dfc74efc0d8',
+                                        pixAcc=82.5, mIoU=48.4)],
+    'deeplab_resnest269_ade': [_gluoncv('d45b33dedf4cca13b8147213c5360e30f93685bd',
+                                        pixAcc=82.6, mIoU=47.6)],
+    'danet_resnet50_citys': [_gluoncv('143e1f1c1c1f2d3a3416887e088ebfdd4e1e2345',
+                                      pixAcc=96.3, mIoU=78.5)],
+    'danet_resnet101_citys': [_gluoncv('6ead3d099f7a320846bddb51148c3fe3b5ade5c2',
+                                       pixAcc=96.5, mIoU=80.1)],
+    'icnet_resnet50_citys': [_gluoncv('909742b45d5a3844d6000248aa92fef0ae23a0f0',
+                                      pixAcc=95.5, mIoU=74.5)],
+    'icnet_resnet50_mhpv1': [_gluoncv('873d381a4bc246c5b9d3660ccf66c2f63d0b4e7c',
+                                      pixAcc=90.5, mIoU=44.5)],
+    'fastscnn_citys': [_gluoncv('95aad0b699ae17c67caa44b3ead4b23474e98954',
+                                pixAcc=95.1, mIoU=72.3)],
+    # VPLR: GluonCV publishes the mIoU only.
+    'deeplab_v3b_plus_wideresnet_citys': [_gluoncv('ef2bb40ad8f8f59f451969b2fabe4e548394e80a',
+                                                   mIoU=83.5)],
     # COCO val2017 box AP and mask AP.
     'mask_rcnn_resnet18_v1b_coco': [_gluoncv('e071cf1550bc0331c218a9072b59e9550595d1e7',
                                              **{'box AP': 31.2, 'mask AP': 28.4})],
