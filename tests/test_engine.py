@@ -100,6 +100,21 @@ def test_aux_weight_scales_the_aux_gradient_only():
     assert np.abs(aux_half).max() > 0
 
 
+def test_output_weights_weight_each_of_several_outputs():
+    rng = np.random.RandomState(1)
+    outputs = [mx.nd.array(rng.normal(size=(1, 3, 4, 4))) for _ in range(3)]
+    label = mx.nd.array(rng.randint(0, 3, size=(1, 4, 4)))
+    single = [SegmentationLoss()(out, label).asscalar() for out in outputs]
+    weighted = SegmentationLoss(output_weights=(1.0, 0.4, 0.2))(outputs, label).asscalar()
+    assert weighted == pytest.approx(single[0] + 0.4 * single[1] + 0.2 * single[2], rel=1e-5)
+    with pytest.raises(ValueError, match='returned 3 outputs but the loss has 2'):
+        SegmentationLoss(output_weights=(1.0, 1.0))(outputs, label)
+    with pytest.raises(ValueError, match='declares training_output_weights'):
+        SegmentationLoss()(outputs, label)
+    with pytest.raises(ValueError, match='non-negative'):
+        SegmentationLoss(output_weights=(1.0, -1.0))
+
+
 # ----------------------------------------------------------------------------- checkpoints
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     net = tiny_net()

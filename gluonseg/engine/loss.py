@@ -54,7 +54,8 @@ def pixel_cross_entropy_sum(logits, label, ignore_label=255):
 
 
 class SegmentationLoss(object):
-    """Cross-entropy of the main output plus ``aux_weight`` times that of the auxiliary output.
+    """Cross-entropy of the main output plus ``aux_weight`` times that of the auxiliary output
+    (or a weighted sum over the outputs of a network that returns more, ``output_weights``).
 
     ``loss(outputs, label, normalizer)`` returns
     ``(CE_sum(main) + aux_weight * CE_sum(aux)) / normalizer``, where ``CE_sum`` sums the
@@ -71,19 +72,38 @@ class SegmentationLoss(object):
         depend on it.
     ignore_label : int, default 255
         Label of pixels that are not trained on.
+    output_weights : sequence of float, optional
+        One weight per training output, main first, replacing ``(1, aux_weight)``: what a
+        network with several outputs declares as ``training_output_weights`` (DANet's three
+        summed outputs, ICNet's cascade).
     """
 
-    def __init__(self, aux_weight=0.5, ignore_label=255):
+    def __init__(self, aux_weight=0.5, ignore_label=255, output_weights=None):
         if aux_weight < 0:
             raise ValueError('aux_weight must be >= 0, got %r' % (aux_weight,))
         self.aux_weight = float(aux_weight)
         self.ignore_label = ignore_label
+        if output_weights is not None:
+            output_weights = tuple(float(w) for w in output_weights)
+            if not output_weights or min(output_weights) < 0:
+                raise ValueError('output_weights must be non-negative floats, one per output, '
+                                 'got %r' % (output_weights,))
+        self.output_weights = output_weights
 
     def weights(self, num_outputs):
-        """The weight of each of ``num_outputs`` outputs: 1 for the main one, then aux_weight."""
+        """The weight of each of ``num_outputs`` outputs: ``output_weights`` when given
+        (a cascade such as ICNet's), else 1 for the main output and aux_weight for the
+        auxiliary one."""
+        if self.output_weights is not None:
+            if len(self.output_weights) != num_outputs:
+                raise ValueError('the network returned %d outputs but the loss has %d '
+                                 'output_weights %s' % (num_outputs, len(self.output_weights),
+                                                        self.output_weights))
+            return list(self.output_weights)
         if num_outputs > 2:
             raise ValueError('SegmentationLoss handles a main and an auxiliary output, got %d '
-                             'outputs' % num_outputs)
+                             'outputs (a network with more declares training_output_weights)'
+                             % num_outputs)
         return [1.0, self.aux_weight][:num_outputs]
 
     def __call__(self, outputs, label, normalizer=None):
@@ -112,5 +132,8 @@ class SegmentationLoss(object):
         return total / float(max(normalizer, 1))
 
     def __repr__(self):
+        if self.output_weights is not None:
+            return 'SegmentationLoss(output_weights=%s, ignore_label=%s)' % (
+                self.output_weights, self.ignore_label)
         return 'SegmentationLoss(aux_weight=%g, ignore_label=%s)' % (self.aux_weight,
                                                                      self.ignore_label)

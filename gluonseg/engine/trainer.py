@@ -135,8 +135,10 @@ class SegmentationTrainer(BaseTrainer):
         self.lr_scheduler = SegmentationLRScheduler.from_epochs(
             config.lr, config.epochs, self.iters_per_epoch, warmup_epochs=config.warmup_epochs,
             step_epochs=config.step_epochs, mode=config.lr_mode, power=config.power)
-        self.loss = SegmentationLoss(aux_weight=config.aux_weight,
-                                     ignore_label=config.ignore_label)
+        # A network with several training outputs (DANet, ICNet) says how to weight them.
+        self.loss = SegmentationLoss(
+            aux_weight=config.aux_weight, ignore_label=config.ignore_label,
+            output_weights=getattr(net, 'training_output_weights', None))
 
         net.collect_params().reset_ctx(self.ctx)
         self.head_params = set_head_lr_mult(net, config.head_lr_mult)
@@ -155,12 +157,17 @@ class SegmentationTrainer(BaseTrainer):
     def _describe(self):
         c = self.config
         return ('%s on %s: %d epochs x %d iterations, batch %d (%d per device on %s), lr %g '
-                '(%s, warmup %g epochs, heads x%g), momentum %g, wd %g, aux weight %g'
+                '(%s, warmup %g epochs, heads x%g), momentum %g, wd %g, %s'
                 % (self.model_info.get('name', type(self.net).__name__),
                    self.run_args.get('dataset', type(self.train_data).__name__), c.epochs,
                    self.iters_per_epoch, self.total_batch_size, c.batch_size,
                    ','.join(str(x) for x in self.ctx), c.lr, c.lr_mode, c.warmup_epochs,
-                   c.head_lr_mult, c.momentum, c.wd, c.aux_weight))
+                   c.head_lr_mult, c.momentum, c.wd, self._loss_weights_text()))
+
+    def _loss_weights_text(self):
+        if self.loss.output_weights is not None:
+            return 'output loss weights %s' % ','.join('%g' % w for w in self.loss.output_weights)
+        return 'aux weight %g' % self.config.aux_weight
 
     def _forward_backward(self, batches):
         labelled = self._allreduce([sum(count_labelled_pixels(label, self.config.ignore_label)
