@@ -21,7 +21,11 @@ torchvision        ``fp32`` eval mode under ``torch.inference_mode()``
 Models (``--models``), all with random weights (nothing is downloaded; latency does not
 depend on the weights) and no auxiliary head: ``fcn``, ``psp``, ``deeplab`` (ResNet-101
 ``--depth``, ``--size`` 480x480; torchvision has no PSPNet) and ``mask_rcnn_c4``,
-``mask_rcnn_fpn`` (ResNet-50, ``--rcnn-size`` 800x1088; torchvision has FPN only). The
+``mask_rcnn_fpn`` (ResNet-50, ``--rcnn-size`` 800x1088; torchvision has FPN only). Not in
+the default run, GluonCV's other families, gluonseg and GluonCV only: ``deeplab_resnest``
+(ResNeSt-50), ``danet``, ``icnet`` (ResNet-50), ``vplr`` (DeepLabV3+, WideResNet-38) at
+``--size``, and ``fastscnn`` at ``--fastscnn-size`` (1024x2048); GluonCV builds each for the
+input's size, which its ICNet and Fast-SCNN need. The
 architectures differ in details: torchvision's ResNet is v1.5 (stride in the 3x3 conv, one
 7x7 stem) where gluonseg and GluonCV use v1s (deep stem) for the semantic models, and its
 Mask R-CNN RPN conv is 256 wide (1024 in GluonCV's and gluonseg's).
@@ -59,13 +63,20 @@ PATHS = ('fp32', 'fused', 'bf16', 'int8')
 FIELDS = ['impl', 'model', 'path', 'input', 'median_s', 'images_per_s', 'gmacs',
           'gflops_per_s', 'peak_rss_mb', 'detections', 'version', 'threads']
 SEMANTIC = ('fcn', 'psp', 'deeplab')
+# The other published families, one model each (gluonseg and GluonCV only).
+ZOO = ('deeplab_resnest', 'danet', 'icnet', 'fastscnn', 'vplr')
 INSTANCE = ('mask_rcnn_c4', 'mask_rcnn_fpn')
 # gluonseg (and GluonCV) model names; torchvision builder names (None: not in torchvision).
 NAMES = {'fcn': ('fcn_resnet{depth}_voc', 'fcn_resnet{depth}'),
          'psp': ('psp_resnet{depth}_voc', None),
          'deeplab': ('deeplab_resnet{depth}_voc', 'deeplabv3_resnet{depth}'),
          'mask_rcnn_c4': ('mask_rcnn_resnet50_v1b_coco', None),
-         'mask_rcnn_fpn': ('mask_rcnn_fpn_resnet50_v1b_coco', 'maskrcnn_resnet50_fpn')}
+         'mask_rcnn_fpn': ('mask_rcnn_fpn_resnet50_v1b_coco', 'maskrcnn_resnet50_fpn'),
+         'deeplab_resnest': ('deeplab_resnest50_ade', None),
+         'danet': ('danet_resnet50_citys', None),
+         'icnet': ('icnet_resnet50_citys', None),
+         'fastscnn': ('fastscnn_citys', None),
+         'vplr': ('deeplab_v3b_plus_wideresnet_citys', None)}
 GLUON_DTYPES = {'fused': 'float32', 'bf16': 'bfloat16', 'int8': 'int8'}
 SCORE_THRESH, MAX_DETS = 0.001, 100
 
@@ -73,13 +84,17 @@ SCORE_THRESH, MAX_DETS = 0.001, 100
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--models', nargs='+', default=list(SEMANTIC + INSTANCE),
-                        choices=SEMANTIC + INSTANCE)
+                        choices=SEMANTIC + ZOO + INSTANCE,
+                        help='default: %s; also %s' % (' '.join(SEMANTIC + INSTANCE),
+                                                      ' '.join(ZOO)))
     parser.add_argument('--impls', nargs='+', default=list(IMPLS), choices=IMPLS,
                         help='implementations to measure when installed (default: all)')
     parser.add_argument('--paths', nargs='+', default=list(PATHS), choices=PATHS,
                         help="gluonseg's paths (the peers run fp32)")
     parser.add_argument('--size', default='480', help='semantic models input, H or HxW')
     parser.add_argument('--rcnn-size', default='800x1088', help='Mask R-CNN input HxW')
+    parser.add_argument('--fastscnn-size', default='1024x2048',
+                        help='Fast-SCNN input HxW (a Cityscapes frame)')
     parser.add_argument('--depth', type=int, default=101, choices=[18, 50, 101],
                         help='ResNet depth of the semantic models (18: gluonseg\'s Shapes '
                              'models, no peer has them; for quick checks)')
@@ -96,7 +111,8 @@ def parse_args(argv=None):
     parser.add_argument('--out-dir', default='.', help='where peers.csv/.png/.md go')
     parser.add_argument('--child', help=argparse.SUPPRESS)  # one measurement, JSON spec
     args = parser.parse_args(argv)
-    parse_size(args.size), parse_size(args.rcnn_size)  # fail early on a bad size
+    # Fail early on a bad size.
+    parse_size(args.size), parse_size(args.rcnn_size), parse_size(args.fastscnn_size)
     return args
 
 
@@ -168,6 +184,11 @@ def _gluoncv(spec, height, width):
         kwargs.update(aux=False, height=height, width=width)
     elif spec['model'] in SEMANTIC:  # their output size is fixed by crop_size
         kwargs.update(aux=False, crop_size=height)
+    elif spec['model'] in ZOO:  # built for this input size, as its golden outputs were
+        kwargs.update(aux=False, crop_size=height, height=height, width=width,
+                      base_size=max(height, width))
+        if spec['model'] == 'fastscnn':
+            del kwargs['pretrained_base']  # it has no ImageNet backbone
     mx.random.seed(0)
     net = gluoncv.model_zoo.get_model(spec['name'], **kwargs)
     if spec['model'] in INSTANCE:
@@ -254,10 +275,11 @@ def plan(args):
     jobs = []
     for model in args.models:
         instance = model in INSTANCE
-        height, width = parse_size(args.rcnn_size if instance else args.size)
+        height, width = parse_size(args.rcnn_size if instance else
+                                   args.fastscnn_size if model == 'fastscnn' else args.size)
         gluon_name, torch_name = NAMES[model]
         gluon_name = gluon_name.format(depth=args.depth)
-        if args.depth == 18 and not instance:
+        if args.depth == 18 and model in SEMANTIC:
             gluon_name, torch_name = gluon_name.replace('_voc', '_shapes'), None
         base = dict(model=model, height=height, width=width, threads=args.threads,
                     warmup=args.rcnn_warmup if instance else args.warmup,
