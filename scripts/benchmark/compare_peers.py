@@ -16,6 +16,8 @@ gluonseg           ``fp32`` hybridized (Mask R-CNN: lean ``net.detect``), ``fuse
 gluoncv            ``fp32`` hybridized, as published (Mask R-CNN: its 1000-row output; and
                    with 100 rows, ``--gluoncv-max-dets``)
 torchvision        ``fp32`` eval mode under ``torch.inference_mode()``
+onnxruntime        ``fp32``: gluonseg's model exported by ``export_onnx`` (Mask R-CNN: its
+                   one-graph output, ``max_dets`` rows) in onnxruntime's CPU provider
 =================  =========================================================================
 
 Models (``--models``), all with random weights (nothing is downloaded; latency does not
@@ -58,7 +60,7 @@ sys.path.insert(0, HERE)
 from _timing import (machine_description, median_seconds, parse_size, peak_rss_mb,  # noqa: E402
                      print_result, print_row, run_child, write_csv)
 
-IMPLS = ('gluonseg', 'gluoncv', 'torchvision')
+IMPLS = ('gluonseg', 'gluoncv', 'torchvision', 'onnxruntime')
 PATHS = ('fp32', 'fused', 'bf16', 'int8')
 FIELDS = ['impl', 'model', 'path', 'input', 'median_s', 'images_per_s', 'gmacs',
           'gflops_per_s', 'peak_rss_mb', 'detections', 'version', 'threads']
@@ -120,7 +122,8 @@ def parse_args(argv=None):
 def measure(spec):
     """Build one implementation's model, time it; returns the result dict (in the child)."""
     height, width = spec['height'], spec['width']
-    runner = {'gluonseg': _gluonseg, 'gluoncv': _gluoncv, 'torchvision': _torchvision}
+    runner = {'gluonseg': _gluonseg, 'gluoncv': _gluoncv, 'torchvision': _torchvision,
+              'onnxruntime': _onnxruntime}
     fn, version, detections = runner[spec['impl']](spec, height, width)
     median = median_seconds(fn, spec['warmup'], spec['repeat'])
     return dict(median_s=median, version=version, detections=detections(),
@@ -212,6 +215,39 @@ def _gluoncv(spec, height, width):
     return run, version, lambda: ''
 
 
+def _onnxruntime(spec, height, width):
+    import tempfile
+    import warnings
+    warnings.simplefilter('ignore', UserWarning)
+    import mxnet as mx
+    import onnxruntime as ort
+    import gluonseg
+    from gluonseg.model_zoo.onnx_export import export_onnx
+    instance = spec['model'] in INSTANCE
+    mx.random.seed(0)
+    net = gluonseg.get_model(spec['name'], pretrained_base=False,
+                             **({'max_dets': MAX_DETS} if instance else {'aux': False}))
+    net.hybridize()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = spec['threads']
+    options.log_severity_level = 3
+    with tempfile.TemporaryDirectory() as folder:  # the session holds the graph in memory
+        path = export_onnx(net, os.path.join(folder, 'model.onnx'),
+                           input_shape=(1, 3, height, width))
+        session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    del net
+    x = _random_image(height, width)
+    version = 'onnxruntime %s, gluonseg %s export' % (ort.__version__, gluonseg.__version__)
+    out = []
+
+    def run():
+        out[:] = session.run(None, {'data': x})
+    if instance:  # outputs ids, scores, boxes, masks
+        return run, version, lambda: int(((out[0][0, :, 0] >= 0)
+                                          & (out[1][0, :, 0] >= SCORE_THRESH)).sum())
+    return run, version, lambda: ''
+
+
 def _torchvision(spec, height, width):
     import torch
     import torchvision
@@ -288,6 +324,8 @@ def plan(args):
             if impl == 'torchvision':
                 if torch_name is None:
                     continue
+                paths = ['fp32']
+            elif impl == 'onnxruntime':
                 paths = ['fp32']
             elif impl == 'gluoncv':
                 if gluon_name.endswith('_shapes'):
@@ -386,7 +424,8 @@ def plot(path, rows):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     models = list(dict.fromkeys(r['model'] for r in rows))
-    colors = {'gluonseg': '#1f77b4', 'gluoncv': '#ff7f0e', 'torchvision': '#2ca02c'}
+    colors = {'gluonseg': '#1f77b4', 'gluoncv': '#ff7f0e', 'torchvision': '#2ca02c',
+              'onnxruntime': '#9467bd'}
     fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3.6), squeeze=False)
     for ax, model in zip(axes[0], models):
         mine = [r for r in rows if r['model'] == model]
