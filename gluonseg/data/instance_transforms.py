@@ -9,7 +9,7 @@ Samples are ``(image, boxes, class_ids, masks)`` as :class:`~gluonseg.data.COCOI
 import mxnet as mx
 import numpy as np
 
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_image
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_image, short_within_size
 
 __all__ = ['InstanceTrainTransform', 'instance_batchify', 'resize_short_within']
 
@@ -24,10 +24,7 @@ def resize_short_within(image, short=800, max_size=1333):
         The resized image and the (y, x) scale factors new / old.
     """
     height, width = image.shape[:2]
-    scale = float(short) / min(height, width)
-    if round(scale * max(height, width)) > max_size:
-        scale = float(max_size) / max(height, width)
-    new_h, new_w = max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+    new_h, new_w = short_within_size(height, width, short, max_size)
     resized = mx.image.imresize(mx.nd.array(image, dtype='uint8'), new_w, new_h,
                                 interp=1).asnumpy()
     return resized, (new_h / float(height), new_w / float(width))

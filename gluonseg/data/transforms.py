@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'load_image', 'ImageReadError', 'open_image_file',
-           'image_file_size', 'exif_orientation', 'normalize_image',
+           'image_file_size', 'exif_orientation', 'normalize_image', 'short_within_size',
            'SegmentationTrainTransform', 'SegmentationValTransform', 'SegmentationTestValTransform',
            'pad_batchify']
 
@@ -241,6 +241,16 @@ def normalize_image(img, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     out *= scale[:, None, None]
     out -= shift[:, None, None]
     return out
+
+
+def short_within_size(height, width, short, max_size):
+    """``(new_height, new_width)`` with the short side ``short`` unless the long side would
+    then exceed ``max_size`` (then the long side is ``max_size``): Mask R-CNN's resize rule
+    (:func:`~gluonseg.data.instance_transforms.resize_short_within`), here without MXNet."""
+    scale = float(short) / min(height, width)
+    if round(scale * max(height, width)) > max_size:
+        scale = float(max_size) / max(height, width)
+    return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
 
 
 def _pair(size, name):

@@ -17,12 +17,17 @@ product with a sparse weight matrix: NumPy hands such products to its multi-thre
 BLAS, which stalls when the cores are busy (``scripts/benchmark/paste.py --busy`` times
 both situations).
 
-It lives in :mod:`gluonseg.utils` because both the COCO metric
-(:mod:`~gluonseg.utils.coco_metric`) and Mask R-CNN's predictions paste masks.
+:func:`paste_detections` takes one image's Mask R-CNN outputs (``net.detect``'s or an ONNX
+export's, at the network input's size) to its kept detections in the image's own pixels, with
+full-size masks: what ``net.predict`` returns.
+
+It lives in :mod:`gluonseg.utils` and imports NumPy only because the COCO metric
+(:mod:`~gluonseg.utils.coco_metric`), Mask R-CNN's predictions and the MXNet-free ONNX
+deploy script (``scripts/deploy/onnx_predict.py``) all paste masks.
 """
 import numpy as np
 
-__all__ = ['paste_masks', 'interpolate_rows']
+__all__ = ['paste_masks', 'paste_detections', 'interpolate_rows']
 
 
 def interpolate_rows(signal, coords):
@@ -90,3 +95,48 @@ def paste_masks(masks, boxes, image_size, threshold=0.5):
         values = interpolate_rows(np.ascontiguousarray(along_rows.T), u)
         out[k, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = (values >= threshold).T
     return out
+
+
+def paste_detections(ids, scores, boxes, masks, image_size, scales=(1.0, 1.0),
+                     score_thresh=0.5, max_dets=100, mask_thresh=0.5):
+    """One image's kept detections in its own pixels, masks pasted at full size.
+
+    Parameters
+    ----------
+    ids, scores : array_like (K, 1) or (K,)
+        Class index (float, -1 for an empty row) and score of each row, best first.
+    boxes : array_like (K, 4)
+        ``x1, y1, x2, y2`` in the pixels of the network's (resized) input.
+    masks : array_like (K, M, M)
+        Mask probabilities of each row's class inside its box.
+    image_size : (int, int)
+        ``(H, W)`` of the original image.
+    scales : (float, float)
+        ``(scale_y, scale_x)``: network input size / original size per axis (what
+        :func:`~gluonseg.data.instance_transforms.resize_short_within` returns).
+    score_thresh : float
+        Keep rows with a class and a score of at least this.
+    max_dets : int
+        Keep at most this many rows (the first ones).
+    mask_thresh : float
+        :func:`paste_masks`'s threshold.
+
+    Returns
+    -------
+    (class_ids, scores, boxes, masks)
+        int64 (n,), float32 (n,), float32 (n, 4) clipped to the image, bool (n, H, W).
+        The masks are pasted with the unclipped boxes.
+    """
+    ids = np.asarray(ids).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+    boxes = np.asarray(boxes, dtype=np.float32)
+    if not (len(ids) == len(scores) == len(boxes) == len(masks)):
+        raise ValueError('paste_detections expects as many ids, scores, boxes and masks, got '
+                         '%d, %d, %d and %d' % (len(ids), len(scores), len(boxes), len(masks)))
+    scale_y, scale_x = scales
+    height, width = int(image_size[0]), int(image_size[1])
+    keep = np.flatnonzero((ids >= 0) & (scores >= score_thresh))[:max_dets]
+    boxes = boxes[keep] / np.array([scale_x, scale_y, scale_x, scale_y], dtype=np.float32)
+    full = paste_masks(np.asarray(masks)[keep], boxes, (height, width), mask_thresh)
+    boxes = np.clip(boxes, 0, [width, height, width, height]).astype(np.float32)
+    return ids[keep].astype(np.int64), scores[keep], boxes, full

@@ -4,7 +4,8 @@
 (short side 800, long side at most 1333, bilinear:
 :func:`~gluonseg.data.instance_transforms.resize_short_within`), runs the network, keeps
 the detections above a score, maps boxes back to the original pixels (per-axis scale) and
-pastes their masks at full size with :func:`~gluonseg.utils.paste.paste_masks`.
+pastes their masks at full size with :func:`~gluonseg.utils.paste.paste_detections` (NumPy
+only: the ONNX deploy script uses it too).
 """
 from dataclasses import dataclass, field
 from typing import Tuple
@@ -15,7 +16,7 @@ from mxnet import autograd
 
 from ...data.instance_transforms import resize_short_within
 from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD, load_image, normalize_image
-from ...utils.paste import paste_masks
+from ...utils.paste import paste_detections
 
 __all__ = ['InstancePrediction', 'network_input', 'predict_instances']
 
@@ -104,13 +105,9 @@ def predict_instances(net, images, short=800, max_size=1333, score_thresh=0.5, m
         else:
             outputs = net.detect(x, score_thresh=score_thresh, max_dets=max_dets)
         ids, scores, boxes, masks = [o[0].asnumpy() for o in outputs]
-    ids, scores = ids[:, 0], scores[:, 0]
-    keep = np.flatnonzero((ids >= 0) & (scores >= score_thresh))[:max_dets]
-    boxes = boxes[keep] / np.array([scale_x, scale_y, scale_x, scale_y], dtype=np.float32)
-    class_ids = ids[keep].astype(np.int64)
     height, width = image.shape[:2]
-    full = paste_masks(masks[keep], boxes, (height, width), mask_thresh)
-    # masks are pasted with the predicted boxes; the reported boxes are clipped to the image
-    boxes = np.clip(boxes, 0, [width, height, width, height]).astype(np.float32)
+    class_ids, scores, boxes, full = paste_detections(
+        ids, scores, boxes, masks, (height, width), (scale_y, scale_x), score_thresh,
+        max_dets, mask_thresh)
     return InstancePrediction(class_ids, tuple(net.classes[c] for c in class_ids),
-                              scores[keep], boxes, full, (height, width))
+                              scores, boxes, full, (height, width))
