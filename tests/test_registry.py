@@ -38,7 +38,9 @@ def test_wildcards_and_pretrained_filter():
     assert 'deeplab_resnet152_voc' in published and 'fcn_resnet50_voc' not in published
     assert 'fcn_resnet50_voc' in gluonseg.list_models(pretrained=False)
     assert gluonseg.list_models('*_citys', pretrained=True) == [
-        'deeplab_resnet101_citys', 'deeplab_resnet50_citys', 'psp_resnet101_citys']
+        'danet_resnet101_citys', 'danet_resnet50_citys', 'deeplab_resnet101_citys',
+        'deeplab_resnet50_citys', 'deeplab_v3b_plus_wideresnet_citys', 'fastscnn_citys',
+        'icnet_resnet50_citys', 'psp_resnet101_citys']
     assert set(gluonseg.list_models(task='classification')) >= {'resnet50_v1s', 'resnet18_v1b'}
 
 

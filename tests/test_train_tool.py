@@ -28,6 +28,15 @@ def test_no_arguments_is_the_readme_shapes_run():
     assert (args.kvstore, args.amp, args.accumulate) == (None, None, 1)
 
 
+def test_aux_default_follows_the_model_published_without_one():
+    def aux(*argv):
+        return train.parse_args(['--dataset', 'citys'] + list(argv)).aux
+    assert aux('--model', 'deeplab_resnet50_citys') is True
+    assert aux('--model', 'danet_resnet50_citys') is False
+    assert aux('--model', 'icnet_resnet50_citys') is False
+    assert aux('--model', 'danet_resnet50_citys', '--aux') is True  # asked: the model refuses
+
+
 def test_gluonseg_train_runs_and_writes_the_run(tmp_path, capsys):
     save_dir = str(tmp_path / 'run')
     assert cli_main(['train'] + TINY + ['--save-dir', save_dir, '--accumulate', '2']) == 0

@@ -36,7 +36,7 @@ def test_every_weight_file_is_a_distinct_published_file_with_its_measured_size()
             assert row['source'] and set(row) <= {'sha1', 'metrics', 'source', 'protocol'}
             assert all(0 < value <= 100 for value in row['metrics'].values()), name
             sha1s.append(row['sha1'])
-    assert len(sha1s) == len(set(sha1s)) == 31
+    assert len(sha1s) == len(set(sha1s)) == 45
     assert set(weights_table.COST) == set(weights_table.WEIGHTS)
 
 
@@ -106,7 +106,7 @@ print(json.dumps(seen))
 
 def test_listing_imports_no_model_file_and_building_imports_only_its_own():
     seen = run_fresh(LISTING)
-    assert seen['names'] == 68 and seen['close'] == ['psp_resnet101_voc']
+    assert seen['names'] == 126 and seen['close'] == ['psp_resnet101_voc']
     assert seen['classes'] == 'person' and seen['resize'] == {'short': 800, 'max_size': 1333}
     assert seen['mxnet'] is False and seen['model files'] == []
     assert 'gluonseg.model_zoo.fcn' in seen['built']

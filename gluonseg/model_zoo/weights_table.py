@@ -58,6 +58,10 @@ SEMANTIC_METHODS = {
     'icnet': ('gluonseg.model_zoo.icnet:ICNet', 'ICNet'),
 }
 
+# Fixed builder arguments of some methods: DANet and ICNet were published without the
+# auxiliary FCN head (their classes refuse aux=True; the training tool reads this default).
+METHOD_KWARGS = {'danet': {'aux': False}, 'icnet': {'aux': False}}
+
 # Semantic method -> the datasets of its names on the dilated ResNeSt backbones.
 RESNEST_METHODS = {'deeplab': ('voc', 'coco', 'ade', 'citys')}
 RESNEST_DEPTHS = (50, 101, 200, 269)
@@ -70,7 +74,7 @@ OTHER_SEMANTIC = {
     'deeplab_v3b_plus_wideresnet_%s': ('gluonseg.model_zoo.deeplabv3_plus:DeepLabV3Plus',
                                        'DeepLabV3+ (VPLR), WideResNet-38',
                                        ('voc', 'coco', 'ade', 'citys'),
-                                       {'backbone': 'wideresnet38'}),
+                                       {'backbone': 'wideresnet38', 'aux': False}),
 }
 
 # Dataset -> the ResNet depths of its semantic names. The built-in Shapes data also gets the
@@ -99,18 +103,20 @@ def _models():
             for depth in depths:
                 models['%s_resnet%d_%s' % (method, depth, dataset)] = _record(
                     'semantic', dataset, '%s, dilated ResNet-%d' % (text, depth), builder,
-                    nclass=DATASETS[dataset].num_classes, backbone='resnet%d' % depth)
+                    nclass=DATASETS[dataset].num_classes, backbone='resnet%d' % depth,
+                    **METHOD_KWARGS.get(method, {}))
     # MHP-v1 (human parsing) has one published ICNet.
     models['icnet_resnet50_mhpv1'] = _record(
         'semantic', 'mhpv1', 'ICNet, dilated ResNet-50', SEMANTIC_METHODS['icnet'][0],
-        nclass=DATASETS['mhpv1'].num_classes, backbone='resnet50')
+        nclass=DATASETS['mhpv1'].num_classes, backbone='resnet50', **METHOD_KWARGS['icnet'])
     for method, datasets in RESNEST_METHODS.items():
         builder, text = SEMANTIC_METHODS[method]
         for dataset in datasets:
             for depth in RESNEST_DEPTHS:
                 models['%s_resnest%d_%s' % (method, depth, dataset)] = _record(
                     'semantic', dataset, '%s, dilated ResNeSt-%d' % (text, depth), builder,
-                    nclass=DATASETS[dataset].num_classes, backbone='resnest%d' % depth)
+                    nclass=DATASETS[dataset].num_classes, backbone='resnest%d' % depth,
+                    **METHOD_KWARGS.get(method, {}))
     for pattern, (builder, text, datasets, kwargs) in OTHER_SEMANTIC.items():
         for dataset in datasets:
             models[pattern % dataset] = _record('semantic', dataset, text, builder,

@@ -70,7 +70,8 @@ def add_arguments(p, task=None):
     option(g, 'semantic', '--backbone', help='resnet18/50/101/152 (default: resnet18 on shapes, '
            'resnet101 otherwise)')
     option(g, 'semantic', '--aux', action=argparse.BooleanOptionalAction, default=None,
-           help='auxiliary FCN head on stage 3 (default: off on shapes, on otherwise)')
+           help='auxiliary FCN head on stage 3 (default: off on shapes and for the models '
+                'published without one, DANet and ICNet; on otherwise)')
     option(g, 'semantic', '--aux-weight', type=float, default=0.5,
            help='weight of the auxiliary loss (it scales its gradient)')
     option(g, 'instance', '--network', choices=sorted(instance_train_options.NETWORKS),
@@ -225,7 +226,7 @@ def fill_defaults(args):
                          'classes.txt and the split lists train.txt and val.txt')
     preset = PRESETS['shapes' if args.dataset == 'shapes' else 'default']
     for key, value in preset.items():
-        if getattr(args, key, None) is None:
+        if getattr(args, key, None) is None and key != 'aux':
             setattr(args, key, value)
     if args.model is None:
         args.model = '%s_%s_%s' % (args.method, args.backbone,
@@ -237,6 +238,8 @@ def fill_defaults(args):
         args.val_dataset = VAL_DATASETS.get(args.dataset, args.dataset)
     if args.val_root is None and args.val_dataset == args.dataset:
         args.val_root = args.root
-    model_info(args.model)  # an unknown name fails here, with the closest names
+    entry = model_info(args.model)  # an unknown name fails here, with the closest names
+    if args.aux is None:  # a family published without the auxiliary head fixes aux=False
+        args.aux = getattr(entry.builder, 'kwargs', {}).get('aux', preset['aux'])
     if args.save_dir is None:
         args.save_dir = os.path.join('runs', args.dataset, args.model)
