@@ -20,6 +20,20 @@ def test_single_layers_by_hand():
     assert count_macs(dense, (3, 5)) == 3 * 7 * 5
 
 
+class _Attention(nn.HybridBlock):
+    """x (N, C, H, W) -> x^T x over the positions, then that times x: two batch_dots."""
+
+    def hybrid_forward(self, F, x):
+        flat = x.reshape((0, 0, -1))                                 # (N, C, P)
+        energy = F.batch_dot(flat, flat, transpose_a=True)           # (N, P, P), sum over C
+        return F.batch_dot(flat, energy)                              # (N, C, P), sum over P
+
+
+def test_matrix_products_are_counted():
+    # (N, P, P) outputs summing over C, then (N, C, P) outputs summing over P = 6 x 7
+    assert count_macs(_Attention(), (2, 3, 6, 7)) == 2 * 42 * 42 * 3 + 2 * 3 * 42 * 42
+
+
 def test_resnet50_matches_its_well_known_cost():
     net = gluonseg.get_model('resnet50_v1b', pretrained_base=False)
     assert abs(count_macs(net, (1, 3, 224, 224)) / 1e9 - 4.09) < 0.02

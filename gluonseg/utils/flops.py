@@ -1,4 +1,5 @@
-"""Count the multiply-adds of a network's convolutions and dense layers from its graph."""
+"""Count the multiply-adds of a network's convolutions, dense layers and matrix products
+from its graph."""
 import collections
 import json
 
@@ -9,8 +10,9 @@ __all__ = ['count_macs']
 
 
 def count_macs(net, input_shape):
-    """Multiply-accumulates of the Convolution, Deconvolution and FullyConnected operators of
-    ``net`` for one input of ``input_shape`` (N, C, H, W), read from the symbolic graph.
+    """Multiply-accumulates of the Convolution, Deconvolution, FullyConnected and
+    ``batch_dot`` operators of ``net`` for one input of ``input_shape`` (N, C, H, W), read from
+    the symbolic graph (``batch_dot``: DANet's attention).
 
     Element-wise operators, pooling and resizing are not counted (they are a few percent of a
     segmentation network's work). GFLOP/s figures use 2 FLOPs per multiply-add.
@@ -34,16 +36,26 @@ def count_macs(net, input_shape):
     for node in nodes:
         occurrence.append(seen[node['name']])
         seen[node['name']] += 1
+    def input_shape_of(node, k):
+        source = node['inputs'][k][0]
+        if nodes[source]['op'] == 'null':
+            return arg_shape[nodes[source]['name']]
+        return out_shape[nodes[source]['name'] + '_output', occurrence[source]]
+
     total = 0
     for i, node in enumerate(nodes):
+        if node['op'] == 'batch_dot':
+            a = input_shape_of(node, 0)
+            transpose_a = node.get('attrs', {}).get('transpose_a', 'False') in ('True', '1')
+            output = out_shape[node['name'] + '_output', occurrence[i]]
+            total += int(np.prod(output)) * int(a[-2] if transpose_a else a[-1])
+            continue
         if node['op'] not in ('Convolution', 'Deconvolution', 'FullyConnected'):
             continue
         weight = arg_shape[nodes[node['inputs'][1][0]]['name']]
         if node['op'] == 'Deconvolution':
             # Every input element is spread over (out/groups) x kernel outputs.
-            data = node['inputs'][0][0]
-            data_shape = (arg_shape[nodes[data]['name']] if nodes[data]['op'] == 'null' else
-                          out_shape[nodes[data]['name'] + '_output', occurrence[data]])
+            data_shape = input_shape_of(node, 0)
             total += int(np.prod(data_shape)) * int(np.prod(weight[1:]))
         else:
             output = out_shape[node['name'] + '_output', occurrence[i]]
