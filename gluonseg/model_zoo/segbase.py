@@ -1,4 +1,6 @@
-"""What every semantic segmentation network shares: a dilated ResNet and full-size outputs.
+"""What every semantic segmentation network shares (full-size outputs, a graph per mode:
+:class:`SegmentationNetwork`) and the dilated ResNet most of them are built on
+(:class:`SegBaseModel`).
 
 Outputs are resized to the size of the input *inside* the graph (``BilinearResize2D`` in
 ``like`` mode), so one network, hybridized or not, takes any H x W (97 x 131 works) and
@@ -16,10 +18,11 @@ from ..utils.mxnet_compat import (cached_graph, has_data, is_hybridized, put_cac
                                   take_cached_graph)
 from .model_store import ModelStoreError
 from .registry import get_model
+from .resnest import RESNEST_SPECS, resnest
 from .resnetv1b import resnet_v1b
 
-__all__ = ['SegBaseModel', 'FCNHead', 'classifier_block', 'conv_bn_relu', 'parse_backbone',
-           'build_backbone', 'resize_like', 'initialize_keeping_values']
+__all__ = ['SegmentationNetwork', 'SegBaseModel', 'FCNHead', 'classifier_block', 'conv_bn_relu',
+           'parse_backbone', 'build_backbone', 'resize_like', 'initialize_keeping_values']
 
 # Segmentation defaults to the deep-stem v1s backbones for 50/101/152 (what GluonCV's
 # published segmentation weights were trained with) and to v1b for the shallow ones.
@@ -27,12 +30,20 @@ DEFAULT_VARIANT = {18: 'v1b', 34: 'v1b', 50: 'v1s', 101: 'v1s', 152: 'v1s'}
 
 
 def parse_backbone(name):
-    """``'resnet101'`` -> ``(101, 'v1s')``; ``'resnet50_v1d'`` -> ``(50, 'v1d')``."""
+    """``'resnet101'`` -> ``(101, 'v1s')``; ``'resnet50_v1d'`` -> ``(50, 'v1d')``;
+    ``'resnest50'`` -> ``(50, 'resnest')``."""
+    match = re.fullmatch(r'resnest(\d+)', name)
+    if match:
+        depth = int(match.group(1))
+        if depth not in RESNEST_SPECS:
+            raise ValueError('Unknown backbone %r: ResNeSt depth must be one of %s'
+                             % (name, sorted(RESNEST_SPECS)))
+        return depth, 'resnest'
     match = re.fullmatch(r'resnet(\d+)(?:_(v1[bcds]))?', name)
     if not match:
-        raise ValueError("Unknown backbone %r: expected 'resnet<depth>' or "
-                         "'resnet<depth>_v1{b,c,d,s}', e.g. 'resnet101' or 'resnet50_v1d'"
-                         % (name,))
+        raise ValueError("Unknown backbone %r: expected 'resnet<depth>', "
+                         "'resnet<depth>_v1{b,c,d,s}' or 'resnest<depth>', e.g. 'resnet101', "
+                         "'resnet50_v1d' or 'resnest50'" % (name,))
     depth = int(match.group(1))
     if depth not in DEFAULT_VARIANT:
         raise ValueError('Unknown backbone %r: depth must be one of %s'
@@ -42,7 +53,8 @@ def parse_backbone(name):
 
 def build_backbone(name, dilated=True, pretrained=False, root=None, norm_layer=nn.BatchNorm,
                    norm_kwargs=None):
-    """A (dilated) ResNetV1b, with its published ImageNet weights when ``pretrained``.
+    """A (dilated) ResNetV1b or ResNeSt, with its published ImageNet weights when
+    ``pretrained``.
 
     Models pass their ``pretrained_base`` as ``pretrained``; when the weights cannot be
     obtained, the error (:class:`~gluonseg.model_zoo.model_store.ModelStoreError`, or
@@ -52,7 +64,8 @@ def build_backbone(name, dilated=True, pretrained=False, root=None, norm_layer=n
     depth, variant = parse_backbone(name)
     kwargs = dict(dilated=dilated, norm_layer=norm_layer, norm_kwargs=norm_kwargs)
     if pretrained:
-        backbone = 'resnet%d_%s' % (depth, variant)
+        backbone = ('resnest%d' % depth if variant == 'resnest'
+                    else 'resnet%d_%s' % (depth, variant))
         # Said when the weights cannot be had: pretrained=False alone does not avoid them.
         why = ('pretrained_base=True asks for the ImageNet weights of the backbone %r (it is '
                'the default of gluonseg.get_model, also with pretrained=False, as in GluonCV). '
@@ -66,6 +79,8 @@ def build_backbone(name, dilated=True, pretrained=False, root=None, norm_layer=n
                                   sha1=err.sha1, cause=err) from None
         except PermissionError as err:  # a cache folder that cannot be written to
             raise PermissionError(err.errno, why + err.strerror) from None
+    if variant == 'resnest':
+        return resnest(depth, **kwargs)
     return resnet_v1b(depth, variant, **kwargs)
 
 
@@ -147,11 +162,11 @@ def set_reproducible_gradients(net, enabled=True):
 
 
 def conv_bn_relu(channels, kernel, in_channels, norm_layer, norm_kwargs, padding=0,
-                  dilation=1):
+                  dilation=1, strides=1, groups=1):
     """Conv (no bias) -> norm -> ReLU, as a 3-element sequence (keys ``.0`` and ``.1``)."""
     block = nn.HybridSequential()
-    block.add(nn.Conv2D(channels, kernel, padding=padding, dilation=dilation, use_bias=False,
-                        in_channels=in_channels),
+    block.add(nn.Conv2D(channels, kernel, strides=strides, padding=padding, dilation=dilation,
+                        groups=groups, use_bias=False, in_channels=in_channels),
               norm_layer(in_channels=channels, **(norm_kwargs or {})),
               nn.Activation('relu'))
     return block
@@ -180,9 +195,9 @@ class FCNHead(nn.HybridBlock):
         return self.block(x)
 
 
-class SegBaseModel(nn.HybridBlock):
-    """A dilated ResNet (stages kept as ``conv1`` ... ``layer4``), a head on stage 4 and an
-    optional auxiliary FCN head on stage 3.
+class SegmentationNetwork(nn.HybridBlock):
+    """What every semantic network shares, whatever computes its features: the outputs by
+    mode, one cached graph per mode, initialization, export and ``predict``.
 
     Calling the network returns ``(out, aux)`` while training (``autograd.is_training()``,
     e.g. inside ``autograd.record()``) when the auxiliary head exists, and ``out`` alone
@@ -190,68 +205,44 @@ class SegBaseModel(nn.HybridBlock):
     training the auxiliary head is not computed at all: a hybridized network keeps one graph
     for training and one for inference, and ``export()`` writes the inference graph (main
     output only). The auxiliary head's parameters stay in the network, so the published
-    weight files load unchanged.
+    weight files load unchanged. A subclass builds its blocks and writes ``hybrid_forward``
+    returning those outputs (the auxiliary one only when ``self.aux`` and
+    ``autograd.is_training()``).
 
     Parameters
     ----------
     nclass : int
         Number of classes.
-    backbone : str
-        ``'resnet50'``, ``'resnet101'``, ``'resnet152'`` (deep-stem v1s) or an explicit
-        variant such as ``'resnet50_v1b'``.
     aux : bool
-        Build the auxiliary FCN head on stage 3 (the published weights include it).
-    pretrained_base : bool
-        Load the ImageNet weights of the backbone.
+        Build the auxiliary head (the published weights include it).
     norm_layer, norm_kwargs :
-        Normalization block for backbone and heads, e.g. ``mx.gluon.contrib.nn.SyncBatchNorm``
-        with ``{'num_devices': 4}``.
+        Normalization block of the network, e.g. ``mx.gluon.contrib.nn.SyncBatchNorm`` with
+        ``{'num_devices': 4}``.
     """
 
     #: Resize with a reproducible gradient (:func:`set_reproducible_gradients`).
     reproducible_gradients = False
 
-    def __init__(self, nclass, backbone='resnet50', aux=True, pretrained_base=True, root=None,
-                 norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
+    @property
+    def training_only_outputs(self):
+        """Whether training returns outputs that inference leaves out (the auxiliary head's,
+        or a subclass's other extra heads): then a hybridized network keeps a graph per mode."""
+        return self.aux
+
+    def __init__(self, nclass, aux=True, norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
         super().__init__(**kwargs)
         self.nclass = nclass
         self.aux = aux
-        self.backbone_name = backbone
         self._norm = dict(norm_layer=norm_layer, norm_kwargs=norm_kwargs)
         self._graph_training = None  # the mode the current cached graph was traced in
         self._graphs = {}  # mode -> the _CACHED_GRAPH_FIELDS of the other mode's graph
-        with self.name_scope():
-            base = build_backbone(backbone, dilated=True, pretrained=pretrained_base, root=root,
-                                  **self._norm)
-            # Keep the stages at the top level: the published files name them ``layer3.0...``.
-            self.conv1, self.bn1, self.relu, self.maxpool = (base.conv1, base.bn1, base.relu,
-                                                             base.maxpool)
-            self.layer1, self.layer2 = base.layer1, base.layer2
-            self.layer3, self.layer4 = base.layer3, base.layer4
-            self.stage3_channels = 256 * base.layer3[0].expansion
-            self.stage4_channels = 512 * base.layer4[0].expansion
-            if aux:
-                self.auxlayer = FCNHead(self.stage3_channels, nclass, **self._norm)
-
-    def base_forward(self, x):
-        """Stage 3 and stage 4 features (both at 1/8 of the input size)."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        c3 = self.layer3(self.layer2(self.layer1(x)))
-        return c3, self.layer4(c3)
-
-    def hybrid_forward(self, F, x):
-        c3, c4 = self.base_forward(x)
-        out = resize_like(F, self.head(c4), x, self.reproducible_gradients)
-        # A hybridized network takes this branch once, when its graph is traced; forward()
-        # keeps a graph per mode.
-        if self.aux and autograd.is_training():
-            return out, resize_like(F, self.auxlayer(c3), x, self.reproducible_gradients)
-        return out
 
     def forward(self, x, *args):
-        if self.aux and is_hybridized(self):
+        if self.training_only_outputs and is_hybridized(self):
             self._select_graph(autograd.is_training())
-        return super().forward(x, *args)
+        out = super().forward(x, *args)
+        # A hybridized graph returns its outputs as a list: a tuple either way.
+        return tuple(out) if isinstance(out, list) else out
 
     def _select_graph(self, training):
         """Make the graph traced in this mode the one MXNet runs, keeping the other's (MXNet's
@@ -275,11 +266,11 @@ class SegBaseModel(nn.HybridBlock):
 
     def _build_cache(self, *args):
         training = self._graph_training if cached_graph(self) else autograd.is_training()
-        if training or not self.aux:
+        if training or not self.training_only_outputs:
             return super()._build_cache(*args)
         with warnings.catch_warnings():
             # MXNet warns when a graph leaves parameters unused; the inference graph leaves
-            # out the auxiliary head on purpose.
+            # out the heads of the training-only outputs on purpose.
             warnings.filterwarnings('ignore', r'Parameter .* is not used by any computation',
                                     UserWarning)
             return super()._build_cache(*args)
@@ -293,14 +284,10 @@ class SegBaseModel(nn.HybridBlock):
         :func:`initialize_keeping_values`."""
         initialize_keeping_values(self, init, ctx, verbose, force_reinit)
 
-    def head_blocks(self):
-        """The blocks trained from scratch on a new task (for a larger learning rate)."""
-        return [self.head] + ([self.auxlayer] if self.aux else [])
-
     def export(self, path, epoch=0, remove_amp_cast=True):
         """Export the inference graph (main output only) as ``path-symbol.json`` and
         ``path-%04d.params``; load it with ``mx.gluon.SymbolBlock.imports``."""
-        if self.aux and is_hybridized(self):
+        if self.training_only_outputs and is_hybridized(self):
             self._select_graph(training=False)
             if not cached_graph(self):  # not run at inference yet: build that graph
                 with autograd.predict_mode():
@@ -340,3 +327,63 @@ class SegBaseModel(nn.HybridBlock):
         norm = dict(mean=info.mean, std=info.std) if info is not None else {}
         array = normalize_image(load_image(image), **norm)
         return mx.nd.array(array[None], ctx=self._first_ctx())
+
+
+class SegBaseModel(SegmentationNetwork):
+    """A dilated ResNet (stages kept as ``conv1`` ... ``layer4``), a head on stage 4 and an
+    optional auxiliary FCN head on stage 3.
+
+    Outputs as :class:`SegmentationNetwork` says.
+
+    Parameters
+    ----------
+    nclass : int
+        Number of classes.
+    backbone : str
+        ``'resnet50'``, ``'resnet101'``, ``'resnet152'`` (deep-stem v1s), an explicit
+        variant such as ``'resnet50_v1b'``, or ``'resnest50'`` ... ``'resnest269'``.
+    aux : bool
+        Build the auxiliary FCN head on stage 3 (the published weights include it).
+    pretrained_base : bool
+        Load the ImageNet weights of the backbone.
+    norm_layer, norm_kwargs :
+        Normalization block for backbone and heads, e.g. ``mx.gluon.contrib.nn.SyncBatchNorm``
+        with ``{'num_devices': 4}``.
+    """
+
+    def __init__(self, nclass, backbone='resnet50', aux=True, pretrained_base=True, root=None,
+                 norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
+        super().__init__(nclass, aux=aux, norm_layer=norm_layer, norm_kwargs=norm_kwargs,
+                         **kwargs)
+        self.backbone_name = backbone
+        with self.name_scope():
+            base = build_backbone(backbone, dilated=True, pretrained=pretrained_base, root=root,
+                                  **self._norm)
+            # Keep the stages at the top level: the published files name them ``layer3.0...``.
+            self.conv1, self.bn1, self.relu, self.maxpool = (base.conv1, base.bn1, base.relu,
+                                                             base.maxpool)
+            self.layer1, self.layer2 = base.layer1, base.layer2
+            self.layer3, self.layer4 = base.layer3, base.layer4
+            self.stage3_channels = 256 * base.layer3[0].expansion
+            self.stage4_channels = 512 * base.layer4[0].expansion
+            if aux:
+                self.auxlayer = FCNHead(self.stage3_channels, nclass, **self._norm)
+
+    def base_forward(self, x):
+        """Stage 3 and stage 4 features (both at 1/8 of the input size)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        c3 = self.layer3(self.layer2(self.layer1(x)))
+        return c3, self.layer4(c3)
+
+    def hybrid_forward(self, F, x):
+        c3, c4 = self.base_forward(x)
+        out = resize_like(F, self.head(c4), x, self.reproducible_gradients)
+        # A hybridized network takes this branch once, when its graph is traced; forward()
+        # keeps a graph per mode.
+        if self.aux and autograd.is_training():
+            return out, resize_like(F, self.auxlayer(c3), x, self.reproducible_gradients)
+        return out
+
+    def head_blocks(self):
+        """The blocks trained from scratch on a new task (for a larger learning rate)."""
+        return [self.head] + ([self.auxlayer] if self.aux else [])
