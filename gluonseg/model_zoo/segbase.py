@@ -122,9 +122,12 @@ def resize_like(F, x, like, reproducible_gradient=False):
     gradient of ``like``, which in a ``hybridize(static_alloc=True)`` graph erases what the
     other uses of ``like`` have accumulated (PSPNet's pyramid: wrong backbone gradients).
     """
-    if not reproducible_gradient:
-        return F.contrib.BilinearResize2D(x, like=like, mode='like', align_corners=True)
+    # ``like`` only lends its size: BlockGrad keeps BilinearResize2D's backward from writing
+    # zeros over its gradient (see above), which breaks any network whose ``like`` is a
+    # feature map used elsewhere, under static_alloc, in any training loop.
     out = F.contrib.BilinearResize2D(x, like=F.BlockGrad(like), mode='like', align_corners=True)
+    if not reproducible_gradient:
+        return out
     rows = interpolation_matrix(F, x, like, axis=2)
     cols = interpolation_matrix(F, x, like, axis=3)
     products = F.dot(x, cols, transpose_b=True)  # (N, C, H_in, W_out)
