@@ -61,8 +61,10 @@ from mxnet.onnx.mx2onnx._op_translations._op_translations_opset12 import (
     convert_broadcast_like, convert_contrib_BilinearResize2D)
 
 from .optimize import inference_symbol
+from .rcnn.mask_rcnn import MaskRCNN
 
-__all__ = ['export_onnx', 'DEFAULT_OPSET', 'INPUT_NAME', 'OUTPUT_NAME', 'onnx_converters']
+__all__ = ['export_onnx', 'DEFAULT_OPSET', 'INPUT_NAME', 'OUTPUT_NAME', 'onnx_converters',
+           'symbol_to_onnx', 'declare_dims']
 
 DEFAULT_OPSET = 13
 INPUT_NAME, OUTPUT_NAME = 'data', 'logits'
@@ -75,7 +77,8 @@ def export_onnx(net, path, input_shape=(1, 3, 480, 480), dynamic=True, opset=DEF
     ----------
     net : HybridBlock
         An initialized float32 gluonseg FCN, PSPNet or DeepLabV3 (or a ``SymbolBlock``
-        imported from their export).
+        imported from their export). A ``MaskRCNN`` goes to
+        :func:`~.onnx_detection.export_mask_rcnn` (one image in, its detections out).
     path : str
         The ``.onnx`` file to write.
     input_shape : tuple of 4 int
@@ -102,10 +105,12 @@ def export_onnx(net, path, input_shape=(1, 3, 480, 480), dynamic=True, opset=DEF
     """
     try:
         import onnx  # lazy: optional, pip install onnx
-        from onnx import helper  # lazy: optional, pip install onnx
     except ImportError as error:
         raise ImportError('export_onnx needs the onnx package: pip install "onnx==1.14.1" '
                           '(or gluonseg[onnx])') from error
+    if isinstance(net, MaskRCNN):  # one image to its detections: .onnx_detection
+        from .onnx_detection import export_mask_rcnn  # lazy: it imports this module
+        return export_mask_rcnn(net, path, input_shape, dynamic, opset)
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) != 4 or input_shape[1] != 3:
         raise ValueError('input_shape must be (N, 3, H, W), got %s' % (input_shape,))
@@ -115,26 +120,13 @@ def export_onnx(net, path, input_shape=(1, 3, 480, 480), dynamic=True, opset=DEF
     if backend_ops:
         raise ValueError('the graph holds oneDNN-only operators %s (an optimized model?): '
                          'export the float32 network instead' % backend_ops)
-    used = set(symbol.list_inputs())
-    params = {name: param.data().as_in_context(mx.cpu())
-              for name, param in net.collect_params().items() if name in used}
-    dynamic_shape = [(None, 3, None, None)] if dynamic else None
-    with onnx_converters(opset):
-        graph = MXNetGraph().create_onnx_graph_proto(
-            symbol, params, [input_shape], [onnx.TensorProto.FLOAT], opset_version=opset,
-            dynamic=dynamic, dynamic_input_shapes=dynamic_shape)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', opset)],
-                              producer_name='gluonseg')
-    # MXNet lists the weights as graph inputs too; as pure initializers they are constants
-    # (onnxruntime folds them, TensorRT needs them so).
-    weights = {tensor.name for tensor in model.graph.initializer}
-    inputs = [value for value in model.graph.input if value.name not in weights]
-    del model.graph.input[:]
-    model.graph.input.extend(inputs)
+    model = symbol_to_onnx(symbol, net, input_shape, opset,
+                           (None, 3, None, None) if dynamic else None)
     _rename_output(model, OUTPUT_NAME)
     if dynamic:
         _, (out_shape,), _ = symbol.infer_shape(data=input_shape)
-        _name_dynamic_dims(model, nclass=out_shape[1])
+        declare_dims(model.graph.input[0], ('batch', 3, 'height', 'width'))
+        declare_dims(model.graph.output[0], ('batch', out_shape[1], 'height', 'width'))
     onnx.checker.check_model(model)
     onnx.save(model, path)
     return path
@@ -144,6 +136,43 @@ def _nodes(symbol):
     return json.loads(symbol.tojson())['nodes']
 
 
+def symbol_to_onnx(symbol, net, input_shape, opset, dynamic_input_shape=None,
+                   converters=None):
+    """The ONNX model of the inference ``symbol`` (input ``data``) with ``net``'s weights as
+    constants, through MXNet's exporter and gluonseg's converters (and ``converters``).
+    ``dynamic_input_shape``: the input shape with None for each dynamic axis (None: the
+    static ``input_shape``)."""
+    import onnx  # lazy: optional, pip install onnx
+    from onnx import helper  # lazy: optional, pip install onnx
+    used = set(symbol.list_inputs())
+    params = {name: param.data().as_in_context(mx.cpu())
+              for name, param in net.collect_params().items() if name in used}
+    dynamic = dynamic_input_shape is not None
+    with onnx_converters(opset, converters):
+        graph = MXNetGraph().create_onnx_graph_proto(
+            symbol, params, [input_shape], [onnx.TensorProto.FLOAT], opset_version=opset,
+            dynamic=dynamic, dynamic_input_shapes=[dynamic_input_shape] if dynamic else None)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', opset)],
+                              producer_name='gluonseg')
+    _weights_as_constants(model)
+    return model
+
+
+def _weights_as_constants(model):
+    """Drop the weights from the graph inputs of an exported model: MXNet lists them as
+    inputs too; as pure initializers they are constants (onnxruntime folds them, TensorRT
+    needs them so). Drop the constants no node reads: MXNet's converters of split, softmax
+    and others leave some, and onnxruntime warns about each."""
+    weights = {tensor.name for tensor in model.graph.initializer}
+    inputs = [value for value in model.graph.input if value.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
+    read = {name for node in model.graph.node for name in node.input}
+    constants = [tensor for tensor in model.graph.initializer if tensor.name in read]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(constants)
+
+
 def _rename_output(model, name):
     old = model.graph.output[0].name
     for node in model.graph.node:
@@ -151,26 +180,24 @@ def _rename_output(model, name):
     model.graph.output[0].name = name
 
 
-def _name_dynamic_dims(model, nclass):
-    """Declare the input (batch, 3, height, width) and the output (batch, nclass, height,
-    width)."""
-    for value, channels in [(model.graph.input[0], 3), (model.graph.output[0], nclass)]:
-        dims = value.type.tensor_type.shape.dim
-        for dim, size in zip(dims, ('batch', channels, 'height', 'width')):
-            dim.Clear()
-            if isinstance(size, str):
-                dim.dim_param = size
-            else:
-                dim.dim_value = size
+def declare_dims(value, sizes):
+    """Set the dimensions of a graph input or output: an int is fixed, a str symbolic."""
+    for dim, size in zip(value.type.tensor_type.shape.dim, sizes):
+        dim.Clear()
+        if isinstance(size, str):
+            dim.dim_param = size
+        else:
+            dim.dim_value = size
 
 
 @contextlib.contextmanager
-def onnx_converters(opset=DEFAULT_OPSET):
+def onnx_converters(opset=DEFAULT_OPSET, extra=None):
     """Register gluonseg's converters in MXNet's ONNX registry for the duration of the block
-    (for ``mx.onnx.export_model`` too), restoring MXNet's afterwards."""
+    (for ``mx.onnx.export_model`` too), restoring MXNet's afterwards; ``extra``
+    (``{operator: converter}``) is registered too."""
     converters = {'_contrib_BilinearResize2D': _convert_bilinear_resize,
                   '_contrib_AdaptiveAvgPooling2D': _convert_adaptive_avg_pooling,
-                  'broadcast_like': _convert_broadcast_like}
+                  'broadcast_like': _convert_broadcast_like, **(extra or {})}
     table = MXNetGraph.registry_.setdefault(opset, {})
     saved = {op: table[op] for op in converters if op in table}
     table.update(converters)
