@@ -20,9 +20,11 @@ onnxruntime        ``fp32``: gluonseg's model exported by ``export_onnx`` (Mask 
                    one-graph output, ``max_dets`` rows) in onnxruntime's CPU provider
 =================  =========================================================================
 
-Models (``--models``), all with random weights (nothing is downloaded; latency does not
-depend on the weights) and no auxiliary head: ``fcn``, ``psp``, ``deeplab`` (ResNet-101
-``--depth``, ``--size`` 480x480; torchvision has no PSPNet) and ``mask_rcnn_c4``,
+Models (``--models``), all with random weights (nothing is downloaded) and no auxiliary
+head; the semantic models of gluonseg (also exported to onnxruntime) and GluonCV get the
+same rule, He-normal weights and identity BatchNorms (:func:`initialize_alike`): weights
+that shrink the activations to subnormal floats slow a CPU down several times. They are
+``fcn``, ``psp``, ``deeplab`` (ResNet-101 ``--depth``, ``--size`` 480x480; torchvision has no PSPNet) and ``mask_rcnn_c4``,
 ``mask_rcnn_fpn`` (ResNet-50, ``--rcnn-size`` 800x1088; torchvision has FPN only). Not in
 the default run, GluonCV's other families, gluonseg and GluonCV only: ``deeplab_resnest``
 (ResNeSt-50), ``danet``, ``icnet`` (ResNet-50), ``vplr`` (DeepLabV3+, WideResNet-38) at
@@ -130,6 +132,24 @@ def measure(spec):
                 peak_rss_mb=round(peak_rss_mb(), 1))
 
 
+def _alike_init(name):
+    import mxnet as mx
+    if name.endswith(('gamma', 'running_var')):
+        return mx.init.One()
+    if name.endswith(('bias', 'beta', 'running_mean')):
+        return mx.init.Zero()
+    return mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2)
+
+
+def initialize_alike(net):
+    """The same weight rule for every MXNet semantic model: He-normal weights, BatchNorm as
+    identity, so activations keep their scale through the network. A random initialization
+    that shrinks them (MXNet's default uniform) reaches subnormal floats, which this CPU
+    computes many times slower: the timing would measure them, not the network."""
+    for name, param in net.collect_params().items():
+        param.initialize(init=_alike_init(name), force_reinit=True)
+
+
 def _random_image(height, width, scale=1.0):
     import numpy as np
     return (np.random.RandomState(0).randn(1, 3, height, width) * scale).astype('float32')
@@ -165,6 +185,7 @@ def _gluonseg(spec, height, width):
             mx.nd.waitall()
         return run, version, lambda: _kept(out[0], out[1])
     net = gluonseg.get_model(spec['name'], pretrained_base=False, aux=False)
+    initialize_alike(net)
     if path == 'fp32':
         net.hybridize(static_alloc=True, static_shape=True)
     else:
@@ -196,14 +217,14 @@ def _gluoncv(spec, height, width):
     net = gluoncv.model_zoo.get_model(spec['name'], **kwargs)
     if spec['model'] in INSTANCE:
         net._rcnn_max_dets = spec['max_dets']  # read when the graph is built (first call)
-    # Blocks built from symbols (its FPN) have parameters without an initializer of their
-    # own: ones for scales and variances, zeros for shifts and means, Xavier for weights.
-    for name, param in net.collect_params().items():
-        if param._data is None and param._deferred_init == ():
-            init = (mx.init.One() if name.endswith(('gamma', 'running_var')) else
-                    mx.init.Zero() if name.endswith(('bias', 'beta', 'running_mean')) else
-                    mx.init.Xavier())
-            param.initialize(init=init)
+    if spec['model'] in INSTANCE:
+        # Blocks built from symbols (its FPN) have parameters without an initializer of
+        # their own: ones for scales and variances, zeros for shifts and means, Xavier.
+        for name, param in net.collect_params().items():
+            if param._data is None and param._deferred_init == ():
+                param.initialize(init=_alike_init(name))
+    else:
+        initialize_alike(net)
     net.hybridize(static_alloc=True, static_shape=True)
     out = []
 
@@ -227,6 +248,8 @@ def _onnxruntime(spec, height, width):
     mx.random.seed(0)
     net = gluonseg.get_model(spec['name'], pretrained_base=False,
                              **({'max_dets': MAX_DETS} if instance else {'aux': False}))
+    if not instance:
+        initialize_alike(net)
     net.hybridize()
     options = ort.SessionOptions()
     options.intra_op_num_threads = spec['threads']
