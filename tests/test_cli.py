@@ -54,7 +54,7 @@ def test_models_columns_fit_the_longest_name(capsys):
     assert main(['models']) == 0
     lines = capsys.readouterr().out.splitlines()
     longest = max(len(line.split()[0]) for line in lines)
-    assert longest == len('mask_rcnn_fpn_resnet101_v1d_coco')
+    assert longest == len('deeplab_v3b_plus_wideresnet_citys')
     # Every row's second column starts at the same place, after the longest name.
     assert {len(re.match(r'\S+ +', line).group()) for line in lines} == {longest + 2}
     assert len({re.search(r' \d+ classes ', line).end() for line in lines}) == 1
@@ -114,8 +114,8 @@ def test_help_models_and_import_gluonseg_do_not_import_mxnet():
     assert seen['checked'] == [{'train': 'instance', 'eval': 'semantic'}, 100, False]
     assert seen['predict checked'] == [['a.jpg'], 0.5, False]
     # Listing reads the weights table: no MXNet, no model file.
-    assert seen['models'] == [0, 'deeplab_resnet101_ade', False]
-    assert seen['models deeplab --pretrained yes'] == [0, 'deeplab_resnet101_ade', False]
+    assert seen['models'] == [0, 'danet_resnet101_ade', False]
+    assert seen['models deeplab --pretrained yes'] == [0, 'deeplab_resnest101_ade', False]
     assert seen['model files'] == []
     assert seen['import gluonseg'] == [0, 'True', False]
     # Control: building a model does import it.

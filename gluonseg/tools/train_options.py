@@ -13,6 +13,7 @@ import os
 
 from ..data.catalog import SEGMENTATION_DATASETS, dataset_info
 from ..model_zoo.registry import UnknownModelError, model_info
+from ..model_zoo.weights_table import SEMANTIC_METHODS
 from . import instance_train_options, tool_parser
 from .run_arguments import add_run_arguments
 from .task_options import TASKS, TaskOptions, settle_task
@@ -65,10 +66,10 @@ def add_arguments(p, task=None):
         'registered model name, e.g. deeplab_resnet101_voc, or a Mask R-CNN: '
         'mask_rcnn_[fpn_]NETWORK_coco (published sizes) or _small (narrow heads); it chooses '
         'the task (default: METHOD_BACKBONE_DATASET, or from --network, --fpn and --small)'))
-    option(g, 'semantic', '--method', choices=['fcn', 'psp', 'deeplab'],
+    option(g, 'semantic', '--method', choices=list(SEMANTIC_METHODS),
            help='used with --backbone when --model is not given (default: fcn)')
-    option(g, 'semantic', '--backbone', help='resnet18/50/101/152 (default: resnet18 on shapes, '
-           'resnet101 otherwise)')
+    option(g, 'semantic', '--backbone', help='resnet18/50/101/152, or resnest50/101/200/269 '
+           'with deeplab (default: resnet18 on shapes, resnet101 otherwise)')
     option(g, 'semantic', '--aux', action=argparse.BooleanOptionalAction, default=None,
            help='auxiliary FCN head on stage 3 (default: off on shapes and for the models '
                 'published without one, DANet and ICNet; on otherwise)')
