@@ -1,4 +1,5 @@
-"""Export FCN, PSPNet and DeepLabV3 to ONNX with a dynamic batch and input size.
+"""Export gluonseg's semantic models to ONNX with a dynamic batch and input size (Mask R-CNN:
+:mod:`.onnx_detection`, through the same :func:`export_onnx`).
 
     >>> net = gluonseg.get_model('psp_resnet101_voc', pretrained=True)
     >>> export_onnx(net, 'psp.onnx', input_shape=(1, 3, 480, 480))   # any N, H, W at run time
@@ -76,7 +77,7 @@ def export_onnx(net, path, input_shape=(1, 3, 480, 480), dynamic=True, opset=DEF
     Parameters
     ----------
     net : HybridBlock
-        An initialized float32 gluonseg FCN, PSPNet or DeepLabV3 (or a ``SymbolBlock``
+        An initialized float32 gluonseg semantic model or Mask R-CNN (or a ``SymbolBlock``
         imported from their export). A ``MaskRCNN`` goes to
         :func:`~.onnx_detection.export_mask_rcnn` (one image in, its detections out).
     path : str

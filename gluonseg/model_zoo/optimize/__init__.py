@@ -7,7 +7,7 @@
 
 :func:`optimize` is the one entry for both model kinds:
 
-* a segmentation network (FCN, PSPNet, DeepLabV3, or a ``SymbolBlock`` of one) becomes an
+* a semantic segmentation network (any gluonseg family, or a ``SymbolBlock`` of one) becomes an
   :class:`OptimizedSegmentation` (:mod:`.segmentation`: the float32, bfloat16 and int8
   paths);
 * a :class:`~gluonseg.model_zoo.rcnn.MaskRCNN` becomes an :class:`OptimizedMaskRCNN`, its
