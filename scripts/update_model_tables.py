@@ -27,7 +27,8 @@ def cost_note():
                       for task, shape in weights_table.COST_INPUT_SHAPE.items())
     return ('Params: learned values in millions (BatchNorm statistics and anchors not '
             'counted). GMACs: billions of multiply-adds of the inference output for one image '
-            '(%s; `gluonseg.utils.flops.count_macs`: convolutions and dense layers).\n\n'
+            '(%s; `gluonseg.utils.flops.count_macs`: convolutions, dense layers and matrix '
+            'products).\n\n'
             % sizes)
 
 
