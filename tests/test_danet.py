@@ -1,4 +1,5 @@
-"""DANet: GluonCV's golden outputs, outputs by mode, any input size, optimization, ONNX."""
+"""DANet: GluonCV's golden outputs, outputs by mode, any input size, optimization (ONNX
+export: test_onnx_export.py)."""
 import json
 import warnings
 
@@ -8,20 +9,13 @@ import pytest
 from mxnet import autograd
 
 import gluonseg
-from gluonseg.data.shapes import ShapesSegmentation
-from gluonseg.data.transforms import normalize_image
 from gluonseg.engine.loss import SegmentationLoss
 from gluonseg.model_zoo.danet import ChannelAttention, DANet, PositionAttention
 from gluonseg.model_zoo.segbase import set_reproducible_gradients
+from model_checks import (MAX_RELATIVE_ERROR, MIN_ARGMAX_AGREEMENT, argmax_agreement,
+                          model_in_both_modes, relative_error)
+from model_checks import scenes  # noqa: F401  (fixture)
 from spec_utils import fill_golden_weights, golden, golden_shapes_models
-
-# Bounds of test_optimize.py: fusion keeps float32 arithmetic; int8 keeps 255 levels a tensor.
-MAX_RELATIVE_ERROR = {'float32': 1e-5, 'int8': 0.2}
-MIN_ARGMAX_AGREEMENT = {'float32': 1.0, 'int8': 0.95}
-
-
-def relative_error(actual, expected):
-    return float(np.abs(actual - expected).max() / np.abs(expected).max())
 
 
 def _graph_inputs(symbol_json):
@@ -48,17 +42,11 @@ def test_golden_outputs_match_gluoncv(name):
     assert relative_error(net(x).asnumpy(), data['out0']) < 1e-4
 
 
-@pytest.fixture(scope='module')
-def small_net():
-    mx.random.seed(0)
-    return gluonseg.get_model('danet_resnet18_shapes', pretrained_base=False)
+small_net = model_in_both_modes('danet_resnet18_shapes')
 
 
-@pytest.mark.parametrize('hybridize', [False, True])
-def test_outputs_by_mode_at_any_input_size(small_net, hybridize):
+def test_outputs_by_mode_at_any_input_size(small_net):
     net = small_net
-    if hybridize:
-        net.hybridize()
     x = mx.nd.random.normal(shape=(2, 3, 97, 131))
     out = net(x)
     assert isinstance(out, mx.nd.NDArray) and out.shape == (2, 4, 97, 131)
@@ -118,14 +106,6 @@ def golden_net():
     return golden_shapes_models(['danet'])['danet']
 
 
-@pytest.fixture(scope='module')
-def scenes():
-    """4 normalized 96x96 Shapes scenes to evaluate on, 4 to calibrate with."""
-    dataset = ShapesSegmentation('val', size=(96, 96))
-    images = np.stack([normalize_image(dataset[i][0]) for i in range(8)])
-    return mx.nd.array(images[:4]), mx.nd.array(images[4:])
-
-
 @pytest.mark.parametrize('dtype', ['float32', 'int8'])
 def test_optimized_logits_stay_close_to_float32(golden_net, scenes, dtype):
     x, calib = scenes
@@ -134,8 +114,7 @@ def test_optimized_logits_stay_close_to_float32(golden_net, scenes, dtype):
     out = model(x).asnumpy()
     assert out.shape == expected.shape
     assert relative_error(out, expected) < MAX_RELATIVE_ERROR[dtype]
-    agreement = float((out.argmax(axis=1) == expected.argmax(axis=1)).mean())
-    assert agreement >= MIN_ARGMAX_AGREEMENT[dtype]
+    assert argmax_agreement(out, expected) >= MIN_ARGMAX_AGREEMENT[dtype]
     nodes = json.loads(model._cached_graph[1].tojson())['nodes']
     convs = [n for n in nodes if n['op'] == '_sg_mkldnn_conv']
     assert 'Convolution' not in {n['op'] for n in nodes} and len(convs) > 20
@@ -145,20 +124,3 @@ def test_optimized_logits_stay_close_to_float32(golden_net, scenes, dtype):
         assert len(quantized) == len(convs) - 1
         assert model.classifier.replace('_fwd', '_weight') == golden_net.head.conv8[0].weight.name
 
-
-def test_onnx_export_matches_mxnet_at_any_batch_and_size(golden_net, tmp_path):
-    ort = pytest.importorskip('onnxruntime', reason='onnxruntime is not installed: pip install '
-                                                    '--no-deps onnxruntime==1.15.1')
-    pytest.importorskip('onnx', reason='onnx is not installed: pip install "onnx==1.14.1"')
-    from gluonseg.model_zoo.onnx_export import export_onnx  # lazy: needs onnx
-    path = export_onnx(golden_net, str(tmp_path / 'danet.onnx'), input_shape=(1, 3, 64, 64))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # MXNet's softmax converter leaves an unused initializer
-    runner = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
-    rng = np.random.RandomState(0)
-    for shape in [(1, 3, 64, 64), (2, 3, 97, 131)]:
-        x = rng.uniform(-2, 2, shape).astype(np.float32)
-        expected = golden_net(mx.nd.array(x)).asnumpy()
-        (out,) = runner.run(['logits'], {'data': x})
-        assert out.shape == expected.shape == (shape[0], 4) + shape[2:]
-        assert relative_error(out, expected) < 1e-5, shape

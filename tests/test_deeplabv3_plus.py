@@ -1,9 +1,11 @@
 """DeepLabV3+ on WideResNet-38 (VPLR, ``deeplab_v3b_plus_wideresnet_*``): GluonCV's golden
-logits, any input size, the engine's contract, optimized and ONNX inference.
+logits, any input size, the engine's contract, optimized inference (ONNX export:
+test_onnx_export.py).
 
 The network has 137M values: one instance with the golden weights is built per module (about
-10 s) and only run at inference (its gradient buffers are dropped). Quantization, ONNX export
-and training gradients are checked on a narrow twin: the same graph with few channels.
+10 s) and only run at inference (its gradient buffers are dropped). Quantization and training
+gradients are checked on a narrow twin (model_checks.narrow_wideresnet): the same graph with
+few channels.
 """
 import mxnet as mx
 import numpy as np
@@ -17,14 +19,11 @@ from gluonseg.model_zoo.multiscale import MultiScaleEvaluator
 from gluonseg.model_zoo.optimize import optimize
 from gluonseg.model_zoo.registry import model_info
 from gluonseg.model_zoo.segbase import set_reproducible_gradients
-from gluonseg.model_zoo.wideresnet import WideResNet38
+from model_checks import (MAX_RELATIVE_ERROR, NARROW_STAGES, argmax_agreement,
+                          narrow_wideresnet, relative_error, training_gradients)
 from spec_utils import fill_golden_weights, golden
 
 NAME = 'deeplab_v3b_plus_wideresnet_citys'
-
-
-def relative_error(actual, expected):
-    return float(np.abs(actual - expected).max() / np.abs(expected).max())
 
 
 @pytest.fixture(scope='module')
@@ -112,21 +111,8 @@ def test_fused_float32_inference_gives_the_same_logits(net, golden_input):
     assert error < 1e-5, 'relative error %g' % error  # fusion only reorders float32 arithmetic
 
 
-# Stages of a narrow twin of the network (WideResNet38.stages): every kind of unit (identity
-# and projected shortcut, two 3x3 and bottleneck convolutions, stride, dilations 2 and 4,
-# dropout) with few channels, so that int8 quantization and ONNX export, which copy the
-# weights several times (beyond 3 GB of memory for the 137M values), take seconds.
-NARROW_STAGES = ((2, (16, 16), 1, 1, 0.0),
-                 (1, (32, 32), 1, 1, 0.0),
-                 (2, (32, 32), 2, 1, 0.0),
-                 (1, (32, 64), 1, 2, 0.0),
-                 (1, (32, 64, 128), 1, 4, 0.3),
-                 (1, (64, 128, 256), 1, 4, 0.5))
-
-
 def build_narrow(nclass, stages=NARROW_STAGES):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(WideResNet38, 'stages', stages)
+    with narrow_wideresnet(stages):
         return DeepLabV3Plus(nclass)
 
 
@@ -148,43 +134,14 @@ def test_optimized_inference_stays_close_to_float32(narrow_net, golden_input, dt
     out = model(golden_input).asnumpy()
     assert out.shape == expected.shape
     error = relative_error(out, expected)
-    agreement = float((out.argmax(axis=1) == expected.argmax(axis=1)).mean())
-    # Fusion only reorders float32 arithmetic; int8 keeps 255 levels per tensor.
-    assert error < {'float32': 1e-5, 'int8': 0.2}[dtype], 'relative error %g' % error
+    agreement = argmax_agreement(out, expected)
+    assert error < MAX_RELATIVE_ERROR[dtype], 'relative error %g' % error
     assert agreement >= {'float32': 1.0, 'int8': 0.9}[dtype], 'argmax agreement %g' % agreement
     if dtype == 'int8':
         assert error > 1e-4  # the int8 arithmetic is really used
     small = mx.nd.array(np.random.RandomState(4).uniform(-2, 2, (1, 3, 37, 51)))
     assert model(small).shape == (1, 19, 37, 51)
 
-
-def test_onnx_export_matches_mxnet_at_any_size(narrow_net, tmp_path):
-    pytest.importorskip('onnx', reason='onnx is not installed: pip install "onnx==1.14.1"')
-    ort = pytest.importorskip(
-        'onnxruntime', reason='onnxruntime is not installed: pip install --no-deps '
-                              'onnxruntime==1.15.1')
-    from gluonseg.model_zoo.onnx_export import export_onnx  # needs onnx: imported once known
-    path = export_onnx(narrow_net, str(tmp_path / 'vplr.onnx'), input_shape=(1, 3, 48, 64))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    runner = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
-    rng = np.random.RandomState(5)
-    for shape in [(1, 3, 48, 64), (2, 3, 97, 131)]:
-        x = rng.uniform(-2, 2, shape).astype(np.float32)
-        expected = narrow_net(mx.nd.array(x)).asnumpy()
-        (out,) = runner.run(['logits'], {'data': x})
-        assert out.shape == expected.shape == shape[:1] + (19,) + shape[2:]
-        error = relative_error(out, expected)
-        assert error < 1e-5, 'at %s: relative error %.3g' % (shape, error)
-
-
-def _training_gradients(net, x, label):
-    with autograd.record():
-        loss = (net(x) * label).sum()
-    loss.backward()
-    return {name: param.grad().asnumpy()
-            for name, param in net._collect_params_with_prefix().items()
-            if param.grad_req != 'null'}
 
 
 def test_hybridized_training_gradients_equal_the_imperative_ones():
@@ -197,9 +154,9 @@ def test_hybridized_training_gradients_equal_the_imperative_ones():
     set_reproducible_gradients(net)
     x = mx.nd.random.normal(shape=(2, 3, 40, 48))
     label = mx.nd.random.normal(shape=(2, 3, 40, 48))
-    imperative = _training_gradients(net, x, label)
+    imperative = training_gradients(net, lambda out: (out * label).sum(), x)
     net.hybridize(static_alloc=True)
-    hybridized = _training_gradients(net, x, label)
+    hybridized = training_gradients(net, lambda out: (out * label).sum(), x)
     for name, grad in imperative.items():
         # float32 round-off through ~25 layers with batch statistics: about 3e-4.
         error = np.abs(hybridized[name] - grad).max() / np.abs(grad).max()

@@ -1,5 +1,6 @@
 """Fast-SCNN: GluonCV's golden logits (main and auxiliary), any input size, the outputs by
-mode, training through the engine, and the optimized and ONNX forms against float32."""
+mode, training through the engine, and the optimized form against float32 (ONNX export:
+test_onnx_export.py)."""
 import json
 import os
 import re
@@ -14,13 +15,14 @@ from mxnet import autograd
 
 import gluonseg
 from gluonseg.cli import main as cli_main
-from gluonseg.data.shapes import ShapesSegmentation
-from gluonseg.data.transforms import normalize_image
 from gluonseg.engine.trainer import set_head_lr_mult
 from gluonseg.model_zoo.fastscnn import FastSCNN
 from gluonseg.model_zoo.multiscale import MultiScaleEvaluator
 from gluonseg.model_zoo.optimize import OptimizedSegmentation
 from gluonseg.model_zoo.segbase import resize_like, set_reproducible_gradients
+from model_checks import (argmax_agreement, model_in_both_modes, relative_error,
+                          training_gradients)
+from model_checks import scenes  # noqa: F401  (fixture)
 from spec_utils import fill_golden_weights, golden
 
 # Sizes whose 1/32 features do not divide the pyramid's bins, and sizes that are no multiple
@@ -35,10 +37,6 @@ SHAPES_COMMAND = ['train', '--model', 'fastscnn_shapes', '--aux', '--base-size',
                   '--crop-size', '96', '--epochs', '4', '--lr', '0.2']
 
 
-def relative_error(actual, expected):
-    return float(np.abs(actual - expected).max() / np.abs(expected).max())
-
-
 @pytest.fixture(scope='module')
 def golden_net():
     """fastscnn_citys with the golden-rule weights, hybridized."""
@@ -46,14 +44,6 @@ def golden_net():
     fill_golden_weights(net)
     net.hybridize()
     return net
-
-
-@pytest.fixture(scope='module')
-def scenes():
-    """8 normalized 96x96 Shapes scenes: 4 to compare on, 4 to calibrate int8 with."""
-    dataset = ShapesSegmentation('val', size=(96, 96))
-    images = np.stack([normalize_image(dataset[i][0]) for i in range(8)])
-    return mx.nd.array(images[:4]), mx.nd.array(images[4:])
 
 
 @pytest.mark.parametrize('hybridize', [False, True])
@@ -79,17 +69,11 @@ def test_pretrained_base_is_accepted_and_fetches_nothing(tmp_path):
     assert net.head_blocks() == [] and set_head_lr_mult(net, 10.0) == []
 
 
-@pytest.fixture(scope='module')
-def shapes_net():
-    mx.random.seed(0)
-    return gluonseg.get_model('fastscnn_shapes', pretrained_base=False)
+shapes_net = model_in_both_modes('fastscnn_shapes')
 
 
-@pytest.mark.parametrize('hybridize', [False, True])
-def test_any_input_size_gives_output_of_that_size(shapes_net, hybridize):
+def test_any_input_size_gives_output_of_that_size(shapes_net):
     net = shapes_net
-    if hybridize:
-        net.hybridize()
     for h, w in SIZES:
         assert net(mx.nd.random.normal(shape=(2, 3, h, w))).shape == (2, 4, h, w)
     # Nothing changed inside: the first size again gives the same result as a fresh call.
@@ -137,13 +121,9 @@ def test_reproducible_gradients_are_the_imperative_ones_in_a_static_graph():
         assert set_reproducible_gradients(net) == 3  # the network, the pyramid, the fusion
         if hybridize:
             net.hybridize(static_alloc=True)
-        mx.random.seed(1)  # the same dropout masks both ways
-        with autograd.record():
-            out, aux = net(x)
-            loss = (out ** 2).mean() + 0.4 * (aux ** 2).mean()
-        loss.backward()
-        return {k: p.grad().asnumpy() for k, p in net._collect_params_with_prefix().items()
-                if p.grad_req != 'null'}
+        return training_gradients(  # the same dropout masks both ways
+            net, lambda outputs: (outputs[0] ** 2).mean() + 0.4 * (outputs[1] ** 2).mean(), x,
+            seed=1)
 
     expected, actual = gradients(False), gradients(True)
     for name, grad in expected.items():
@@ -171,7 +151,7 @@ def test_optimized_logits_stay_close_to_float32(golden_net, scenes, dtype):
     model = gluonseg.optimize(golden_net, dtype, calib_data=[calib])
     assert isinstance(model, OptimizedSegmentation)
     out = model(x).asnumpy()
-    agreement = (out.argmax(axis=1) == expected.argmax(axis=1)).mean()
+    agreement = argmax_agreement(out, expected)
     nodes = json.loads(model._cached_graph[1].tojson())['nodes']
     convs = [n for n in nodes if n['op'] == '_sg_mkldnn_conv']
     assert len(convs) == 45  # every convolution fused with its BatchNorm (and ReLU)
@@ -184,24 +164,6 @@ def test_optimized_logits_stay_close_to_float32(golden_net, scenes, dtype):
         assert 1e-4 < relative_error(out, expected) < 0.2 and agreement >= 0.95
         assert len(quantized) == len(convs) - 1  # all but the classifier
 
-
-def test_onnx_export_matches_mxnet_at_any_batch_and_size(golden_net, tmp_path):
-    pytest.importorskip('onnx', reason='onnx is not installed: pip install -e ".[onnx]"')
-    ort = pytest.importorskip(
-        'onnxruntime', reason='onnxruntime is not installed: pip install --no-deps '
-                              'onnxruntime==1.15.1 (see tests/test_onnx_export.py)')
-    from gluonseg.model_zoo.onnx_export import export_onnx  # lazy: needs onnx
-    path = export_onnx(golden_net, str(tmp_path / 'fastscnn.onnx'), input_shape=(1, 3, 64, 64))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # dynamic shapes make the memory planner chatty
-    session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
-    rng = np.random.RandomState(0)
-    for shape in [(1, 3, 64, 128), (2, 3, 97, 131), (1, 3, 33, 50)]:
-        x = rng.uniform(-2, 2, shape).astype(np.float32)
-        expected = golden_net(mx.nd.array(x)).asnumpy()
-        (out,) = session.run(['logits'], {'data': x})
-        assert out.shape == expected.shape == (shape[0], 19) + shape[2:]
-        assert relative_error(out, expected) < 1e-5, shape
 
 
 @pytest.mark.slow  # 2-4 minutes on 2 CPU cores

@@ -1,5 +1,5 @@
 """ICNet: GluonCV's golden cascade outputs, any input size, outputs by mode, training
-gradients, optimized and ONNX inference."""
+gradients, optimized inference (ONNX export: test_onnx_export.py)."""
 import warnings
 
 import mxnet as mx
@@ -8,17 +8,14 @@ import pytest
 from mxnet import autograd
 
 import gluonseg
-from gluonseg.data.shapes import ShapesSegmentation
-from gluonseg.data.transforms import normalize_image
 from gluonseg.engine.loss import SegmentationLoss
 from gluonseg.model_zoo.icnet import ICNet
 from gluonseg.model_zoo.segbase import set_reproducible_gradients
+from model_checks import (MAX_RELATIVE_ERROR, MIN_ARGMAX_AGREEMENT, argmax_agreement,
+                          assert_close, assert_same_gradients, model_in_both_modes,
+                          relative_error, training_gradients)
+from model_checks import scenes  # noqa: F401  (fixture)
 from spec_utils import fill_golden_weights, golden
-
-
-def _assert_close(actual, expected, limit=1e-4):
-    rel = np.abs(actual - expected).max() / np.abs(expected).max()
-    assert rel < limit, 'relative error %g' % rel
 
 
 @pytest.mark.parametrize('name', [
@@ -33,10 +30,10 @@ def test_golden_outputs_match_gluoncv(name):
     assert len(outputs) == 4
     for i, out in enumerate(outputs):
         assert out.shape == data['out%d' % i].shape
-        _assert_close(out.asnumpy(), data['out%d' % i])
+        assert_close(out.asnumpy(), data['out%d' % i])
     # The hybridized inference graph gives the main output.
     net.hybridize()
-    _assert_close(net(x).asnumpy(), data['out0'])
+    assert_close(net(x).asnumpy(), data['out0'])
 
 
 @pytest.fixture(scope='module')
@@ -47,12 +44,11 @@ def net():
     return net
 
 
-@pytest.mark.parametrize('hybridize', [False, True])
-def test_any_input_size_gives_output_of_that_size(hybridize):
-    mx.random.seed(0)
-    model = gluonseg.get_model('icnet_resnet18_shapes', pretrained_base=False)
-    if hybridize:
-        model.hybridize()
+random_net = model_in_both_modes('icnet_resnet18_shapes')
+
+
+def test_any_input_size_gives_output_of_that_size(random_net):
+    model = random_net
     for h, w in [(97, 131), (64, 96), (33, 50), (18, 18)]:
         assert model(mx.nd.random.normal(shape=(2, 3, h, w))).shape == (2, 4, h, w)
     # Nothing changed inside: the first size again gives the same result as a fresh call.
@@ -90,7 +86,7 @@ def test_inference_returns_the_main_output_and_training_the_four(net):
     # training: compare with an imperative inference now).
     after = net(x)
     assert isinstance(after, mx.nd.NDArray)
-    _assert_close(after.asnumpy(), net.cascade_outputs(x)[0].asnumpy(), limit=1e-5)
+    assert_close(after.asnumpy(), net.cascade_outputs(x)[0].asnumpy(), limit=1e-5)
 
 
 def test_cascade_outputs_in_training_mode_are_the_training_outputs_before_resizing(net):
@@ -109,16 +105,6 @@ def test_cascade_outputs_in_training_mode_are_the_training_outputs_before_resizi
         np.testing.assert_array_equal(out, resized.asnumpy())
 
 
-def _training_gradients(model, x, label):
-    mx.random.seed(1)  # the same dropout mask
-    with autograd.record():
-        loss = SegmentationLoss(output_weights=model.training_output_weights)(model(x), label)
-    loss.backward()
-    return {name: param.grad().asnumpy()
-            for name, param in model._collect_params_with_prefix().items()
-            if param.grad_req != 'null'}
-
-
 def test_reproducible_and_hybridized_training_gradients_equal_the_plain_ones():
     mx.random.seed(0)
     model = gluonseg.get_model('icnet_resnet18_shapes', pretrained_base=False)
@@ -126,16 +112,19 @@ def test_reproducible_and_hybridized_training_gradients_equal_the_plain_ones():
     # make the batch variance, and so the gradients, degenerate).
     x = mx.nd.random.normal(shape=(2, 3, 96, 128))
     label = mx.nd.array(np.random.RandomState(0).randint(0, 4, size=(2, 96, 128)))
-    plain = _training_gradients(model, x, label)
+    loss_fn = SegmentationLoss(output_weights=model.training_output_weights)
+
+    def gradients():
+        return training_gradients(model, lambda outputs: loss_fn(outputs, label), x,
+                                  seed=1)  # the same dropout mask
+    plain = gradients()
     # The network, its head, both fusion units and the pyramid.
     assert set_reproducible_gradients(model) == 5
-    runs = [_training_gradients(model, x, label)]
+    runs = [gradients()]
     model.hybridize(static_alloc=True)
-    runs.append(_training_gradients(model, x, label))
+    runs.append(gradients())
     for grads in runs:
-        for name, grad in plain.items():
-            np.testing.assert_allclose(grads[name], grad, rtol=1e-4,
-                                       atol=1e-5 * np.abs(grad).max(), err_msg=name)
+        assert_same_gradients(grads, plain)
 
 
 def test_bad_input_and_aux_are_refused(net):
@@ -147,45 +136,16 @@ def test_bad_input_and_aux_are_refused(net):
         ICNet(4, backbone='resnet18', aux=True, pretrained_base=False)
 
 
-@pytest.fixture(scope='module')
-def scenes():
-    """4 normalized 96x96 Shapes scenes to evaluate on, 4 to calibrate with."""
-    dataset = ShapesSegmentation('val', size=(96, 96))
-    images = np.stack([normalize_image(dataset[i][0]) for i in range(8)])
-    return mx.nd.array(images[:4]), mx.nd.array(images[4:])
-
-
-# As tests/test_optimize.py: the largest relative error of the logits and the least share of
-# pixels keeping their class.
-@pytest.mark.parametrize('dtype, max_error, min_agreement',
-                         [('float32', 1e-5, 1.0), ('int8', 0.2, 0.95)])
-def test_optimized_logits_stay_close_to_float32(net, scenes, dtype, max_error, min_agreement):
+@pytest.mark.parametrize('dtype', ['float32', 'int8'])
+def test_optimized_logits_stay_close_to_float32(net, scenes, dtype):
     net.hybridize()
     x, calib = scenes
     expected = net(x).asnumpy()
     out = gluonseg.optimize(net, dtype, calib_data=[calib])(x).asnumpy()
     assert out.shape == expected.shape
-    error = np.abs(out - expected).max() / np.abs(expected).max()
-    assert error < max_error, 'relative error %.3g' % error
-    assert (out.argmax(axis=1) == expected.argmax(axis=1)).mean() >= min_agreement
+    error = relative_error(out, expected)
+    assert error < MAX_RELATIVE_ERROR[dtype], 'relative error %.3g' % error
+    assert argmax_agreement(out, expected) >= MIN_ARGMAX_AGREEMENT[dtype]
     if dtype == 'int8':
         assert error > 1e-4, 'no reduced precision visible'
 
-
-def test_onnx_export_matches_mxnet_at_any_batch_and_size(net, tmp_path):
-    pytest.importorskip('onnx', reason='onnx is not installed: pip install -e ".[onnx]"')
-    ort = pytest.importorskip('onnxruntime', reason='onnxruntime is not installed: pip '
-                              'install --no-deps onnxruntime==1.15.1')
-    from gluonseg.model_zoo.onnx_export import export_onnx  # needs onnx, skipped above
-    net.hybridize()
-    path = export_onnx(net, str(tmp_path / 'icnet.onnx'), input_shape=(1, 3, 64, 64))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    runner = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
-    rng = np.random.RandomState(0)
-    for shape in [(1, 3, 64, 64), (2, 3, 97, 131), (1, 3, 33, 50)]:
-        x = rng.uniform(-2, 2, shape).astype(np.float32)
-        expected = net(mx.nd.array(x)).asnumpy()
-        (out,) = runner.run(['logits'], {'data': x})
-        assert out.shape == expected.shape == (shape[0], 4) + shape[2:]
-        _assert_close(out, expected, limit=1e-5)

@@ -13,6 +13,7 @@ from mxnet import autograd
 import gluonseg
 from gluonseg.model_zoo.registry import model_info
 from gluonseg.model_zoo.segbase import resize_like, set_reproducible_gradients
+from model_checks import assert_same_gradients, training_gradients
 from spec_utils import fill_golden_weights, golden, spec_index, spec_layout
 
 SPEC_MODELS = [n for n in spec_index() if not n.startswith('mask_rcnn')]
@@ -153,14 +154,9 @@ def test_hybridized_aux_model_leaves_the_aux_head_out_of_its_inference_graph(met
 
 
 def _training_gradients(net, x, label):
-    mx.random.seed(1)  # the same dropout mask every time
-    with autograd.record():
-        out, aux = net(x)
-        loss = (out * label).sum() + 0.4 * (aux * label).sum()
-    loss.backward()
-    return {name: param.grad().asnumpy()
-            for name, param in net._collect_params_with_prefix().items()
-            if param.grad_req != 'null'}
+    return training_gradients(  # the same dropout mask every time
+        net, lambda outputs: (outputs[0] * label).sum() + 0.4 * (outputs[1] * label).sum(), x,
+        seed=1)
 
 
 @pytest.mark.parametrize('reproducible', [True, False])
@@ -178,9 +174,7 @@ def test_hybridized_training_gradients_equal_the_imperative_ones(method, reprodu
     imperative = _training_gradients(net, x, label)
     net.hybridize(static_alloc=True)
     hybridized = _training_gradients(net, x, label)
-    for name, grad in imperative.items():
-        np.testing.assert_allclose(hybridized[name], grad, rtol=1e-4,
-                                   atol=1e-5 * np.abs(grad).max(), err_msg=name)
+    assert_same_gradients(hybridized, imperative)
 
 
 @pytest.mark.parametrize('source, target', [((7, 9), (33, 40)), ((1, 1), (8, 8)),

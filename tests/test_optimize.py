@@ -10,38 +10,15 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from gluonseg.data.shapes import ShapesSegmentation
-from gluonseg.data.transforms import normalize_image
 from gluonseg.model_zoo.multiscale import MultiScaleEvaluator
 from gluonseg.model_zoo.optimize import OptimizedSegmentation, optimize
+from model_checks import (MAX_RELATIVE_ERROR, MIN_ARGMAX_AGREEMENT, argmax_agreement,
+                          relative_error)
+from model_checks import scenes  # noqa: F401  (fixture)
 from spec_utils import golden_shapes_models
 
 METHODS = ['fcn', 'psp', 'deeplab']
-DTYPES = ['float32', 'bfloat16', 'int8']
-# Max |optimized - float32| / max |float32| over the logits, and the least share of pixels
-# whose class (argmax) agrees with float32, bounded by the number formats over the ~20 layers
-# of a ResNet-18 model: fusion keeps float32 arithmetic (round-off 6e-8 per operation) and
-# only reorders it; bfloat16 keeps 8 significant bits (round-off 2^-9 = 0.2% per value); int8
-# keeps 255 levels per tensor (a step of 1/127 = 0.8% of its largest value). A pixel changes
-# class only where its two best logits lie within that error of each other.
-MAX_RELATIVE_ERROR = {'float32': 1e-5, 'bfloat16': 0.03, 'int8': 0.2}
-MIN_ARGMAX_AGREEMENT = {'float32': 1.0, 'bfloat16': 0.98, 'int8': 0.95}
-
-
-def relative_error(actual, expected):
-    return float(np.abs(actual - expected).max() / np.abs(expected).max())
-
-
-def argmax_agreement(actual, expected):
-    return float((actual.argmax(axis=1) == expected.argmax(axis=1)).mean())
-
-
-@pytest.fixture(scope='module')
-def scenes():
-    """8 normalized 96x96 Shapes scenes: 4 to evaluate on, 4 to calibrate with."""
-    dataset = ShapesSegmentation('val', size=(96, 96))
-    images = np.stack([normalize_image(dataset[i][0]) for i in range(8)])
-    return mx.nd.array(images[:4]), mx.nd.array(images[4:])
+DTYPES = ['float32', 'bfloat16', 'int8']  # the bounds: model_checks.MAX_RELATIVE_ERROR
 
 
 @pytest.fixture(scope='module')

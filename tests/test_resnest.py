@@ -1,5 +1,5 @@
 """ResNeSt classifiers and DeepLabV3 on a dilated ResNeSt: GluonCV's golden outputs, any input
-size, int8 optimization and ONNX export.
+size and int8 optimization (ONNX export: test_onnx_export.py).
 
 (The layouts and SHA-1s of the published files are checked with the other families in
 test_model_zoo.py.)
@@ -15,14 +15,13 @@ import gluonseg
 from gluonseg.data.shapes import ShapesSegmentation
 from gluonseg.data.transforms import normalize_image
 from gluonseg.model_zoo.model_store import ModelStoreError
-from gluonseg.model_zoo.onnx_export import export_onnx
 from gluonseg.model_zoo.resnest import resnest
 from gluonseg.model_zoo.segbase import parse_backbone, resize_like
 from gluonseg.utils import download
 from gluonseg.utils.mxnet_compat import cached_graph
+from model_checks import (MAX_RELATIVE_ERROR, MIN_ARGMAX_AGREEMENT, argmax_agreement,
+                          assert_close, relative_error)
 from spec_utils import fill_golden_weights, golden
-from test_optimize import (MAX_RELATIVE_ERROR, MIN_ARGMAX_AGREEMENT, argmax_agreement,
-                           relative_error)
 
 DEEPER = [101, 200, 269]  # their golden tests build 30M to 130M parameters: slow
 
@@ -31,12 +30,6 @@ def golden_net(name):
     net = gluonseg.get_model(name, pretrained_base=False)
     fill_golden_weights(net)
     return net
-
-
-def assert_close(actual, expected):
-    """Relative error below 1e-4, as test_model_zoo asks of the other families."""
-    error = relative_error(actual, expected)
-    assert error < 1e-4, 'relative error %g' % error
 
 
 def check_deeplab_golden(net, name):
@@ -108,26 +101,6 @@ def test_int8_stays_close_to_float32(deeplab50):
     quantized = [n for n in convs if n.get('attrs', {}).get('quantized') == 'true']
     assert len(quantized) == len(convs) - 1 == 94
 
-
-def test_onnx_export_matches_mxnet(deeplab50, tmp_path):
-    onnx = pytest.importorskip('onnx', reason='onnx is not installed: pip install -e ".[onnx]"')
-    ort = pytest.importorskip('onnxruntime', reason='onnxruntime is not installed: pip install '
-                                                    '--no-deps onnxruntime==1.15.1')
-    deeplab50.hybridize()
-    path = export_onnx(deeplab50, str(tmp_path / 'deeplab_resnest50.onnx'),
-                       input_shape=(1, 3, 64, 64))
-    graph = onnx.load(path).graph
-    read = {name for node in graph.node for name in node.input}
-    assert [t.name for t in graph.initializer if t.name not in read] == []
-    runner = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
-    rng = np.random.RandomState(1)
-    for shape in [(1, 3, 64, 64), (2, 3, 33, 50)]:
-        x = rng.uniform(-2, 2, shape).astype(np.float32)
-        (out,) = runner.run(['logits'], {'data': x})
-        expected = deeplab50(mx.nd.array(x)).asnumpy()
-        assert out.shape == expected.shape == (shape[0], 150) + shape[2:]
-        error = relative_error(out, expected)
-        assert error < 1e-5, '%s: relative error %.3g' % (shape, error)
 
 
 def test_unknown_depth_is_named():
