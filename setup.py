@@ -47,8 +47,9 @@ setup(
         'cpu': ['mxnet==1.9.1'],
         'cu112': ['mxnet-cu112==1.9.1'] + CUDA11_WHEELS,
         'coco': ['pycocotools>=2.0.6'],
-        # The lean Mask R-CNN's RoIAlign on the CPU (gluonseg.model_zoo.rcnn.fast_roi_align);
-        # without it MXNet's slower contrib.ROIAlign gives the same values.
+        # The lean Mask R-CNN's RoIAlign and NMS on the CPU (gluonseg.model_zoo.rcnn.fast_*)
+        # and the optimized segmentation models' final resize (model_zoo.optimize.fast_resize);
+        # without it MXNet's slower operators give the same values.
         'fast': ['numba>=0.57'],
         # ONNX export (gluonseg.model_zoo.onnx_export): MXNet 1.9.1's exporter needs
         # onnx.mapping, gone from later onnx; 1.14.1 installs beside numpy<1.24.

@@ -9,7 +9,7 @@
 
 * a semantic segmentation network (any gluonseg family, or a ``SymbolBlock`` of one) becomes an
   :class:`OptimizedSegmentation` (:mod:`.segmentation`: the float32, bfloat16 and int8
-  paths);
+  paths; :mod:`.fast_resize`: its final resize on the CPU, by a numba kernel);
 * a :class:`~gluonseg.model_zoo.rcnn.MaskRCNN` becomes an :class:`OptimizedMaskRCNN`, its
   lean inference with fused (float32) or quantized (int8) blocks (:mod:`.mask_rcnn`).
 

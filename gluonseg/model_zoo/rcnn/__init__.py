@@ -21,7 +21,6 @@ module                concept
 ``split_stage``       C4's stage 4 with its first 1x1 convs before RoIAlign (optimized path)
 ``mask_rcnn``         the model (inference and training passes) and the published COCO models
 ``predict``           any image in, detections in its own pixels out
-``numba_support``     what the numba kernels share (compilation, threads)
 ====================  ===========================================================
 """
 from ...data.instance_transforms import resize_short_within

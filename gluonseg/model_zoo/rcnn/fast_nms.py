@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import mxnet as mx
 import numpy as np
 
-from .numba_support import compile_kernel, kernel_threads, numba
+from ...utils.numba_support import compile_kernel, kernel_threads, numba
 
 __all__ = ['box_nms', 'contrib_box_nms']
 

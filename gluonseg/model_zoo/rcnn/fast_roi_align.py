@@ -19,7 +19,7 @@ import mxnet as mx
 import numpy as np
 
 from ...utils.mxnet_compat import host_view
-from .numba_support import compile_kernel, kernel_threads, numba
+from ...utils.numba_support import compile_kernel, kernel_threads, numba
 
 __all__ = ['available', 'ChannelsLastMaps', 'roi_align', 'roi_align_by_level']
 

@@ -1,6 +1,7 @@
-"""What the numba CPU kernels (:mod:`~.fast_roi_align`, :mod:`~.fast_nms`) share: the
-optional numba import (``pip install gluonseg[fast]``), how a kernel is compiled, and how
-many threads run it."""
+"""What the numba CPU kernels (Mask R-CNN's :mod:`~gluonseg.model_zoo.rcnn.fast_roi_align`
+and :mod:`~gluonseg.model_zoo.rcnn.fast_nms`, the segmentation models' final resize
+:mod:`~gluonseg.model_zoo.optimize.fast_resize`) share: the optional numba import
+(``pip install gluonseg[fast]``), how a kernel is compiled, and how many threads run it."""
 import os
 
 try:
