@@ -27,7 +27,10 @@ image (NumPy only: :func:`gluonseg.utils.paste.paste_detections`).
 
 One image per run (batch 1): the input's batch dimension is fixed at 1.
 ``net.detect(x, score_thresh, max_dets)`` keeps the first rows scoring at least
-``score_thresh`` of these same K rows; a deployment does that on the outputs.
+``score_thresh`` of these same K rows; a deployment does that on the outputs. Where
+several candidates have exactly the same score across the K-th row, the graph keeps them
+in index order (ONNX ``TopK``) and MXNet in its sort's order, so those last tied rows may
+differ; every other row is the same.
 
 Opset 13 by default (13 to the installed onnx's latest). The ONNX operators of the
 detection part are ``NonMaxSuppression``, ``RoiAlign``, ``TopK``, ``GatherND``,
