@@ -151,7 +151,10 @@ class FeatureFusion(nn.HybridBlock):
     def hybrid_forward(self, F, higher, lower):
         lower = resize_like(F, lower, higher, self.reproducible_gradients)
         lower = self.bn(self.conv_lower_res(self.dwconv(lower)))
-        return F.relu(lower + self.bn_high(self.conv_higher_res(higher)))
+        # Activation rather than F.relu: oneDNN's kernel (MXNet's relu op is many times
+        # slower on a CPU, and breaks the conv+norm+ReLU fusion of optimize()).
+        return F.Activation(lower + self.bn_high(self.conv_higher_res(higher)),
+                            act_type='relu')
 
 
 class Classifier(nn.HybridBlock):
