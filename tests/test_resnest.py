@@ -57,7 +57,8 @@ def test_classifier_gives_gluoncvs_golden_logits(depth):
     assert_close(net(mx.nd.array(data['input'])).asnumpy(), data['out0'])
 
 
-@pytest.mark.parametrize('hybridize', [False, True])
+# The imperative run is slow-only: it adds about 0.3 GB to the default run's memory.
+@pytest.mark.parametrize('hybridize', [pytest.param(False, marks=pytest.mark.slow), True])
 def test_deeplab_resnest50_gives_gluoncvs_golden_outputs(deeplab50, hybridize):
     deeplab50.hybridize(hybridize)
     check_deeplab_golden(deeplab50, 'deeplab_resnest50_ade')
