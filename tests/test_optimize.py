@@ -10,12 +10,13 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+import gluonseg
 from gluonseg.model_zoo.multiscale import MultiScaleEvaluator
 from gluonseg.model_zoo.optimize import OptimizedSegmentation, optimize
 from model_checks import (MAX_RELATIVE_ERROR, MIN_ARGMAX_AGREEMENT, argmax_agreement,
-                          relative_error)
+                          narrow_wideresnet, relative_error)
 from model_checks import scenes  # noqa: F401  (fixture)
-from spec_utils import golden_shapes_models
+from spec_utils import fill_golden_weights, golden_shapes_models
 
 METHODS = ['fcn', 'psp', 'deeplab']
 DTYPES = ['float32', 'bfloat16', 'int8']  # the bounds: model_checks.MAX_RELATIVE_ERROR
@@ -205,3 +206,24 @@ def test_bad_arguments_are_named(nets):
     with pytest.raises(ValueError, match='has no value yet'):
         optimize(uninitialized)
 
+
+
+# The other families in bfloat16 (their own test files check float32 and int8), in the slow
+# suite: the default run's memory is at its 4 GB limit.
+OTHER_FAMILIES = ['danet_resnet18_shapes', 'icnet_resnet18_shapes', 'fastscnn_shapes',
+                  'deeplab_resnest50_voc', 'deeplab_v3b_plus_wideresnet_voc']
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', OTHER_FAMILIES)
+def test_other_families_in_bfloat16_stay_close_to_float32(name, scenes):
+    with narrow_wideresnet():  # only the WideResNet-38 model is narrowed
+        net = gluonseg.get_model(name, pretrained_base=False, nclass=4)
+    fill_golden_weights(net)
+    net.hybridize()
+    x, _ = scenes
+    expected = net(x).asnumpy()
+    out = optimize(net, dtype='bfloat16')(x).asnumpy()
+    error = relative_error(out, expected)
+    assert 1e-4 < error < MAX_RELATIVE_ERROR['bfloat16'], '%s: relative error %.3g' % (name, error)
+    assert argmax_agreement(out, expected) >= MIN_ARGMAX_AGREEMENT['bfloat16']
