@@ -19,13 +19,12 @@ kernel into memory that the returned NDArray then holds (no copy of the 160 MB o
 (``pip install gluonseg[fast]``) or the array is not float32 on the CPU.
 """
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 import mxnet as mx
 import numpy as np
 
 from ...utils.mxnet_compat import host_view
-from ...utils.numba_support import compile_kernel, kernel_threads, numba
+from ...utils.numba_support import compile_kernel, numba, run_in_threads
 
 __all__ = ['available', 'bilinear_resize', 'FinalResize']
 
@@ -123,14 +122,8 @@ def bilinear_resize(data, height, width):
     row_taps, row_weights = _taps(in_h, height)
     col_taps, col_weights = _taps(in_w, width)
     tasks = np.arange(batch * channels * -(-height // _ROWS_PER_TASK))
-    threads = max(1, min(kernel_threads(), len(tasks)))
     args = (src, dst, row_taps, row_weights, col_taps, col_weights)
-    if threads == 1:
-        _resize_tasks(*args, tasks)
-    else:
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(lambda part: _resize_tasks(*args, part),
-                          np.array_split(tasks, threads)))
+    run_in_threads(lambda part: _resize_tasks(*args, part), tasks)
     return mx.nd.from_numpy(resized, zero_copy=True)
 
 

@@ -13,12 +13,11 @@ in the tests).
 :func:`box_nms` falls back to ``contrib.box_nms`` when numba is not installed
 (``pip install gluonseg[fast]``), the rows are not float32 or not on the CPU.
 """
-from concurrent.futures import ThreadPoolExecutor
 
 import mxnet as mx
 import numpy as np
 
-from ...utils.numba_support import compile_kernel, kernel_threads, numba
+from ...utils.numba_support import compile_kernel, numba, run_in_threads
 
 __all__ = ['box_nms', 'contrib_box_nms']
 
@@ -126,11 +125,9 @@ def box_nms(data, overlap_thresh, topk=-1, score_index=0, coord_start=1, id_inde
     args = (score_index, coord_start, id_index, id_index >= 0 and not force_suppress,
             np.float32(valid_thresh), min(topk, num) if topk > 0 else -1,
             np.float32(overlap_thresh), max_out)
-    threads = min(kernel_threads(), batch)
-    if threads == 1:
-        for b in range(batch):
+
+    def suppress(images):
+        for b in images:
             _greedy_nms(rows[b], *args, out[b])
-    else:
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(lambda b: _greedy_nms(rows[b], *args, out[b]), range(batch)))
+    run_in_threads(suppress, range(batch))
     return mx.nd.array(out, ctx=data.context)

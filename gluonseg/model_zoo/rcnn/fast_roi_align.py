@@ -13,13 +13,12 @@ gradient: :meth:`~.roi_align.RoIAlignExtractor.pool` uses it at inference; train
 :func:`roi_align` falls back to ``contrib.ROIAlign`` when numba is not installed
 (``pip install gluonseg[fast]``) or the arrays are not on the CPU.
 """
-from concurrent.futures import ThreadPoolExecutor
 
 import mxnet as mx
 import numpy as np
 
 from ...utils.mxnet_compat import host_view
-from ...utils.numba_support import compile_kernel, kernel_threads, numba
+from ...utils.numba_support import compile_kernel, numba, run_in_threads
 
 __all__ = ['available', 'ChannelsLastMaps', 'roi_align', 'roi_align_by_level']
 
@@ -198,17 +197,13 @@ def roi_align_by_level(features, rois, level_rows, output_size, spatial_scales,
     pooled = mx.nd.empty((count, features[0].shape[1], side, side),
                          ctx=features[0].context)
     out = host_view(pooled)
-    threads = kernel_threads()
-    with ThreadPoolExecutor(threads) as pool:
-        for level, (rows, scale) in enumerate(zip(level_rows, spatial_scales)):
-            if not len(rows):
-                continue
-            feature = maps.channels_last(level)
-            chunks = np.array_split(np.asarray(rows, dtype=np.int64), min(threads, len(rows)))
-            list(pool.map(lambda part: _pool_rois(feature, boxes, np.float32(scale),
-                                                  output_size, sample_ratio, bin_step,
-                                                  avg_pool, out, part),
-                          chunks))
+    for level, (rows, scale) in enumerate(zip(level_rows, spatial_scales)):
+        if not len(rows):
+            continue
+        feature = maps.channels_last(level)
+        run_in_threads(lambda part: _pool_rois(feature, boxes, np.float32(scale), output_size,
+                                               sample_ratio, bin_step, avg_pool, out, part),
+                       np.asarray(rows, dtype=np.int64))
     return pooled
 
 
